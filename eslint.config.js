@@ -1,0 +1,32 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/', 'out/', 'node_modules/', 'coverage/', '.tmp/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      eqeqeq: ['error', 'smart'],
+      'no-console': 'off',
+    },
+  },
+  {
+    // Only config/ may read the environment: everything else gets a parsed Config.
+    files: ['src/**/*.ts'],
+    ignores: ['src/config/**', 'src/cli/main.ts'],
+    rules: {
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read settings through src/config.' }],
+    },
+  },
+  {
+    // The D-ID client is the only module that speaks HTTP to D-ID; adapters never import BullMQ.
+    files: ['src/did/**/*.ts', 'src/download/**/*.ts', 'src/manifest/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: 'bullmq', message: 'Only queue/ and worker/ speak BullMQ.' }] }],
+    },
+  },
+);

@@ -1,0 +1,60 @@
+import { parseArgs } from 'node:util';
+import { enqueueManifest } from '../../queue/producer.js';
+import { openQueue } from '../../queue/talk-queue.js';
+import { UsageError } from '../../shared/errors.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+import { printIssues } from '../output.js';
+
+export const ENQUEUE_HELP = `Usage: talkbatch enqueue <manifest> [options]
+
+Validates the manifest and adds one job per row to the queue for "talkbatch worker" processes.
+Prints the batch id. Needs REDIS_URL (workers must reach the same Redis).
+
+Options:
+  --batch ID             batch id (default: generated); the same manifest and id add nothing twice
+  --allow-partial        enqueue the valid rows even when some rows are invalid
+  --json                 print the result as JSON
+${MANIFEST_HELP}
+${GLOBAL_HELP}`;
+
+export async function enqueueCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, batch: { type: 'string' }, 'allow-partial': { type: 'boolean' }, json: { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(ENQUEUE_HELP);
+    return 0;
+  }
+  const manifest = positionals[0];
+  if (!manifest || positionals.length > 1) throw new UsageError('enqueue needs exactly one manifest path');
+  const config = configFromFlags(values);
+  if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: enqueue adds jobs for workers elsewhere, so it needs their Redis (or use "talkbatch run")');
+  const options = manifestOptionsFrom(values);
+  const handle = await openQueue(config, config.redisUrl);
+  try {
+    const result = await enqueueManifest(handle, manifest, {
+      ...options,
+      ...(values.batch ? { batchId: values.batch } : {}),
+      allowPartial: values['allow-partial'] === true,
+    });
+    if (result.issues.length > 0) printIssues(result.issues);
+    if (values.json) {
+      const { report: _report, ...summary } = result;
+      console.log(JSON.stringify(summary, null, 2));
+    } else {
+      console.log(result.batchId);
+      process.stderr.write(
+        `${result.added} rows enqueued, ${result.alreadyPresent} already present, ${result.invalid} invalid, ${result.skippedEmpty} empty (~${Math.round(result.estimatedSeconds)} s of video)\n`,
+      );
+    }
+    return 0;
+  } catch (error) {
+    if (printIssues(error)) return 2;
+    throw error;
+  } finally {
+    await handle.close();
+  }
+}

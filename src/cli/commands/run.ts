@@ -1,0 +1,130 @@
+import { parseArgs } from 'node:util';
+import type { Config } from '../../config/index.js';
+import { DidClient } from '../../did/index.js';
+import { enqueueManifest } from '../../queue/producer.js';
+import { openQueue } from '../../queue/talk-queue.js';
+import { writeBatchReport } from '../../report/results.js';
+import type { Logger } from '../../shared/logger.js';
+import { UsageError } from '../../shared/errors.js';
+import { startTalkWorker } from '../../worker/create-worker.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+import { printIssues } from '../output.js';
+import { watchBatch } from '../progress.js';
+
+export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
+
+Validates the manifest, enqueues one job per row, runs workers in this process until every row is
+done or failed, then writes out/<batch>/results.csv and results.jsonl. Rerunning the same manifest
+with the same --batch adds nothing and makes nothing twice.
+
+Options:
+  --batch ID             batch id (default: generated, e.g. 20261125-071502-a1b2c3)
+  --allow-partial        enqueue the valid rows even when some rows are invalid
+${MANIFEST_HELP}
+${GLOBAL_HELP}
+
+Exit codes: 0 all rows done, 1 some rows failed or a runtime error, 2 usage, config or manifest error.`;
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, batch: { type: 'string' }, 'allow-partial': { type: 'boolean' } },
+  });
+  if (values.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const manifest = positionals[0];
+  if (!manifest || positionals.length > 1) throw new UsageError('run needs exactly one manifest path (see talkbatch run --help)');
+  const config = configFromFlags(values);
+  if (!config.didApiKey) {
+    throw new UsageError('DID_API_KEY is not set. Put your D-ID key in the environment or .env, or try "npm run demo" to use the built-in simulator.');
+  }
+  return runBatch({
+    config,
+    logger: loggerFor(config),
+    manifest,
+    manifestOptions: manifestOptionsFrom(values),
+    ...(values.batch ? { batchId: values.batch } : {}),
+    allowPartial: values['allow-partial'] === true,
+    quiet: values.quiet === true,
+  });
+}
+
+export interface RunBatchOptions {
+  config: Config;
+  logger: Logger;
+  manifest: string;
+  manifestOptions: ReturnType<typeof manifestOptionsFrom>;
+  batchId?: string;
+  allowPartial?: boolean;
+  quiet?: boolean;
+  did?: DidClient;
+}
+
+/** enqueue + in-process workers + progress + report: the whole job for one manifest. */
+export async function runBatch(options: RunBatchOptions): Promise<number> {
+  const { config, logger } = options;
+  const redis = await redisFor(config);
+  const handle = await openQueue(config, redis.url).catch(async (error: unknown) => {
+    await redis.stop();
+    throw error;
+  });
+  let worker: Awaited<ReturnType<typeof startTalkWorker>> | undefined;
+  const stopWatching = new AbortController();
+  const removeSignals = onStopSignals(() => stopWatching.abort());
+  try {
+    let enqueued;
+    try {
+      enqueued = await enqueueManifest(handle, options.manifest, {
+        ...options.manifestOptions,
+        ...(options.batchId ? { batchId: options.batchId } : {}),
+        allowPartial: options.allowPartial === true,
+      });
+    } catch (error) {
+      if (printIssues(error)) return 2;
+      throw error;
+    }
+    if (enqueued.issues.length > 0) printIssues(enqueued.issues);
+    const say = (line: string): void => {
+      if (!options.quiet) process.stderr.write(`${line}\n`);
+    };
+    say(
+      `batch ${enqueued.batchId}: ${enqueued.added} rows enqueued` +
+        (enqueued.alreadyPresent ? `, ${enqueued.alreadyPresent} already in the batch` : '') +
+        (enqueued.skippedEmpty ? `, ${enqueued.skippedEmpty} empty rows skipped` : '') +
+        ` (~${Math.round(enqueued.estimatedSeconds)} s of video)`,
+    );
+
+    worker = await startTalkWorker({ config, redisUrl: redis.url, logger, ...(options.did ? { did: options.did } : {}) });
+    const activeWorker = worker;
+    const counts = await watchBatch({
+      batches: handle.batches,
+      batchId: enqueued.batchId,
+      tty: Boolean(process.stderr.isTTY),
+      quiet: options.quiet === true,
+      signal: stopWatching.signal,
+      stopWhen: () => activeWorker.fatal !== undefined,
+    });
+    await worker.close();
+    const report = await writeBatchReport(handle, enqueued.batchId, config.outDir);
+    if (worker.fatal) {
+      process.stderr.write(`error: ${worker.fatal.message}\n`);
+      return 1;
+    }
+    const finished = counts.done + counts.failed >= counts.total;
+    console.log(
+      `${finished ? 'finished' : 'stopped'}: ${counts.done} done, ${counts.failed} failed` +
+        (finished ? '' : `, ${counts.total - counts.done - counts.failed} not finished (run "talkbatch worker" to go on)`) +
+        `\nvideos:  ${report.dir}\nresults: ${report.csv}\n         ${report.jsonl}`,
+    );
+    return counts.failed > 0 || !finished ? 1 : 0;
+  } finally {
+    removeSignals();
+    await worker?.close();
+    await handle.close();
+    await redis.stop();
+  }
+}

@@ -1,0 +1,42 @@
+import { parseArgs } from 'node:util';
+import { formatIssue, validateManifest } from '../../manifest/index.js';
+import { UsageError } from '../../shared/errors.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+
+export const VALIDATE_HELP = `Usage: talkbatch validate <manifest> [options]
+
+Checks every row without spending anything or touching Redis: lists every problem with its line and
+column, counts rows, and estimates the seconds of video the batch will make.
+
+Options:
+  --json                 print the report as JSON
+${MANIFEST_HELP}
+  -h, --help             this help
+
+Exit codes: 0 no problems, 1 problems found, 2 usage error.`;
+
+export async function validateCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { ...MANIFEST_OPTIONS, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.log(VALIDATE_HELP);
+    return 0;
+  }
+  const manifest = positionals[0];
+  if (!manifest || positionals.length > 1) throw new UsageError('validate needs exactly one manifest path');
+  const report = await validateManifest(manifest, manifestOptionsFrom(values));
+  if (values.json) {
+    console.log(JSON.stringify(report, null, 2));
+  } else {
+    for (const issue of report.issues) console.log(formatIssue(issue));
+    const invalid = report.rows - report.valid - report.skippedEmpty;
+    console.log(
+      `${report.file}: ${report.rows} rows (${report.format}), ${report.valid} valid, ${invalid} invalid, ${report.skippedEmpty} empty skipped; ` +
+        `${report.issues.length} problem${report.issues.length === 1 ? '' : 's'}; about ${Math.round(report.estimatedSeconds)} s of video`,
+    );
+  }
+  return report.issues.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,49 @@
+import { parseArgs } from 'node:util';
+import { writeBatchReport } from '../../report/results.js';
+import { openQueue } from '../../queue/talk-queue.js';
+import { UsageError } from '../../shared/errors.js';
+import { startTalkWorker } from '../../worker/create-worker.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals } from '../context.js';
+
+export const WORKER_HELP = `Usage: talkbatch worker [options]
+
+Processes jobs from the queue until stopped. Run as many as you like, on any machines that share
+the Redis; --concurrency (global, stored in Redis) caps renders in flight across all of them.
+SIGTERM/SIGINT: stop taking jobs, hand rows waiting on D-ID back to the queue, finish downloads,
+exit within TALKBATCH_SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
+
+Options:
+  --worker-concurrency N jobs this process runs at once (default: --concurrency)
+${GLOBAL_HELP}`;
+
+export async function workerCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, 'worker-concurrency': { type: 'string' } } });
+  if (values.help) {
+    console.log(WORKER_HELP);
+    return 0;
+  }
+  const config = configFromFlags(values, { TALKBATCH_WORKER_CONCURRENCY: values['worker-concurrency'] });
+  if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: workers need the Redis their jobs are in');
+  if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
+  const logger = loggerFor(config);
+  const reports = await openQueue(config, config.redisUrl);
+  const worker = await startTalkWorker({
+    config,
+    redisUrl: config.redisUrl,
+    logger,
+    onBatchFinished: async (batchId) => {
+      const report = await writeBatchReport(reports, batchId, config.outDir);
+      logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
+    },
+  });
+  logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
+  const removeSignals = onStopSignals(() => void worker.close());
+  try {
+    await worker.stopped;
+  } finally {
+    removeSignals();
+    await reports.close();
+  }
+  logger.info('worker stopped');
+  return worker.fatal ? 1 : 0;
+}

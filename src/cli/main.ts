@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+import { ConfigError, UsageError } from '../shared/errors.js';
+import { RedisUnavailableError } from '../queue/local-redis.js';
+import { pauseCommand, reportCommand, retryCommand } from './commands/admin.js';
+import { demoCommand } from './commands/demo.js';
+import { enqueueCommand } from './commands/enqueue.js';
+import { runCommand } from './commands/run.js';
+import { statusCommand } from './commands/status.js';
+import { validateCommand } from './commands/validate.js';
+import { workerCommand } from './commands/worker.js';
+
+const HELP = `talkbatch: personalised talking-head videos from spreadsheets, through D-ID's talks API
+
+Usage: talkbatch <command> [options]      (talkbatch <command> --help for details)
+
+Commands:
+  run <manifest>       validate, enqueue, process with in-process workers, report (the whole job)
+  demo                 run jobs/demo.csv against the built-in D-ID simulator and a private Redis
+  validate <manifest>  check every row, count them and estimate video seconds; spends nothing
+  enqueue <manifest>   add a manifest's rows to the queue for separate workers
+  worker               process queued rows until stopped
+  status [batchId]     queue and batch progress (--watch to follow)
+  report <batchId>     rebuild results.csv / results.jsonl for a batch
+  retry <batchId> --failed   re-enqueue a batch's failed rows
+  pause | resume       stop / restart taking jobs across all workers
+  simulate             run the D-ID simulator as a standalone server
+
+Configuration comes from the environment (and .env); see the README's config table.
+Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return runCommand(rest);
+    case 'demo':
+      return demoCommand(rest);
+    case 'validate':
+      return validateCommand(rest);
+    case 'enqueue':
+      return enqueueCommand(rest);
+    case 'worker':
+      return workerCommand(rest);
+    case 'status':
+      return statusCommand(rest);
+    case 'report':
+      return reportCommand(rest);
+    case 'retry':
+      return retryCommand(rest);
+    case 'pause':
+    case 'resume':
+      return pauseCommand(rest, command);
+    case 'simulate':
+    case 'simulator': {
+      const { runSimulatorCommand } = await import('../simulator/cli.js');
+      await runSimulatorCommand(rest);
+      return 0;
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(HELP);
+      return command === undefined ? 2 : 0;
+    case '--version':
+    case '-V': {
+      const { createRequire } = await import('node:module');
+      console.log((createRequire(import.meta.url)('../../package.json') as { version: string }).version);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}" (talkbatch --help lists them)`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof RedisUnavailableError) {
+      process.stderr.write(`talkbatch: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    // parseArgs' own usage errors (unknown option, missing value).
+    const code = (error as { code?: string } | null)?.code;
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`talkbatch: ${(error as Error).message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    process.stderr.write(`talkbatch: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

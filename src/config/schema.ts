@@ -1,0 +1,87 @@
+import { z } from 'zod';
+
+const emptyToUndefined = (value: unknown): unknown => (typeof value === 'string' && value.trim() === '' ? undefined : value);
+const int = (min: number, max: number, fallback: number) =>
+  z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(fallback));
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+const bool = (fallback: boolean) =>
+  z.preprocess(emptyToUndefined, z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] }).default(fallback));
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const redisUrl = z
+  .string()
+  .refine((value) => /^(rediss?|redis\+unix|unix):\/\//.test(value) || value.startsWith('/'), 'must be a redis:// or rediss:// URL, or a unix socket path');
+
+/**
+ * Every setting talkbatch reads, keyed by its environment variable. This table is the single place
+ * where variable names appear; the README's config table is written from it.
+ */
+export const ENV_SCHEMA = z.object({
+  DID_API_KEY: optionalString,
+  DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
+  DID_ELEVENLABS_API_KEY: optionalString,
+  REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
+  TALKBATCH_OUT_DIR: z.preprocess(emptyToUndefined, z.string().default('out')),
+  TALKBATCH_QUEUE: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('talks')),
+  TALKBATCH_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[^:\s]+$/, 'must not contain ":" or spaces').default('{talkbatch}')),
+  TALKBATCH_CONCURRENCY: int(1, 1000, 4),
+  TALKBATCH_WORKER_CONCURRENCY: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1000).optional()),
+  TALKBATCH_ATTEMPTS: int(1, 100, 8),
+  TALKBATCH_POLL_INITIAL_MS: int(50, 600_000, 1_000),
+  TALKBATCH_POLL_MAX_MS: int(50, 600_000, 5_000),
+  TALKBATCH_RENDER_TIMEOUT_MS: int(1_000, 86_400_000, 20 * 60_000),
+  TALKBATCH_HTTP_TIMEOUT_MS: int(100, 600_000, 30_000),
+  TALKBATCH_DOWNLOAD_TIMEOUT_MS: int(1_000, 3_600_000, 5 * 60_000),
+  TALKBATCH_RECONCILE_WINDOW: int(10, 100_000, 1_000),
+  TALKBATCH_CREDIT_CHECK_MS: int(1_000, 3_600_000, 60_000),
+  TALKBATCH_KEEP_JOBS_HOURS: int(1, 24 * 365, 24 * 14),
+  TALKBATCH_SHUTDOWN_TIMEOUT_MS: int(1_000, 600_000, 30_000),
+  TALKBATCH_LOCK_MS: int(1_000, 600_000, 30_000),
+  TALKBATCH_STALLED_INTERVAL_MS: int(500, 600_000, 30_000),
+  TALKBATCH_MAX_STALLED: int(1, 1_000, 25),
+  DOCKER_HOST: optionalString,
+  TALKBATCH_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  TALKBATCH_LOG_PRETTY: z.preprocess(emptyToUndefined, bool(false).optional()),
+  TALKBATCH_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https$/, error: 'must be an https URL (D-ID only calls https webhooks)' }).optional()),
+  TALKBATCH_WEBHOOK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+});
+
+export type EnvInput = z.input<typeof ENV_SCHEMA>;
+export type EnvName = keyof typeof ENV_SCHEMA.shape;
+
+/** Names whose values are secrets: never printed, not even in validation errors. */
+export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'REDIS_URL']);
+
+export interface Config {
+  readonly didApiKey: string | undefined;
+  readonly didApiUrl: string;
+  readonly elevenLabsApiKey: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly outDir: string;
+  readonly queueName: string;
+  readonly prefix: string;
+  /** Renders in flight across every worker of the queue (BullMQ global concurrency). */
+  readonly concurrency: number;
+  /** Jobs one worker process runs at once; defaults to `concurrency`. */
+  readonly workerConcurrency: number;
+  readonly attempts: number;
+  readonly pollInitialMs: number;
+  readonly pollMaxMs: number;
+  readonly renderTimeoutMs: number;
+  readonly httpTimeoutMs: number;
+  readonly downloadTimeoutMs: number;
+  readonly reconcileWindow: number;
+  readonly creditCheckMs: number;
+  readonly keepJobsHours: number;
+  readonly shutdownTimeoutMs: number;
+  /** A worker that has not renewed a job's lock for this long is presumed dead and its job is taken over. */
+  readonly lockMs: number;
+  readonly stalledIntervalMs: number;
+  /** How often one job may be taken over from a dead worker before it fails. Steps are checkpointed, so high is safe. */
+  readonly maxStalled: number;
+  readonly dockerHost: string | undefined;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly logPretty: boolean | undefined;
+  readonly publicUrl: string | undefined;
+  readonly webhookSecret: string | undefined;
+}

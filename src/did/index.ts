@@ -1,0 +1,4 @@
+export { DidClient, parseDidTime, type DidClientOptions, type FindTalkOptions, type RequestOptions } from './client.js';
+export * from './errors.js';
+export * from './schemas.js';
+export { parseRetryAfterMs } from './retry-after.js';

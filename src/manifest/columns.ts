@@ -1,0 +1,78 @@
+/*
+ * Column names: headers and JSON keys are matched case-insensitively after normalising to lower_snake_case
+ * ("First Name", "firstName" and "first-name" all become first_name), then common aliases are resolved.
+ * Template variables go through the same two steps, so `{{Photo}}` reads the image_url column.
+ */
+
+const ALIASES: Readonly<Record<string, string>> = {
+  image: 'image_url',
+  photo: 'image_url',
+  avatar: 'image_url',
+  source_url: 'image_url',
+  text: 'script',
+  script_text: 'script',
+  voice_id: 'voice',
+  filename: 'name',
+  file_name: 'name',
+  file: 'name',
+  output: 'name',
+  output_name: 'name',
+  audio: 'audio_url',
+};
+
+/** Columns with a meaning of their own; any other column is only a template variable. */
+export const KNOWN_COLUMNS: ReadonlySet<string> = new Set([
+  'id', 'image_url', 'script', 'audio_url', 'name',
+  'voice', 'provider', 'language', 'voice_style', 'voice_rate', 'voice_pitch', 'stability', 'similarity_boost', 'model_id',
+  'stitch', 'fluent', 'result_format', 'pad_audio', 'subtitles', 'ssml', 'config', 'voice_config',
+]);
+
+/** Columns whose JSON value may be an object (anywhere else an object or list is an issue). */
+export const OBJECT_COLUMNS: ReadonlySet<string> = new Set(['config', 'voice_config']);
+
+/** lower_snake_case without alias resolution: "First Name" -> first_name, "imageURL" -> image_url. */
+export function snakeCase(name: string): string {
+  return name
+    .normalize('NFC')
+    .trim()
+    .replace(/([\p{Ll}\p{N}])(\p{Lu})/gu, '$1_$2')
+    .replace(/(\p{Lu})(\p{Lu}\p{Ll})/gu, '$1_$2')
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]+/gu, '_')
+    .replace(/^_+|_+$/g, '');
+}
+
+/** Normalised name with aliases resolved; '' for a name with no letters or digits. */
+export function canonicalColumn(name: string): string {
+  const snake = snakeCase(name);
+  return ALIASES[snake] ?? snake;
+}
+
+/** Levenshtein distance (small inputs: header names). */
+export function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + cost);
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/** The candidate closest to `name` when it is close enough to be a typo, else undefined. */
+export function closestName(name: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(name, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  const limit = Math.max(2, Math.floor(name.length / 3));
+  return bestDistance <= limit ? best : undefined;
+}

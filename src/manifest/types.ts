@@ -1,0 +1,76 @@
+import type { CreateTalkRequest, ProviderType, TalkConfig } from '../did/schemas.js';
+
+/** One problem found in a manifest. `line` 0 means "the whole file" (it could not be opened at all). */
+export interface ManifestIssue {
+  file: string;
+  /** 1-based physical line (CSV: the header is line 1; a multi-line record reports the line it starts on). */
+  line: number;
+  /** Canonical column / field name (lower_snake_case, aliases resolved), e.g. `image_url`. */
+  column?: string;
+  /** 1-based CSV column index, when known (never set for JSON). */
+  columnNumber?: number;
+  /** Human text, no trailing period. */
+  message: string;
+}
+
+/** Batch-wide values used when a row leaves the cell empty; row cells always win. */
+export interface ManifestDefaults {
+  /** D-ID `source_url` for rows without `image_url`. */
+  imageUrl?: string;
+  voice?: string;
+  /** Provider for rows without a `provider` cell. Default: microsoft when a voice is known, else none (D-ID's default). */
+  provider?: ProviderType;
+  language?: string;
+  /** Merged under the row's config columns. */
+  config?: TalkConfig;
+  subtitles?: boolean;
+  ssml?: boolean;
+}
+
+export type ManifestFormat = 'csv' | 'json' | 'jsonl';
+
+export interface ManifestOptions {
+  /** Default: from the extension (.csv/.tsv/.txt, .json, .jsonl/.ndjson), else sniffed from the first bytes. */
+  format?: ManifestFormat;
+  /** Script template (`{{column}}`, `{{column|fallback}}`) for rows without a `script` or `audio_url` cell. */
+  template?: string;
+  /** Output file name template. Default: the row's `name` cell, else its `id`, else its row key. A `name` cell wins. */
+  nameTemplate?: string;
+  defaults?: ManifestDefaults;
+}
+
+export interface ManifestRow {
+  /** 1-based physical line where the record starts. */
+  line: number;
+  /** `id` when present, else `r` + 16 hex chars of a content hash (see computeRowKey). */
+  rowKey: string;
+  /** The row's cells keyed by canonical column name, values trimmed (nested JSON objects are JSON-encoded). */
+  input: Record<string, string>;
+  /** The D-ID POST /talks body without `user_data` and `webhook`; it passes `CreateTalkRequest.parse`. */
+  talk: CreateTalkRequest;
+  /** A plain file name ending in .mp4 (or .mov when `config.result_format` is mov). */
+  outputName: string;
+  /** Text scripts: characters (SSML tags stripped) / 14, to 0.1 s, at least 1. Audio scripts: null. */
+  estimatedSeconds: number | null;
+}
+
+export type ManifestRecord =
+  | { ok: true; row: ManifestRow }
+  | { ok: false; line: number; issues: ManifestIssue[] }
+  /** Every cell empty: skipped and counted. */
+  | { ok: 'empty'; line: number };
+
+export interface ValidationReport {
+  file: string;
+  format: ManifestFormat;
+  /** Data records seen, including empty ones (file-level problems are not records). */
+  rows: number;
+  valid: number;
+  skippedEmpty: number;
+  /** Every issue, sorted by line (stable: within a line, in the order found). */
+  issues: ManifestIssue[];
+  /** Sum over valid text rows, to 0.1 s. */
+  estimatedSeconds: number;
+  /** Canonical column names: the CSV header order, or first-seen order of JSON keys. */
+  columns: string[];
+}

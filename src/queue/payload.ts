@@ -1,0 +1,76 @@
+import { z } from 'zod';
+import { CreateTalkRequest } from '../did/schemas.js';
+
+export const JOB_NAME = 'talk';
+export const PAYLOAD_VERSION = 1;
+
+/** Batch ids become part of job ids and Redis keys: no ':' (BullMQ forbids it in job ids), no spaces. */
+export const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
+export const ROW_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+const OUTPUT_NAME_PATTERN = /^(?!\.)[^/\\\0-\x1f]{1,150}\.(mp4|mov)$/;
+
+export const BatchId = z.string().regex(BATCH_ID_PATTERN, 'batch id: 1-80 letters, digits, "_", "." or "-", starting with a letter or digit');
+
+/** What the caller asks D-ID to make: a POST /talks body minus the parts the worker owns. */
+export const TalkSpec = CreateTalkRequest.omit({ user_data: true, webhook: true });
+
+export const StepName = z.enum(['submitting', 'rendering', 'downloading']);
+export type StepName = z.infer<typeof StepName>;
+
+/**
+ * Written by workers only: where a row stands. Each step is checkpointed before its side effect, so a
+ * worker that dies anywhere leaves enough behind for the next one to go on without paying twice.
+ */
+export const WorkerState = z.object({
+  step: StepName,
+  /** When the current create was first attempted; bounds the reconcile search. */
+  submitStartedAt: z.number().optional(),
+  talkId: z.string().optional(),
+  talkCreatedAt: z.string().optional(),
+  renderStartedAt: z.number().optional(),
+  polls: z.number().int().nonnegative().default(0),
+  /** Creates proven not to have happened (rejected before D-ID accepted them). */
+  creates: z.number().int().nonnegative().default(0),
+  /** Why the row failed for good (D-ID's kind and description), for the report. */
+  failure: z.object({ code: z.string(), kind: z.string(), description: z.string() }).optional(),
+});
+export type WorkerState = z.infer<typeof WorkerState>;
+
+export const JobPayloadV1 = z.object({
+  v: z.literal(PAYLOAD_VERSION),
+  batchId: BatchId,
+  rowKey: z.string().regex(ROW_KEY_PATTERN, 'row key: 1-100 letters, digits, "_", "." or "-"'),
+  /** Manifest line the row came from, for reports. */
+  line: z.number().int().positive().optional(),
+  talk: TalkSpec,
+  output: z.object({ name: z.string().regex(OUTPUT_NAME_PATTERN, 'output name: a plain file name ending in .mp4 or .mov') }),
+  /** The row's original cells, echoed into the results report. */
+  input: z.record(z.string(), z.string()).default({}),
+  estimatedSeconds: z.number().nonnegative().nullable().optional(),
+  /** Bumped by `talkbatch retry`: a retried row's talk gets a new user_data tag, so the failed one is never adopted. */
+  generation: z.number().int().nonnegative().default(0),
+  state: WorkerState.optional(),
+});
+export type JobPayload = z.infer<typeof JobPayloadV1>;
+export type JobPayloadInput = z.input<typeof JobPayloadV1>;
+
+/** The finished row, stored as the job's return value. */
+export interface RowResult {
+  status: 'done';
+  talkId: string;
+  file: string;
+  bytes: number;
+  sha256: string;
+  videoSeconds: number | null;
+  renderSeconds: number | null;
+  finishedAt: string;
+}
+
+/** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */
+export function talkTagFor(jobId: string, generation: number): string {
+  return generation > 0 ? `${jobId}#${generation}` : jobId;
+}
+
+export function jobIdFor(batchId: string, rowKey: string): string {
+  return `${batchId}-${rowKey}`;
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { JobPayloadV1, JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
+import type { QueueHandle } from './talk-queue.js';
+import { ManifestError, readManifest, validateManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ValidationReport } from '../manifest/index.js';
+import { UsageError } from '../shared/errors.js';
+
+export interface EnqueueOptions extends ManifestOptions {
+  batchId?: string;
+  /** Enqueue the valid rows even when others are invalid. */
+  allowPartial?: boolean;
+  /** Jobs per addBulk call: one round trip and one atomic step each. */
+  chunkSize?: number;
+  callbackUrl?: string;
+}
+
+export interface EnqueueResult {
+  batchId: string;
+  /** Rows new to the queue in this call. */
+  added: number;
+  /** Valid rows the batch already had (queued, running or done): not added again. */
+  alreadyPresent: number;
+  invalid: number;
+  skippedEmpty: number;
+  issues: ManifestIssue[];
+  estimatedSeconds: number;
+  report: ValidationReport;
+}
+
+/** `20261125-071502-k3f9`: sortable, readable, no ':' (BullMQ job ids may not have one). */
+export function generateBatchId(now: Date = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+export function checkBatchId(id: string): string {
+  const parsed = BatchId.safeParse(id);
+  if (!parsed.success) throw new UsageError(`invalid batch id "${id}": ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+  return parsed.data;
+}
+
+export function payloadFor(batchId: string, row: ManifestRow): JobPayload {
+  return JobPayloadV1.parse({
+    v: PAYLOAD_VERSION,
+    batchId,
+    rowKey: row.rowKey,
+    line: row.line,
+    talk: row.talk,
+    output: { name: row.outputName },
+    input: row.input,
+    estimatedSeconds: row.estimatedSeconds,
+  });
+}
+
+/**
+ * Validates the whole manifest first (nothing is spent on a bad sheet), then streams it again into
+ * BullMQ in chunks. Job id `<batchId>-<rowKey>` plus the batch ledger make a second run a no-op.
+ */
+export async function enqueueManifest(handle: QueueHandle, source: string, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+  const batchId = checkBatchId(options.batchId ?? generateBatchId());
+  const report = await validateManifest(source, options);
+  if (report.issues.length > 0 && !options.allowPartial) throw new ManifestError(report.issues);
+  if (report.valid === 0) {
+    throw new ManifestError(report.issues.length > 0 ? report.issues : [{ file: source, line: 1, message: 'no rows to enqueue' }]);
+  }
+
+  await handle.batches.create(batchId, source, options.callbackUrl ? { callbackUrl: options.callbackUrl } : {});
+  const chunkSize = options.chunkSize ?? 500;
+  let chunk: ManifestRow[] = [];
+  let added = 0;
+  let alreadyPresent = 0;
+
+  const flush = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    const rows = chunk;
+    chunk = [];
+    const done = await handle.batches.areDone(batchId, rows.map((row) => row.rowKey));
+    const pending = rows.filter((_, index) => !done[index]);
+    // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next run,
+    // never a ledger row without a job.
+    await handle.queue.addBulk(
+      pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
+    );
+    const fresh = await handle.batches.addRows(batchId, rows.map((row) => ({ rowKey: row.rowKey, line: row.line })));
+    const newRows = fresh.filter(Boolean).length;
+    added += newRows;
+    alreadyPresent += rows.length - newRows;
+  };
+
+  for await (const record of readManifest(source, options)) {
+    if (record.ok !== true) continue;
+    chunk.push(record.row);
+    if (chunk.length >= chunkSize) await flush();
+  }
+  await flush();
+
+  return {
+    batchId,
+    added,
+    alreadyPresent,
+    invalid: report.rows - report.valid - report.skippedEmpty,
+    skippedEmpty: report.skippedEmpty,
+    issues: report.issues,
+    estimatedSeconds: report.estimatedSeconds,
+    report,
+  };
+}

@@ -1,0 +1,50 @@
+import { Queue, type DefaultJobOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/index.js';
+import { BatchStore } from './batches.js';
+import { connectRedis, createRedis } from './connections.js';
+import type { JobPayload, RowResult } from './payload.js';
+
+export type TalkQueue = Queue<JobPayload, RowResult>;
+
+export interface QueueHandle {
+  queue: TalkQueue;
+  batches: BatchStore;
+  redis: Redis;
+  close(): Promise<void>;
+}
+
+export function defaultJobOptions(config: Pick<Config, 'attempts' | 'keepJobsHours'>): DefaultJobOptions {
+  const keepSeconds = config.keepJobsHours * 3600;
+  return {
+    attempts: config.attempts,
+    // Failures that reach BullMQ's retry are the transient kind (network, 5xx, a broken download).
+    backoff: { type: 'exponential', delay: 2_000, jitter: 0.5 },
+    // Kept for a while so reports can be rebuilt and re-enqueueing the same rows stays a no-op.
+    removeOnComplete: { age: keepSeconds },
+    removeOnFail: { age: keepSeconds },
+  };
+}
+
+/** A producer-side handle: fails fast when Redis is down instead of queueing commands in memory. */
+export async function openQueue(config: Config, redisUrl: string): Promise<QueueHandle> {
+  const redis = createRedis(redisUrl, 'producer');
+  await connectRedis(redis, redisUrl);
+  const queue: TalkQueue = new Queue<JobPayload, RowResult>(config.queueName, {
+    connection: redis,
+    prefix: config.prefix,
+    defaultJobOptions: defaultJobOptions(config),
+  });
+  queue.on('error', () => {
+    // Surfaced through the failing call instead; an unhandled 'error' event would crash the process.
+  });
+  return {
+    queue,
+    batches: new BatchStore(redis, config.prefix, config.queueName),
+    redis,
+    close: async () => {
+      await queue.close();
+      redis.disconnect();
+    },
+  };
+}

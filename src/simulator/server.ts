@@ -1,0 +1,649 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { CreateTalkRequest } from '../did/schemas.js';
+import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
+import { planVideoResponse, s3ErrorXml } from './media.js';
+import { UrlSigner } from './presign.js';
+import { RateLimiter } from './rate-limiter.js';
+import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkOutcome } from './talks.js';
+import { WebhookDispatcher } from './webhooks.js';
+
+/*
+ * A D-ID look-alike for the demo, the tests and dry runs. On the wire it answers like api.d-id.com
+ * (see shared/reference/did-api-notes.md): POST/GET/DELETE /talks, GET /talks (token paging),
+ * GET /credits, presigned-looking result URLs under /media/, and webhooks. Knobs inject the failures
+ * D-ID and its API gateway are known to produce.
+ *
+ * Test-only admin endpoints (no auth; not counted in stats), so tests in another process can steer it:
+ *   GET  /__sim/stats        SimulatorStats as JSON
+ *   POST /__sim/stats/reset  resetStats()
+ *   GET  /__sim/knobs        the knobs as JSON (Infinity as "Infinity")
+ *   POST /__sim/knobs        JSON partial knobs (Infinity as null or "Infinity"); 400 when invalid; answers the new knobs
+ */
+
+export { DEFAULT_KNOBS, InvalidKnobsError, type SimulatorKnobs } from './knobs.js';
+
+export interface SimulatorOptions {
+  /** Default 0: any free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Accepted API keys (D-ID's form is `user:secret`); default ['sim-user:sim-secret']. */
+  apiKeys?: string[];
+  knobs?: Partial<SimulatorKnobs>;
+  /** Default fixtures/media/talk.mp4 of this package. */
+  videoPath?: string;
+  /** Source of every random decision (failures, jitter); inject a seeded one for reproducible runs. */
+  random?: () => number;
+  logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+export interface SimulatorStats {
+  /** Creates per user_data; talks without user_data count under "". */
+  createsByUserData: Record<string, number>;
+  /** user_data values created more than once, i.e. talks paid for twice ("" is not a value, so never listed). */
+  duplicateUserData: string[];
+  totalCreates: number;
+  /** API and media requests; /__sim/ requests are not counted. */
+  totalRequests: number;
+  /** Responses per HTTP status ("201", "429", ...), API and media. */
+  responsesByStatus: Record<string, number>;
+  maxConcurrentRendersSeen: number;
+  rendersInFlight: number;
+  /** Media GETs that started sending the video (including truncated ones). */
+  downloads: number;
+  /** Webhooks the receiver answered 2xx. */
+  webhooksSent: number;
+  /** Webhook attempts that failed (each retry counts). */
+  webhookFailures: number;
+}
+
+export interface Simulator {
+  /** e.g. http://127.0.0.1:PORT, no trailing slash. */
+  url: string;
+  /** The first accepted key. */
+  apiKey: string;
+  setKnobs(knobs: Partial<SimulatorKnobs>): void;
+  knobs(): SimulatorKnobs;
+  stats(): SimulatorStats;
+  /** The talk as GET /talks/{id} would answer now, or undefined when there is none. */
+  talk(id: string): object | undefined;
+  resetStats(): void;
+  close(): Promise<void>;
+}
+
+const DEFAULT_API_KEY = 'sim-user:sim-secret';
+const MAX_BODY_BYTES = 1024 * 1024;
+const MAX_LIST_LIMIT = 100;
+/** Reported by GET /credits when credits are unlimited, since JSON has no Infinity. */
+const UNLIMITED_CREDITS_REPORTED = 1_000_000;
+const TALK_ID_LENGTH = 21;
+const CREDITS_VALID_FOR_MS = 30 * 24 * 60 * 60 * 1000;
+const noopLogger = { info: (): void => {}, warn: (): void => {} };
+
+export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
+  const video = await readFile(options.videoPath ?? findPackageVideo());
+  const apiKeys = options.apiKeys ?? [DEFAULT_API_KEY];
+  const firstKey = apiKeys[0];
+  if (firstKey === undefined) throw new Error('startSimulator: apiKeys must hold at least one key');
+  const simulator = new DidSimulator({
+    apiKeys,
+    knobs: mergeKnobs({ ...DEFAULT_KNOBS }, options.knobs ?? {}),
+    video,
+    random: options.random ?? Math.random,
+    logger: options.logger ?? noopLogger,
+  });
+  const url = await simulator.listen(options.port ?? 0, options.host ?? '127.0.0.1');
+  return {
+    url,
+    apiKey: firstKey,
+    setKnobs: (knobs) => simulator.setKnobs(knobs),
+    knobs: () => ({ ...simulator.knobs }),
+    stats: () => simulator.stats(),
+    talk: (id) => simulator.talkView(id),
+    resetStats: () => simulator.resetStats(),
+    close: () => simulator.close(),
+  };
+}
+
+/** Finds fixtures/media/talk.mp4 above this file, which sits at src/simulator/ under tsx and dist/src/simulator/ once built. */
+function findPackageVideo(): string {
+  let directory = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(directory, 'fixtures', 'media', 'talk.mp4');
+    if (existsSync(candidate)) return candidate;
+    const parent = resolve(directory, '..');
+    if (parent === directory) throw new Error('simulator: fixtures/media/talk.mp4 not found above the package; pass videoPath');
+    directory = parent;
+  }
+}
+
+interface DidSimulatorOptions {
+  apiKeys: readonly string[];
+  knobs: SimulatorKnobs;
+  video: Buffer;
+  random: () => number;
+  logger: NonNullable<SimulatorOptions['logger']>;
+}
+
+/** One request and its response; `counted` is false for /__sim/ traffic so that steering does not skew stats. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  counted: boolean;
+}
+
+type Authentication = { outcome: 'accepted'; key: string } | { outcome: 'unauthenticated' } | { outcome: 'malformed' };
+
+class DidSimulator {
+  knobs: SimulatorKnobs;
+  readonly #apiKeys: readonly string[];
+  readonly #video: Buffer;
+  readonly #videoEtag: string;
+  readonly #random: () => number;
+  readonly #logger: DidSimulatorOptions['logger'];
+  readonly #talks = new TalkStore();
+  readonly #signer = new UrlSigner();
+  readonly #rateLimiter = new RateLimiter();
+  readonly #webhooks: WebhookDispatcher;
+  readonly #server: Server;
+  readonly #startedAtMs = Date.now();
+  #url = '';
+  #closing: Promise<void> | undefined;
+  /** Credits spent since the credits knob was last set, so GET /credits can report a total. */
+  #creditsSpent = 0;
+  #counters = emptyCounters();
+
+  constructor(options: DidSimulatorOptions) {
+    this.knobs = options.knobs;
+    this.#apiKeys = options.apiKeys;
+    this.#video = options.video;
+    this.#videoEtag = `"${createHash('md5').update(options.video).digest('hex')}"`;
+    this.#random = options.random;
+    this.#logger = options.logger;
+    this.#webhooks = new WebhookDispatcher({
+      logger: options.logger,
+      onDelivered: () => this.#counters.webhooksSent++,
+      onFailedAttempt: () => this.#counters.webhookFailures++,
+    });
+    this.#server = createServer((req, res) => void this.#dispatch(req, res));
+  }
+
+  async listen(port: number, host: string): Promise<string> {
+    await new Promise<void>((resolveListen, rejectListen) => {
+      this.#server.once('error', rejectListen);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', rejectListen);
+        resolveListen();
+      });
+    });
+    const address = this.#server.address() as AddressInfo;
+    this.#url = `http://${urlHost(host)}:${address.port}`;
+    this.#logger.info({ url: this.#url }, 'simulator: listening');
+    return this.#url;
+  }
+
+  /** Takes knobs from code or from JSON (validated either way). */
+  setKnobs(patch: unknown): void {
+    const next = mergeKnobs(this.knobs, patch);
+    if (next.credits !== this.knobs.credits) this.#creditsSpent = 0;
+    this.knobs = next;
+  }
+
+  stats(): SimulatorStats {
+    const { createsByUserData, responsesByStatus, ...totals } = this.#counters;
+    const duplicateUserData = [...createsByUserData].filter(([userData, creates]) => userData !== '' && creates > 1).map(([userData]) => userData);
+    return {
+      ...totals,
+      createsByUserData: Object.fromEntries(createsByUserData),
+      duplicateUserData,
+      responsesByStatus: Object.fromEntries(responsesByStatus),
+      rendersInFlight: this.#talks.renderingCount(Date.now()),
+    };
+  }
+
+  resetStats(): void {
+    this.#counters = emptyCounters();
+    this.#counters.maxConcurrentRendersSeen = this.#talks.renderingCount(Date.now());
+  }
+
+  talkView(id: string, baseUrl = this.#url): Record<string, unknown> | undefined {
+    const talk = this.#talks.get(id);
+    return talk && this.#describe(talk, baseUrl);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolveClose) => {
+      this.#webhooks.close();
+      this.#server.close(() => resolveClose());
+      // close() alone waits for keep-alive sockets to go idle and time out.
+      this.#server.closeAllConnections();
+    });
+    return this.#closing;
+  }
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const base = 'http://simulator.invalid';
+    const url = URL.canParse(req.url ?? '/', base) ? new URL(req.url ?? '/', base) : new URL('/', base);
+    const exchange: Exchange = { req, res, url, counted: !url.pathname.startsWith('/__sim/') };
+    if (exchange.counted) this.#counters.totalRequests++;
+    try {
+      await this.#route(exchange);
+    } catch (error) {
+      this.#logger.warn({ err: error, method: req.method, path: url.pathname }, 'simulator: request handler failed');
+      if (res.headersSent) res.destroy();
+      else this.#sendJson(exchange, 500, { kind: 'InternalServerError', description: `simulator failure: ${errorMessage(error)}` });
+    }
+  }
+
+  async #route(exchange: Exchange): Promise<void> {
+    const method = exchange.req.method ?? 'GET';
+    const path = exchange.url.pathname.replace(/\/+$/, '') || '/';
+    const talkId = decodeSegment(/^\/talks\/([^/]+)$/.exec(path)?.[1]);
+    const mediaFile = decodeSegment(/^\/media\/([^/]+)$/.exec(path)?.[1]);
+
+    if (path.startsWith('/__sim/')) return this.#routeAdmin(exchange, method, path);
+    if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+    if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
+    if (path === '/talks' && method === 'GET') return this.#api(exchange, () => this.#listTalks(exchange));
+    if (talkId !== undefined && method === 'GET') return this.#api(exchange, () => this.#getTalk(exchange, talkId));
+    if (talkId !== undefined && method === 'DELETE') return this.#api(exchange, () => this.#deleteTalk(exchange, talkId));
+    if (path === '/credits' && method === 'GET') return this.#api(exchange, () => this.#getCredits(exchange));
+    this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no route for ${method} ${path}` });
+  }
+
+  /** The checks every D-ID API call passes through, in D-ID's order: auth, rate limit, then (injected) server failure. */
+  async #api(exchange: Exchange, handler: () => Promise<void> | void): Promise<void> {
+    const authentication = this.#authenticate(exchange.req.headers.authorization);
+    if (authentication.outcome === 'malformed') {
+      // D-ID sits behind AWS API Gateway, which reads a header it cannot parse as a SigV4 attempt.
+      const hash = createHash('sha256').update(exchange.req.headers.authorization ?? '').digest('base64');
+      this.#sendJson(exchange, 403, { message: `Invalid key=value pair (missing equal-sign) in Authorization header (hashed with SHA-256 and encoded with Base64): '${hash}'.` });
+      return;
+    }
+    if (authentication.outcome === 'unauthenticated') {
+      this.#sendJson(exchange, 401, { kind: 'AuthorizationError', description: 'user unauthenticated' });
+      return;
+    }
+    if (!this.#rateLimiter.tryTake(authentication.key, this.knobs.rateLimitPerSecond, Date.now())) {
+      // D-ID's 429 body is undocumented; per-key throttling is the API gateway's, so answer as it does.
+      this.#sendJson(exchange, 429, { message: 'Too Many Requests' }, this.#retryAfterHeader());
+      return;
+    }
+    if (this.#happens(this.knobs.failureRate5xx)) {
+      this.#sendJson(exchange, 500, { kind: 'InternalServerError', description: 'Internal Server Error' });
+      return;
+    }
+    await handler();
+  }
+
+  /** D-ID documents `Basic <key>` with the key as-is; community clients send `Basic base64(key)`; both work. */
+  #authenticate(header: string | undefined): Authentication {
+    if (header === undefined || header.trim() === '') return { outcome: 'unauthenticated' };
+    const credential = /^(?:Basic|Bearer) +(\S.*)$/i.exec(header.trim())?.[1]?.trim();
+    if (credential === undefined) return { outcome: 'malformed' };
+    const unpadded = credential.replace(/=+$/, '');
+    const key = this.#apiKeys.find((candidate) => credential === candidate || unpadded === Buffer.from(candidate).toString('base64').replace(/=+$/, ''));
+    return key === undefined ? { outcome: 'unauthenticated' } : { outcome: 'accepted', key };
+  }
+
+  async #createTalk(exchange: Exchange): Promise<void> {
+    const body = await readBody(exchange.req, MAX_BODY_BYTES);
+    if (body === 'too-large') {
+      this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: `request body is larger than ${MAX_BODY_BYTES} bytes` });
+      return;
+    }
+    if (!isJsonContentType(exchange.req.headers['content-type'])) {
+      // Without the JSON content type D-ID does not parse the body, so it finds no script.
+      this.#sendJson(exchange, 400, validationError({ 'body.script': { message: "'script' is required" } }));
+      return;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch (error) {
+      this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: `invalid JSON body: ${errorMessage(error)}` });
+      return;
+    }
+    const schema = this.knobs.allowHttpWebhooks ? CreateTalkRequestWithHttpWebhook : CreateTalkRequest;
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      this.#sendJson(exchange, 400, validationError(validationDetails(parsed.error.issues, json)));
+      return;
+    }
+    if (this.knobs.credits < 1) {
+      this.#sendJson(exchange, 402, { kind: 'InsufficientCreditsError', description: 'not enough credits' });
+      return;
+    }
+    const nowMs = Date.now();
+    if (this.#talks.renderingCount(nowMs) >= this.knobs.maxConcurrentRenders) {
+      // D-ID's 429 body is undocumented; this D-ID-style body is a guess.
+      this.#sendJson(exchange, 429, { kind: 'TooManyRequestsError', description: 'too many talks in process, try again later' }, this.#retryAfterHeader());
+      return;
+    }
+
+    const talk = this.#talks.add({
+      id: `tlk_${randomBytes(TALK_ID_LENGTH).toString('base64url').slice(0, TALK_ID_LENGTH)}`,
+      createdAtMs: nowMs,
+      renderMs: this.#jitteredRenderMs(),
+      outcome: this.#drawOutcome(),
+      request: parsed.data,
+    });
+    this.#recordCreate(talk, nowMs);
+    if (talk.request.webhook !== undefined) {
+      this.#webhooks.schedule(finishedAtMs(talk) + this.knobs.webhookDelayMs, talk.request.webhook, () => this.talkView(talk.id));
+    }
+
+    if (this.#happens(this.knobs.gateway504AfterCreateRate)) {
+      // The gateway gave up waiting, but the talk exists and was paid for: clients must reconcile, not resubmit.
+      this.#sendJson(exchange, 504, { message: 'Endpoint request timed out' });
+      return;
+    }
+    this.#sendJson(exchange, 201, { id: talk.id, object: 'talk', created_by: SIMULATED_OWNER, created_at: new Date(nowMs).toISOString(), status: 'created' });
+  }
+
+  #recordCreate(talk: SimulatedTalk, nowMs: number): void {
+    if (this.knobs.credits !== Infinity) this.knobs = { ...this.knobs, credits: this.knobs.credits - 1 };
+    this.#creditsSpent++;
+    const counters = this.#counters;
+    counters.totalCreates++;
+    const userData = talk.request.user_data ?? '';
+    counters.createsByUserData.set(userData, (counters.createsByUserData.get(userData) ?? 0) + 1);
+    // The number of talks in flight only grows at a create, so its peak is always seen here.
+    counters.maxConcurrentRendersSeen = Math.max(counters.maxConcurrentRendersSeen, this.#talks.renderingCount(nowMs));
+  }
+
+  #getTalk(exchange: Exchange, id: string): void {
+    const view = this.talkView(id, this.#publicBaseUrl(exchange));
+    if (view === undefined) this.#sendNotFound(exchange);
+    else this.#sendJson(exchange, 200, view);
+  }
+
+  #listTalks(exchange: Exchange): void {
+    const limitText = exchange.url.searchParams.get('limit');
+    const limit = limitText === null ? MAX_LIST_LIMIT : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1) {
+      this.#sendJson(exchange, 400, validationError({ 'query.limit': { message: 'must be a positive integer' } }));
+      return;
+    }
+    const token = exchange.url.searchParams.get('token');
+    const beforeSequence = token === null ? Infinity : decodePageToken(token);
+    if (beforeSequence === undefined) {
+      this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: 'invalid token' });
+      return;
+    }
+    const page = this.#talks.page(Math.min(limit, MAX_LIST_LIMIT), beforeSequence);
+    const baseUrl = this.#publicBaseUrl(exchange);
+    const body: Record<string, unknown> = { talks: page.talks.map((talk) => this.#describe(talk, baseUrl)) };
+    const last = page.talks.at(-1);
+    if (page.hasMore && last) body.token = encodePageToken(last.sequence);
+    this.#sendJson(exchange, 200, body);
+  }
+
+  #deleteTalk(exchange: Exchange, id: string): void {
+    const talk = this.#talks.get(id);
+    if (!talk) {
+      this.#sendNotFound(exchange);
+      return;
+    }
+    if (isRendering(statusAt(talk, Date.now()))) {
+      this.#sendJson(exchange, 409, { kind: 'NotReadyError', description: 'talk is in process, try again later' });
+      return;
+    }
+    const view = this.#describe(talk, this.#publicBaseUrl(exchange));
+    this.#talks.delete(id);
+    this.#sendJson(exchange, 200, view);
+  }
+
+  #getCredits(exchange: Exchange): void {
+    const unlimited = this.knobs.credits === Infinity;
+    const remaining = unlimited ? UNLIMITED_CREDITS_REPORTED : this.knobs.credits;
+    const total = unlimited ? UNLIMITED_CREDITS_REPORTED : remaining + this.#creditsSpent;
+    const expireAt = new Date(this.#startedAtMs + CREDITS_VALID_FOR_MS).toISOString();
+    this.#sendJson(exchange, 200, {
+      credits: [{ owner_id: SIMULATED_OWNER, remaining, total, expire_at: expireAt, valid_from: new Date(this.#startedAtMs).toISOString() }],
+      remaining,
+      total,
+    });
+  }
+
+  /** Presigned, so no API key: the signature (and its expiry) is the only check, as on S3. */
+  #serveMedia(exchange: Exchange, file: string, headOnly: boolean): void {
+    const nowMs = Date.now();
+    const check = this.#signer.check(`/media/${file}`, exchange.url.searchParams, nowMs);
+    if (!check.ok) {
+      const xml =
+        check.reason === 'expired'
+          ? s3ErrorXml('AccessDenied', 'Request has expired', { Expires: new Date(check.expiresSeconds * 1000).toISOString(), ServerTime: new Date(nowMs).toISOString(), ...this.#s3RequestIds() })
+          : s3ErrorXml('AccessDenied', 'Access Denied', this.#s3RequestIds());
+      this.#send(exchange, 403, xml, { 'content-type': 'application/xml' });
+      return;
+    }
+    const talk = this.#talks.get(file.replace(/\.mp4$/, ''));
+    if (!talk || statusAt(talk, nowMs) !== 'done') {
+      this.#send(exchange, 404, s3ErrorXml('NoSuchKey', 'The specified key does not exist.', { Key: file, ...this.#s3RequestIds() }), { 'content-type': 'application/xml' });
+      return;
+    }
+
+    const plan = planVideoResponse(this.#video.length, exchange.req.headers.range);
+    if (plan.status === 416) {
+      this.#send(exchange, 416, s3ErrorXml('InvalidRange', 'The requested range is not satisfiable', this.#s3RequestIds()), {
+        'content-type': 'application/xml',
+        'content-range': plan.contentRange,
+      });
+      return;
+    }
+    const bytes = this.#video.subarray(plan.start, plan.endInclusive + 1);
+    const headers: OutgoingHttpHeaders = {
+      'content-type': 'video/mp4',
+      'content-length': bytes.length,
+      'accept-ranges': 'bytes',
+      etag: this.#videoEtag,
+      'last-modified': new Date(finishedAtMs(talk)).toUTCString(),
+    };
+    if (plan.contentRange !== undefined) headers['content-range'] = plan.contentRange;
+    this.#writeHead(exchange, plan.status, headers);
+    if (headOnly) {
+      exchange.res.end();
+      return;
+    }
+    this.#counters.downloads++;
+    if (this.#happens(this.knobs.truncateDownloadRate)) {
+      // Content-Length promised every byte; dropping the connection halfway is what a flaky network looks like to the client.
+      exchange.res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => exchange.res.destroy());
+      return;
+    }
+    exchange.res.end(bytes);
+  }
+
+  async #routeAdmin(exchange: Exchange, method: string, path: string): Promise<void> {
+    if (path === '/__sim/stats' && method === 'GET') return this.#sendJson(exchange, 200, this.stats());
+    if (path === '/__sim/stats/reset' && method === 'POST') {
+      this.resetStats();
+      return this.#sendJson(exchange, 200, this.stats());
+    }
+    if (path === '/__sim/knobs' && method === 'GET') return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    if (path === '/__sim/knobs' && method === 'POST') {
+      const body = await readBody(exchange.req, MAX_BODY_BYTES);
+      if (body === 'too-large') return this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: 'knobs body too large' });
+      try {
+        this.setKnobs(JSON.parse(body.toString('utf8')));
+      } catch (error) {
+        if (!(error instanceof InvalidKnobsError || error instanceof SyntaxError)) throw error;
+        return this.#sendJson(exchange, 400, { kind: 'ValidationError', description: error.message });
+      }
+      return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    }
+    this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
+  }
+
+  #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {
+    return describeTalk(talk, { nowMs: Date.now(), videoSizeBytes: this.#video.length, resultUrl: () => this.#signedResultUrl(talk, baseUrl) });
+  }
+
+  /** Each read signs a fresh link, so a client whose link expired recovers by reading the talk again. */
+  #signedResultUrl(talk: SimulatedTalk, baseUrl: string): string {
+    const nowMs = Date.now();
+    const expiresSeconds = this.#happens(this.knobs.expireBeforeDownloadRate)
+      ? Math.floor(nowMs / 1000) - 1
+      : Math.floor((nowMs + this.knobs.resultUrlTtlMs) / 1000);
+    const objectPath = `/media/${talk.id}.mp4`;
+    return `${baseUrl}${objectPath}?${this.#signer.queryFor(objectPath, expiresSeconds)}`;
+  }
+
+  /** Links in responses use the Host the client reached us by, so they work through port mappings too. */
+  #publicBaseUrl(exchange: Exchange): string {
+    const host = exchange.req.headers.host;
+    return host !== undefined && /^[\w.:[\]-]+$/.test(host) ? `http://${host}` : this.#url;
+  }
+
+  #jitteredRenderMs(): number {
+    const { renderMs, renderJitter } = this.knobs;
+    if (renderJitter === 0) return renderMs;
+    return Math.max(0, renderMs * (1 + renderJitter * (2 * this.#random() - 1)));
+  }
+
+  #drawOutcome(): TalkOutcome {
+    if (this.knobs.errorRate + this.knobs.rejectRate === 0) return 'done';
+    const draw = this.#random();
+    if (draw < this.knobs.errorRate) return 'error';
+    if (draw < this.knobs.errorRate + this.knobs.rejectRate) return 'rejected';
+    return 'done';
+  }
+
+  /** True with the given probability. Like the jitter and outcome draws, it skips the draw when nothing can happen, so a seeded `random` replays the same faults whatever else is switched off. */
+  #happens(probability: number): boolean {
+    return probability > 0 && this.#random() < probability;
+  }
+
+  #retryAfterHeader(): OutgoingHttpHeaders {
+    const seconds = this.knobs.retryAfterSeconds;
+    return seconds === null ? {} : { 'retry-after': String(seconds) };
+  }
+
+  #s3RequestIds(): Record<string, string> {
+    return { RequestId: randomBytes(8).toString('hex').toUpperCase(), HostId: randomBytes(24).toString('base64') };
+  }
+
+  #sendNotFound(exchange: Exchange): void {
+    this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: 'not found' });
+  }
+
+  #sendJson(exchange: Exchange, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+    this.#send(exchange, status, JSON.stringify(body), { 'content-type': 'application/json; charset=utf-8', ...headers });
+  }
+
+  #send(exchange: Exchange, status: number, body: string, headers: OutgoingHttpHeaders): void {
+    const bytes = Buffer.from(body, 'utf8');
+    this.#writeHead(exchange, status, { ...headers, 'content-length': bytes.length });
+    exchange.res.end(bytes);
+  }
+
+  /** Every response passes here, so the status is counted when it is decided rather than when the socket closes. */
+  #writeHead(exchange: Exchange, status: number, headers: OutgoingHttpHeaders): void {
+    if (exchange.counted) {
+      const key = String(status);
+      this.#counters.responsesByStatus.set(key, (this.#counters.responsesByStatus.get(key) ?? 0) + 1);
+    }
+    exchange.res.writeHead(status, headers);
+  }
+}
+
+function emptyCounters() {
+  return {
+    createsByUserData: new Map<string, number>(),
+    responsesByStatus: new Map<string, number>(),
+    totalCreates: 0,
+    totalRequests: 0,
+    maxConcurrentRendersSeen: 0,
+    downloads: 0,
+    webhooksSent: 0,
+    webhookFailures: 0,
+  };
+}
+
+/** D-ID demands https webhooks; with allowHttpWebhooks the simulator also takes http ones (tests on localhost). */
+const CreateTalkRequestWithHttpWebhook = CreateTalkRequest.extend({
+  webhook: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').optional(),
+});
+
+function validationError(details: Record<string, { message: string }>): object {
+  return { kind: 'ValidationError', description: 'Invalid request body', details };
+}
+
+/** zod issues as D-ID's `details`: `{"body.script.input": {"message": ...}}`, with D-ID's wording for missing and unknown fields. */
+function validationDetails(issues: readonly z.core.$ZodIssue[], body: unknown): Record<string, { message: string }> {
+  const details: Record<string, { message: string }> = {};
+  for (const issue of issues) {
+    const path = ['body', ...issue.path.map(String)].join('.');
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) details[`${path}.${key}`] = { message: `'${key}' is not allowed` };
+    } else if (issue.path.length > 0 && valueAt(body, issue.path) === undefined) {
+      details[path] = { message: `'${String(issue.path.at(-1))}' is required` };
+    } else {
+      details[path] = { message: issue.message };
+    }
+  }
+  return details;
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null || !Object.hasOwn(current, key)) return undefined;
+    current = (current as Record<PropertyKey, unknown>)[key];
+  }
+  return current;
+}
+
+function isJsonContentType(header: string | undefined): boolean {
+  return header !== undefined && header.split(';')[0]?.trim().toLowerCase() === 'application/json';
+}
+
+/** Reads the whole body; past `limit` it keeps draining (so the client still gets the answer) but stops keeping bytes. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large'> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= limit) chunks.push(chunk);
+  }
+  return size > limit ? 'too-large' : Buffer.concat(chunks);
+}
+
+/** Page tokens are opaque to clients, like D-ID's; inside they hold the sequence number of the last talk sent. */
+function encodePageToken(sequence: number): string {
+  return Buffer.from(`after:${sequence}`).toString('base64url');
+}
+
+function decodePageToken(token: string): number | undefined {
+  const match = /^after:(\d+)$/.exec(Buffer.from(token, 'base64url').toString('utf8'));
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+/** A path segment, percent-decoded; undefined when absent or not decodable (so the route does not match). */
+function decodeSegment(segment: string | undefined): string | undefined {
+  if (segment === undefined) return undefined;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
+}
+
+function urlHost(host: string): string {
+  if (host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::') return '[::1]';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

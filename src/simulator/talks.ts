@@ -1,0 +1,163 @@
+import type { CreateTalkRequest, TalkStatus } from '../did/schemas.js';
+
+/** Owner id of every simulated talk, shaped like D-ID's `<auth provider>|<user id>`. */
+export const SIMULATED_OWNER = 'sim|user';
+const DEFAULT_SOURCE_URL = 'https://d-id-public-bucket.s3.us-west-2.amazonaws.com/alice.jpg';
+const DEFAULT_PROVIDER = { type: 'microsoft', voice_id: 'en-US-JennyNeural' } as const;
+/** The share of the render time a talk spends `created` (D-ID's queue + TTS) before it is `started`. */
+const QUEUED_SHARE = 0.2;
+const SPOKEN_CHARS_PER_SECOND = 14;
+const AUDIO_SCRIPT_SECONDS = 2;
+const FRAMES_PER_SECOND = 25;
+
+export type TalkOutcome = Extract<TalkStatus, 'done' | 'error' | 'rejected'>;
+
+/** A talk as the simulator stores it: its status is not stored but derived from the clock. */
+export interface SimulatedTalk {
+  readonly id: string;
+  /** Creation order; list paging tokens point into it. */
+  readonly sequence: number;
+  readonly createdAtMs: number;
+  readonly renderMs: number;
+  /** Decided at create time so that every read of the talk agrees. */
+  readonly outcome: TalkOutcome;
+  readonly request: CreateTalkRequest;
+}
+
+export function startedAtMs(talk: SimulatedTalk): number {
+  return talk.createdAtMs + talk.renderMs * QUEUED_SHARE;
+}
+
+export function finishedAtMs(talk: SimulatedTalk): number {
+  return talk.createdAtMs + talk.renderMs;
+}
+
+export function statusAt(talk: SimulatedTalk, nowMs: number): TalkStatus {
+  if (nowMs < startedAtMs(talk)) return 'created';
+  if (nowMs < finishedAtMs(talk)) return 'started';
+  return talk.outcome;
+}
+
+export function isRendering(status: TalkStatus): boolean {
+  return status === 'created' || status === 'started';
+}
+
+/** All talks, in creation order, with a cheap count of those still rendering. */
+export class TalkStore {
+  readonly #talks = new Map<string, SimulatedTalk>();
+  /** Talks that may still be rendering; finished ones are dropped when counted. */
+  readonly #maybeRendering = new Set<SimulatedTalk>();
+  #lastSequence = 0;
+
+  add(talk: Omit<SimulatedTalk, 'sequence'>): SimulatedTalk {
+    const stored: SimulatedTalk = { ...talk, sequence: ++this.#lastSequence };
+    this.#talks.set(stored.id, stored);
+    this.#maybeRendering.add(stored);
+    return stored;
+  }
+
+  get(id: string): SimulatedTalk | undefined {
+    return this.#talks.get(id);
+  }
+
+  delete(id: string): void {
+    const talk = this.#talks.get(id);
+    if (!talk) return;
+    this.#talks.delete(id);
+    this.#maybeRendering.delete(talk);
+  }
+
+  renderingCount(nowMs: number): number {
+    for (const talk of this.#maybeRendering) {
+      if (!isRendering(statusAt(talk, nowMs))) this.#maybeRendering.delete(talk);
+    }
+    return this.#maybeRendering.size;
+  }
+
+  /** Newest first, starting after the talk with sequence `beforeSequence` (exclusive), plus whether more remain. */
+  page(limit: number, beforeSequence: number): { talks: SimulatedTalk[]; hasMore: boolean } {
+    const older = [...this.#talks.values()].filter((talk) => talk.sequence < beforeSequence).reverse();
+    return { talks: older.slice(0, limit), hasMore: older.length > limit };
+  }
+}
+
+export interface TalkViewContext {
+  nowMs: number;
+  /** A freshly signed result_url; only called for talks that are done. */
+  resultUrl: (talk: SimulatedTalk) => string;
+  videoSizeBytes: number;
+}
+
+/** The body D-ID returns for GET /talks/{id} (and in lists, DELETE responses and webhooks). */
+export function describeTalk(talk: SimulatedTalk, context: TalkViewContext): Record<string, unknown> {
+  const { request } = talk;
+  const status = statusAt(talk, context.nowMs);
+  const duration = talkDurationSeconds(request);
+  const view: Record<string, unknown> = {
+    id: talk.id,
+    user_id: SIMULATED_OWNER,
+    source_url: request.source_url ?? DEFAULT_SOURCE_URL,
+    driver_url: 'bank://natural/',
+    created_at: new Date(talk.createdAtMs).toISOString(),
+    created_by: SIMULATED_OWNER,
+    modified_at: new Date(modifiedAtMs(talk, status)).toISOString(),
+    status,
+    config: echoedConfig(request),
+    script: echoedScript(request),
+    duration,
+  };
+  if (status !== 'created') view.started_at = withoutZone(startedAtMs(talk));
+  if (request.user_data !== undefined) view.user_data = request.user_data;
+  if (request.webhook !== undefined) view.webhook = request.webhook;
+  if (request.name !== undefined) view.name = request.name;
+  if (request.script.type === 'audio') view.audio_url = request.script.audio_url;
+  if (isRendering(status)) view.pending_url = `s3://d-id-talks-prod/${encodeURIComponent(SIMULATED_OWNER)}/${talk.id}/${talk.id}.mp4`;
+  if (status === 'done') {
+    view.result_url = context.resultUrl(talk);
+    view.metadata = {
+      driver_url: 'bank://natural/driver-4/original',
+      mouth_open: false,
+      num_faces: 1,
+      num_frames: Math.round(duration * FRAMES_PER_SECOND),
+      processing_fps: 42.5,
+      resolution: [512, 512],
+      size_kib: context.videoSizeBytes / 1024,
+    };
+  }
+  if (status === 'error') view.error = { kind: 'FaceError', description: 'face not detected' };
+  if (status === 'rejected') {
+    view.error = { kind: 'TextModerationError', description: 'Automatic content moderation - contact support if you would like to submit for manual review' };
+  }
+  return view;
+}
+
+function modifiedAtMs(talk: SimulatedTalk, status: TalkStatus): number {
+  if (status === 'created') return talk.createdAtMs;
+  if (status === 'started') return startedAtMs(talk);
+  return finishedAtMs(talk);
+}
+
+/** D-ID sends some timestamps (started_at) as UTC without the trailing Z; reproduce it so clients learn to cope. */
+function withoutZone(ms: number): string {
+  return new Date(ms).toISOString().slice(0, -1);
+}
+
+function talkDurationSeconds(request: CreateTalkRequest): number {
+  const padding = request.config?.pad_audio ?? 0;
+  if (request.script.type === 'audio') return AUDIO_SCRIPT_SECONDS + padding;
+  const spoken = Math.max(1, Math.round((request.script.input.length / SPOKEN_CHARS_PER_SECOND) * 1000) / 1000);
+  return spoken + padding;
+}
+
+/** D-ID echoes the config with its defaults filled in and result_format as an extension (".mp4"). */
+function echoedConfig(request: CreateTalkRequest): Record<string, unknown> {
+  const { result_format: resultFormat = 'mp4', ...requested } = request.config ?? {};
+  return { stitch: false, fluent: false, pad_audio: 0, ...requested, result_format: `.${resultFormat}` };
+}
+
+/** D-ID echoes the script without its text, giving its length instead. */
+function echoedScript(request: CreateTalkRequest): Record<string, unknown> {
+  const { script } = request;
+  if (script.type === 'audio') return { type: 'audio', subtitles: script.subtitles ?? false };
+  return { type: 'text', length: script.input.length, subtitles: script.subtitles ?? false, provider: script.provider ?? DEFAULT_PROVIDER };
+}

@@ -1,0 +1,54 @@
+import type { Queue } from 'bullmq';
+
+/**
+ * Finds an unknown D-ID concurrent-render cap by itself (AIMD): a 429 on create cuts the queue's global
+ * concurrency, a run of clean creates raises it by one, never above the configured ceiling. The value
+ * lives in Redis (BullMQ global concurrency), so every worker on every machine follows it.
+ */
+export class AdaptiveConcurrency {
+  #successes = 0;
+  #lastDecreaseAt = 0;
+  #current: number;
+
+  constructor(
+    private readonly queue: Pick<Queue, 'setGlobalConcurrency' | 'getGlobalConcurrency'>,
+    readonly ceiling: number,
+    private readonly options: { decreaseFactor?: number; cooldownMs?: number; now?: () => number } = {},
+  ) {
+    this.#current = ceiling;
+  }
+
+  get current(): number {
+    return this.#current;
+  }
+
+  async start(): Promise<void> {
+    await this.queue.setGlobalConcurrency(this.ceiling);
+    this.#current = this.ceiling;
+  }
+
+  async onRateLimited(): Promise<void> {
+    const now = (this.options.now ?? Date.now)();
+    this.#successes = 0;
+    // One burst of 429s (every slot over the cap answering at once) is one signal, not many.
+    if (now - this.#lastDecreaseAt < (this.options.cooldownMs ?? 2_000)) return;
+    this.#lastDecreaseAt = now;
+    const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
+    const next = Math.max(1, Math.floor(shared * (this.options.decreaseFactor ?? 0.75)));
+    if (next < shared) await this.queue.setGlobalConcurrency(next);
+    this.#current = Math.min(next, shared);
+  }
+
+  async onCreated(): Promise<void> {
+    this.#successes += 1;
+    if (this.#successes < this.#current) return;
+    this.#successes = 0;
+    const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
+    if (shared < this.ceiling) {
+      await this.queue.setGlobalConcurrency(shared + 1);
+      this.#current = shared + 1;
+    } else {
+      this.#current = shared;
+    }
+  }
+}

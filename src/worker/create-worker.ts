@@ -1,0 +1,151 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Config } from '../config/index.js';
+import { DidClient, type DidApiError, type DidPaymentRequiredError } from '../did/index.js';
+import { BatchStore } from '../queue/batches.js';
+import { createRedis } from '../queue/connections.js';
+import { defaultJobOptions } from '../queue/talk-queue.js';
+import type { JobPayload, RowResult } from '../queue/payload.js';
+import type { Logger } from '../shared/logger.js';
+import { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import { CreditWatch } from './credit-watch.js';
+import { createProcessor } from './processor.js';
+import { Wakeups, wakeChannel } from './wakeups.js';
+
+export interface TalkWorkerOptions {
+  config: Config;
+  redisUrl: string;
+  logger: Logger;
+  /** Defaults to a client built from config. */
+  did?: DidClient;
+  /** Called after a batch's last row finished, exactly once across all workers. */
+  onBatchFinished?: (batchId: string) => Promise<void>;
+  /** Token for a job's webhook URL (server/); absent means polling only. */
+  webhookUrlFor?: (jobId: string) => string | undefined;
+}
+
+export interface TalkWorker {
+  worker: Worker<JobPayload, RowResult>;
+  queue: Queue<JobPayload, RowResult>;
+  batches: BatchStore;
+  /** Why the worker stopped taking jobs on its own (a rejected API key), if it did. */
+  readonly fatal: Error | undefined;
+  /** Resolves when the worker has stopped by itself (fatal) or via close(). */
+  readonly stopped: Promise<void>;
+  /** Stop taking jobs, hand rows that wait on D-ID back, let submits and downloads finish, then exit. */
+  close(options?: { force?: boolean }): Promise<void>;
+}
+
+/** Wires one worker process: connections, the processor, limits, 402/401 handling and shutdown. */
+export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkWorker> {
+  const { config, logger, redisUrl } = options;
+  if (!options.did && !config.didApiKey) throw new Error('DID_API_KEY is not set');
+  const did =
+    options.did ??
+    new DidClient({
+      apiKey: config.didApiKey as string,
+      baseUrl: config.didApiUrl,
+      timeoutMs: config.httpTimeoutMs,
+      ...(config.elevenLabsApiKey ? { elevenLabsApiKey: config.elevenLabsApiKey } : {}),
+      logger,
+    });
+  const ownsDid = options.did === undefined;
+
+  const connection = createRedis(redisUrl, 'worker');
+  const subscriber = createRedis(redisUrl, 'worker');
+  const queue = new Queue<JobPayload, RowResult>(config.queueName, { connection, prefix: config.prefix, defaultJobOptions: defaultJobOptions(config) });
+  queue.on('error', (error) => logger.warn({ err: error.message }, 'queue connection error'));
+  const batches = new BatchStore(connection, config.prefix, config.queueName);
+  const wakeups = new Wakeups(wakeChannel(config.prefix, config.queueName));
+  await wakeups.listen(subscriber);
+
+  const concurrency = new AdaptiveConcurrency(queue, config.concurrency);
+  await concurrency.start();
+  const handback = new AbortController();
+  let fatal: Error | undefined;
+  let resolveStopped: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+
+  const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, keyPrefix: `${config.prefix}:${config.queueName}` });
+
+  await credits.watchIfPaused();
+
+  const processor = createProcessor({
+    config,
+    did,
+    queue,
+    batches,
+    logger,
+    wakeups,
+    concurrency,
+    handback: handback.signal,
+    ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
+    onAuthFailure: (error: DidApiError) => {
+      if (fatal) return;
+      fatal = new Error(`D-ID refused the API key (${error.status} ${error.kind}: ${error.description}); this worker stops taking jobs. Check DID_API_KEY.`);
+      logger.error({ status: error.status, kind: error.kind }, fatal.message);
+      void close();
+    },
+    onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
+  });
+
+  const worker = new Worker<JobPayload, RowResult>(config.queueName, processor, {
+    connection,
+    prefix: config.prefix,
+    concurrency: config.workerConcurrency,
+    // BullMQ only honours queue.rateLimit() (our 429 back-off) when a limiter is set; this one never binds.
+    limiter: { max: 1_000_000, duration: 1_000 },
+    lockDuration: config.lockMs,
+    stalledInterval: config.stalledIntervalMs,
+    maxStalledCount: config.maxStalled,
+  });
+  worker.on('error', (error) => logger.warn({ err: error.message }, 'worker connection error'));
+  worker.on('failed', (job: Job<JobPayload, RowResult> | undefined, error: Error) => {
+    if (!job) return;
+    void (async () => {
+      const state = await job.getState();
+      if (state !== 'failed') {
+        logger.warn({ jobId: job.id, attempt: job.attemptsMade, err: error.message }, 'row failed; will retry');
+        await batches.markReleased(job.data.batchId, job.data.rowKey);
+        return;
+      }
+      logger.error({ jobId: job.id, err: error.message }, 'row failed');
+      await batches.markFailed(job.data.batchId, job.data.rowKey);
+      await finishIfLast(job.data.batchId);
+    })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
+  });
+  worker.on('completed', (job: Job<JobPayload, RowResult>) => {
+    void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
+  });
+
+  async function finishIfLast(batchId: string): Promise<void> {
+    if (await batches.claimFinished(batchId)) await options.onBatchFinished?.(batchId);
+  }
+
+  let closing: Promise<void> | undefined;
+  function close(closeOptions: { force?: boolean } = {}): Promise<void> {
+    closing ??= (async () => {
+      handback.abort(new Error('worker shutting down'));
+      credits.stop();
+      const graceful = worker.close(closeOptions.force === true);
+      const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
+      await graceful.finally(() => clearTimeout(timer));
+      await queue.close();
+      await wakeups.close();
+      if (ownsDid) await did.close();
+      connection.disconnect();
+      resolveStopped();
+    })();
+    return closing;
+  }
+
+  return {
+    worker,
+    queue,
+    batches,
+    get fatal() {
+      return fatal;
+    },
+    stopped,
+    close,
+  };
+}

@@ -1,0 +1,249 @@
+import { DelayedError, RateLimitError, UnrecoverableError, type Job, type Queue } from 'bullmq';
+import type { Config } from '../config/index.js';
+import {
+  DidApiError,
+  DidAuthError,
+  DidConnectionError,
+  DidNotFoundError,
+  DidPaymentRequiredError,
+  DidProtocolError,
+  DidRateLimitError,
+  DidServerError,
+  type DidClient,
+  type Talk,
+} from '../did/index.js';
+import { DownloadError, downloadVerified } from '../download/downloader.js';
+import { outputPathFor } from '../download/paths.js';
+import type { BatchStore } from '../queue/batches.js';
+import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
+import { withJitter } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import type { Wakeups } from './wakeups.js';
+
+/** Why a row failed for good, kept in the job's data for the results report. */
+export interface RowFailure {
+  code: string;
+  kind: string;
+  description: string;
+}
+
+export interface ProcessorDeps {
+  config: Config;
+  did: DidClient;
+  queue: Queue;
+  batches: BatchStore;
+  logger: Logger;
+  wakeups: Wakeups;
+  concurrency: AdaptiveConcurrency;
+  /** Aborted when the worker is asked to stop: rows waiting on D-ID are handed back, not held. */
+  handback: AbortSignal;
+  /** The webhook URL for a job, when webhooks are on. */
+  webhookUrlFor?: (jobId: string) => string | undefined;
+  /** 401 or a malformed-key 403: the worker must stop taking jobs. */
+  onAuthFailure: (error: DidApiError) => void;
+  /** 402: pause the queue and watch credits. */
+  onCreditsExhausted: (error: DidPaymentRequiredError) => Promise<void>;
+}
+
+type TalkJob = Job<JobPayload, RowResult>;
+
+const MAX_POLL_FAILURES = 10;
+const MAX_DOWNLOAD_TRIES = 4;
+
+/**
+ * The step machine of one row: submit, wait for the render, download. The only place where errors
+ * become queue signals (DelayedError, RateLimitError, UnrecoverableError, or a plain retryable throw).
+ */
+export function createProcessor(deps: ProcessorDeps) {
+  const { config, did, logger } = deps;
+  let consecutiveRateLimits = 0;
+
+  return async function processTalk(job: TalkJob, token?: string, signal?: AbortSignal): Promise<RowResult> {
+    const parsed = JobPayloadV1.safeParse(job.data);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new UnrecoverableError(`PAYLOAD_INVALID: ${issue ? `${issue.path.join('.') || 'payload'}: ${issue.message}` : 'invalid payload'}`);
+    }
+    const payload = parsed.data;
+    const jobId = job.id ?? '';
+    const log = logger.child({ jobId, batchId: payload.batchId, rowKey: payload.rowKey });
+    const outputPath = outputPathFor(config.outDir, payload.batchId, payload.output.name);
+    let state: WorkerState = payload.state ?? { step: 'submitting', polls: 0, creates: 0 };
+
+    const checkpoint = async (next: WorkerState): Promise<void> => {
+      state = next;
+      await job.updateData({ ...job.data, state: next });
+    };
+    const failRow = async (failure: RowFailure): Promise<never> => {
+      await checkpoint({ ...state, failure });
+      throw new UnrecoverableError(`${failure.kind}: ${failure.description}`);
+    };
+    /** Give the slot back without burning an attempt; the checkpoint says where to go on. */
+    const handBack = async (delayMs: number): Promise<never> => {
+      await deps.batches.markReleased(payload.batchId, payload.rowKey);
+      await job.moveToDelayed(Date.now() + delayMs, token);
+      throw new DelayedError();
+    };
+
+    await deps.batches.markActive(payload.batchId, payload.rowKey);
+
+    // ---- submitting: find the talk we may already have paid for, else create it -------------------
+    if (state.step === 'submitting' || !state.talkId) {
+      const userData = talkTagFor(jobId, payload.generation);
+      let talkId: string | undefined;
+      if (state.submitStartedAt !== undefined) {
+        // A create was in flight when the last try ended: it may have happened.
+        const found = await did.findTalkByUserData(userData, {
+          window: config.reconcileWindow,
+          notBefore: state.submitStartedAt - 10 * 60_000,
+          ...(signal ? { signal } : {}),
+        });
+        if (found) {
+          log.info({ talkId: found.id }, 'adopted talk created by an earlier try');
+          talkId = found.id;
+        }
+      }
+      if (!talkId) {
+        if (deps.handback.aborted) await handBack(0);
+        await checkpoint({ ...state, step: 'submitting', submitStartedAt: state.submitStartedAt ?? Date.now() });
+        const webhook = deps.webhookUrlFor?.(jobId);
+        try {
+          const created = await did.createTalk(
+            { ...payload.talk, user_data: userData, ...(webhook ? { webhook } : {}) },
+            signal ? { signal } : {},
+          );
+          talkId = created.id;
+          consecutiveRateLimits = 0;
+          await deps.concurrency.onCreated();
+          log.debug({ talkId }, 'talk created');
+        } catch (error) {
+          await onCreateError(error);
+        }
+      }
+      await checkpoint({ step: 'rendering', talkId: talkId as string, renderStartedAt: Date.now(), polls: 0, creates: state.creates + 1 });
+    }
+
+    // ---- rendering: poll (woken early by the webhook) until D-ID is done -------------------------
+    const talkId = state.talkId as string;
+    let talk = await waitForRender(talkId);
+
+    // ---- downloading: verified, atomic; a refused link is renewed by re-reading the talk ----------
+    let downloadError: unknown;
+    for (let attempt = 1; attempt <= MAX_DOWNLOAD_TRIES; attempt += 1) {
+      if (!talk.result_url) talk = await did.getTalk(talkId, signal ? { signal } : {});
+      const url = talk.result_url;
+      if (!url) throw new DidProtocolError(`talk ${talkId} is done but has no result_url`);
+      try {
+        const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(signal ? { signal } : {}) });
+        await deps.batches.markDone(payload.batchId, payload.rowKey);
+        log.info({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
+        return {
+          status: 'done',
+          talkId,
+          file: file.path,
+          bytes: file.bytes,
+          sha256: file.sha256,
+          videoSeconds: typeof talk.duration === 'number' ? talk.duration : null,
+          renderSeconds: state.renderStartedAt ? Math.round((Date.now() - state.renderStartedAt) / 100) / 10 : null,
+          finishedAt: new Date().toISOString(),
+        };
+      } catch (error) {
+        if (!(error instanceof DownloadError)) throw error;
+        downloadError = error;
+        log.warn({ talkId, attempt, reason: error.reason, err: error.message }, 'download failed');
+        // Every failure but a short body may come from a stale link: fetch a fresh one next time.
+        if (error.reason !== 'truncated' && error.reason !== 'network') talk = { ...talk, result_url: undefined } as Talk;
+      }
+    }
+    throw downloadError;
+
+    async function onCreateError(error: unknown): Promise<never> {
+      if (error instanceof DidRateLimitError) {
+        consecutiveRateLimits += 1;
+        await deps.concurrency.onRateLimited();
+        const wait = error.retryAfterMs ?? withJitter(Math.min(60_000, 1_000 * 2 ** Math.min(consecutiveRateLimits - 1, 6)));
+        log.warn({ wait, concurrency: deps.concurrency.current }, 'D-ID rate limit (429): backing off the whole queue');
+        await clearSubmit();
+        await deps.queue.rateLimit(Math.max(wait, 50));
+        throw new RateLimitError();
+      }
+      if (error instanceof DidPaymentRequiredError) {
+        await clearSubmit();
+        await deps.onCreditsExhausted(error);
+        await deps.queue.rateLimit(Math.min(config.creditCheckMs, 5_000));
+        throw new RateLimitError();
+      }
+      if (error instanceof DidAuthError && !(error.status === 403 && error.kind === 'PermissionError')) {
+        await clearSubmit();
+        deps.onAuthFailure(error);
+        return handBack(config.creditCheckMs);
+      }
+      if (error instanceof DidApiError && !(error instanceof DidServerError)) {
+        // 400, 403 PermissionError, 404, 451...: D-ID said no to this row; asking again cannot help.
+        await clearSubmit();
+        return failRow({ code: error.code, kind: error.kind, description: error.description });
+      }
+      if (error instanceof DidConnectionError || error instanceof DidServerError || error instanceof DidProtocolError) {
+        // Ambiguous: the talk may exist. Keep submitStartedAt so the next try looks before it creates.
+        log.warn({ err: (error as Error).message }, 'create failed ambiguously; the next try reconciles first');
+      }
+      throw error;
+    }
+
+    async function clearSubmit(): Promise<void> {
+      const { submitStartedAt: _cleared, ...rest } = state;
+      await checkpoint({ ...rest, step: 'submitting' });
+    }
+
+    async function waitForRender(id: string): Promise<Talk> {
+      let failures = 0;
+      const webhooks = Boolean(deps.webhookUrlFor?.(jobId));
+      for (;;) {
+        let current: Talk | undefined;
+        try {
+          current = await did.getTalk(id, signal ? { signal } : {});
+          failures = 0;
+        } catch (error) {
+          if (error instanceof DidNotFoundError) {
+            return failRow({ code: error.code, kind: 'TalkNotFound', description: `talk ${id} no longer exists at D-ID` });
+          }
+          if (error instanceof DidAuthError) {
+            deps.onAuthFailure(error);
+            return handBack(config.creditCheckMs);
+          }
+          const transient = error instanceof DidRateLimitError || error instanceof DidServerError || error instanceof DidConnectionError || error instanceof DidProtocolError;
+          if (!transient || ++failures > MAX_POLL_FAILURES) throw error;
+          log.debug({ err: (error as Error).message, failures }, 'poll failed; polling on');
+        }
+        if (current?.status === 'done') return current;
+        if (current?.status === 'error' || current?.status === 'rejected') {
+          const detail = current.error;
+          return failRow({
+            code: current.status === 'rejected' ? 'TALK_REJECTED' : 'TALK_ERROR',
+            kind: detail?.kind ?? (current.status === 'rejected' ? 'Rejected' : 'UnknownError'),
+            description: detail?.description ?? `talk ended with status ${current.status}`,
+          });
+        }
+        const startedAt = state.renderStartedAt ?? Date.now();
+        if (Date.now() - startedAt > config.renderTimeoutMs) {
+          return failRow({ code: 'RENDER_TIMEOUT', kind: 'RenderTimeout', description: `talk ${id} not done after ${Math.round(config.renderTimeoutMs / 1000)} s` });
+        }
+        state = { ...state, polls: state.polls + 1 };
+        const base = Math.min(config.pollMaxMs, config.pollInitialMs * 1.5 ** Math.max(0, state.polls - 1));
+        // With webhooks on, polling is only the fallback.
+        const delay = webhooks ? Math.max(base, config.pollMaxMs) * 3 : base;
+        try {
+          await deps.wakeups.wait(jobId, withJitter(delay, () => 0.5 + Math.random() / 2), AbortSignal.any([deps.handback, ...(signal ? [signal] : [])]));
+        } catch (error) {
+          if (deps.handback.aborted) {
+            await checkpoint(state);
+            log.info({ talkId: id }, 'handing the row back while D-ID renders');
+            return handBack(0);
+          }
+          throw error;
+        }
+      }
+    }
+  };
+}
