@@ -42,10 +42,19 @@ export function snakeCase(name: string): string {
     .replace(/^_+|_+$/g, '');
 }
 
+const cache = new Map<string, string>();
+const CACHE_MAX = 2_000;
+
 /** Normalised name with aliases resolved; '' for a name with no letters or digits. */
 export function canonicalColumn(name: string): string {
+  // Called for every template variable of every row: memoised (bounded, as JSON keys come from the file).
+  const cached = cache.get(name);
+  if (cached !== undefined) return cached;
   const snake = snakeCase(name);
-  return ALIASES[snake] ?? snake;
+  const canonical = ALIASES[snake] ?? snake;
+  if (cache.size >= CACHE_MAX) cache.clear();
+  cache.set(name, canonical);
+  return canonical;
 }
 
 /** Levenshtein distance (small inputs: header names). */

@@ -11,7 +11,7 @@ import { Utf8Guard, encodingMessage } from './utf8.js';
 /*
  * CSV reader: file -> UTF-8 guard -> csv-parse (streaming, so memory stays flat however long the sheet is).
  *
- * Line numbers: csv-parse's `info.lines` is the line a record *ends* on and counts a CRLF inside a quoted cell as
+ * Line numbers: csv-parse's `info.lines` (option `info`) is the line a record *ends* on and counts a CRLF inside a quoted cell as
  * two lines, so the start line is computed from `raw` instead: `raw` holds the record's text plus the blank lines
  * skipped before it and the first character of its line break. The reader keeps `nextLine` (the line after the
  * previous record); a record starts at nextLine + the line breaks in the whitespace that leads its raw text, and
@@ -78,7 +78,7 @@ function readHeader(record: string[], line: number, file: string): { header: Hea
     const sameSpelling = snakeCase(text) === name && snakeCase(raw[first] ?? '') === name;
     const message = sameSpelling
       ? `duplicate column ${quoteValue(name)} (also column ${first + 1})`
-      : `duplicate column ${quoteValue(text)}: it means ${name}, like column ${first + 1} (${quoteValue(raw[first] ?? '')})`;
+      : `duplicate column ${quoteValue(text)} (column ${first + 1} ${quoteValue(raw[first] ?? '')} means the same)`;
     issues.push(issueAt(file, line, message, name, number));
   });
   return { header: { line, names, raw }, issues };
@@ -109,8 +109,7 @@ export async function* readCsv(path: string, file: string, head: string): AsyncG
   const parser = parse({
     delimiter: detectDelimiter(head),
     bom: true,
-    info: true,
-    raw: true,
+    raw: true, // `raw` rather than `info`: see the note on line numbers above
     trim: true,
     skip_empty_lines: true,
     relax_column_count: true,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { JobPayloadV1, JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
 import type { QueueHandle } from './talk-queue.js';
-import { ManifestError, readManifest, validateManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ValidationReport } from '../manifest/index.js';
+import { ManifestError, readManifest, validateManifest, type ManifestIssue, type ManifestOptions, type ManifestRecord, type ManifestRow, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
 
 export interface EnqueueOptions extends ManifestOptions {
@@ -51,6 +51,49 @@ export function payloadFor(batchId: string, row: ManifestRow): JobPayload {
   });
 }
 
+async function* validRows(records: AsyncIterable<ManifestRecord>): AsyncGenerator<ManifestRow> {
+  for await (const record of records) if (record.ok === true) yield record.row;
+}
+
+/**
+ * Adds already-validated rows to a batch, `chunkSize` jobs per addBulk (one round trip, atomic).
+ * Rows the batch has finished are skipped; rows already queued are left to BullMQ's job-id check.
+ */
+export async function enqueueRows(
+  handle: QueueHandle,
+  batchId: string,
+  rows: AsyncIterable<ManifestRow> | Iterable<ManifestRow>,
+  chunkSize = 500,
+): Promise<{ added: number; alreadyPresent: number }> {
+  let chunk: ManifestRow[] = [];
+  let added = 0;
+  let alreadyPresent = 0;
+  const flush = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    const batch = chunk;
+    chunk = [];
+    const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
+    const pending = batch.filter((_, index) => !done[index]);
+    // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next
+    // run, never a ledger row without a job.
+    if (pending.length > 0) {
+      await handle.queue.addBulk(
+        pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
+      );
+    }
+    const fresh = await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
+    const newRows = fresh.filter(Boolean).length;
+    added += newRows;
+    alreadyPresent += batch.length - newRows;
+  };
+  for await (const row of rows) {
+    chunk.push(row);
+    if (chunk.length >= chunkSize) await flush();
+  }
+  await flush();
+  return { added, alreadyPresent };
+}
+
 /**
  * Validates the whole manifest first (nothing is spent on a bad sheet), then streams it again into
  * BullMQ in chunks. Job id `<batchId>-<rowKey>` plus the batch ledger make a second run a no-op.
@@ -64,34 +107,7 @@ export async function enqueueManifest(handle: QueueHandle, source: string, optio
   }
 
   await handle.batches.create(batchId, source, options.callbackUrl ? { callbackUrl: options.callbackUrl } : {});
-  const chunkSize = options.chunkSize ?? 500;
-  let chunk: ManifestRow[] = [];
-  let added = 0;
-  let alreadyPresent = 0;
-
-  const flush = async (): Promise<void> => {
-    if (chunk.length === 0) return;
-    const rows = chunk;
-    chunk = [];
-    const done = await handle.batches.areDone(batchId, rows.map((row) => row.rowKey));
-    const pending = rows.filter((_, index) => !done[index]);
-    // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next run,
-    // never a ledger row without a job.
-    await handle.queue.addBulk(
-      pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
-    );
-    const fresh = await handle.batches.addRows(batchId, rows.map((row) => ({ rowKey: row.rowKey, line: row.line })));
-    const newRows = fresh.filter(Boolean).length;
-    added += newRows;
-    alreadyPresent += rows.length - newRows;
-  };
-
-  for await (const record of readManifest(source, options)) {
-    if (record.ok !== true) continue;
-    chunk.push(record.row);
-    if (chunk.length >= chunkSize) await flush();
-  }
-  await flush();
+  const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(readManifest(source, options)), options.chunkSize);
 
   return {
     batchId,

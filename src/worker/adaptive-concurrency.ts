@@ -27,14 +27,19 @@ export class AdaptiveConcurrency {
     this.#current = this.ceiling;
   }
 
-  async onRateLimited(): Promise<void> {
+  /**
+   * @param rendering talks of ours D-ID is rendering right now: when the 429 comes from a plan's
+   *   concurrent-render cap, that is the cap itself, so it bounds the cut from below.
+   */
+  async onRateLimited(rendering?: number): Promise<void> {
     const now = (this.options.now ?? Date.now)();
     this.#successes = 0;
     // One burst of 429s (every slot over the cap answering at once) is one signal, not many.
-    if (now - this.#lastDecreaseAt < (this.options.cooldownMs ?? 2_000)) return;
+    if (now - this.#lastDecreaseAt < (this.options.cooldownMs ?? 1_000)) return;
     this.#lastDecreaseAt = now;
     const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
-    const next = Math.max(1, Math.floor(shared * (this.options.decreaseFactor ?? 0.75)));
+    const cut = Math.floor(shared * (this.options.decreaseFactor ?? 0.75));
+    const next = Math.max(1, rendering !== undefined && rendering > 0 ? Math.min(cut, Math.max(rendering, 1)) : cut);
     if (next < shared) await this.queue.setGlobalConcurrency(next);
     this.#current = Math.min(next, shared);
   }

@@ -9,6 +9,7 @@ import type { Logger } from '../shared/logger.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor } from './processor.js';
+import { RenderTracker } from './render-tracker.js';
 import { Wakeups, wakeChannel } from './wakeups.js';
 
 export interface TalkWorkerOptions {
@@ -77,6 +78,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     logger,
     wakeups,
     concurrency,
+    rendering: new RenderTracker(connection, `${config.prefix}:${config.queueName}:rendering`),
     handback: handback.signal,
     ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
     onAuthFailure: (error: DidApiError) => {

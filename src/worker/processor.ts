@@ -19,6 +19,7 @@ import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerS
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import type { RenderTracker } from './render-tracker.js';
 import type { Wakeups } from './wakeups.js';
 
 /** Why a row failed for good, kept in the job's data for the results report. */
@@ -36,6 +37,8 @@ export interface ProcessorDeps {
   logger: Logger;
   wakeups: Wakeups;
   concurrency: AdaptiveConcurrency;
+  /** Our talks D-ID is rendering now, across all workers. */
+  rendering: RenderTracker;
   /** Aborted when the worker is asked to stop: rows waiting on D-ID are handed back, not held. */
   handback: AbortSignal;
   /** The webhook URL for a job, when webhooks are on. */
@@ -123,10 +126,16 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       await checkpoint({ step: 'rendering', talkId: talkId as string, renderStartedAt: Date.now(), polls: 0, creates: state.creates + 1 });
     }
+    await deps.rendering.add(jobId);
 
     // ---- rendering: poll (woken early by the webhook) until D-ID is done -------------------------
     const talkId = state.talkId as string;
-    let talk = await waitForRender(talkId);
+    let talk: Talk;
+    try {
+      talk = await waitForRender(talkId);
+    } finally {
+      await deps.rendering.remove(jobId);
+    }
 
     // ---- downloading: verified, atomic; a refused link is renewed by re-reading the talk ----------
     let downloadError: unknown;
@@ -161,8 +170,9 @@ export function createProcessor(deps: ProcessorDeps) {
     async function onCreateError(error: unknown): Promise<never> {
       if (error instanceof DidRateLimitError) {
         consecutiveRateLimits += 1;
-        await deps.concurrency.onRateLimited();
-        const wait = error.retryAfterMs ?? withJitter(Math.min(60_000, 1_000 * 2 ** Math.min(consecutiveRateLimits - 1, 6)));
+        await deps.concurrency.onRateLimited(await deps.rendering.count());
+        // A plan's render cap frees a slot as soon as any render finishes: start short, grow fast.
+        const wait = error.retryAfterMs ?? withJitter(Math.min(30_000, 500 * 2 ** Math.min(consecutiveRateLimits - 1, 6)));
         log.warn({ wait, concurrency: deps.concurrency.current }, 'D-ID rate limit (429): backing off the whole queue');
         await clearSubmit();
         await deps.queue.rateLimit(Math.max(wait, 50));

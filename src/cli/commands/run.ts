@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config/index.js';
-import { DidClient } from '../../did/index.js';
+import type { DidClient } from '../../did/index.js';
 import { enqueueManifest } from '../../queue/producer.js';
 import { openQueue } from '../../queue/talk-queue.js';
 import { writeBatchReport } from '../../report/results.js';

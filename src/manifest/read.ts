@@ -1,0 +1,264 @@
+import { open, stat } from 'node:fs/promises';
+import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
+import { closestName, KNOWN_COLUMNS } from './columns.js';
+import { readCsv } from './csv.js';
+import { HEAD_BYTES, detectFormat, headProblem } from './detect.js';
+import { ManifestError } from './issues.js';
+import { readJson, readJsonl } from './json.js';
+import { buildRow, type RowContext } from './row.js';
+import { issueAt, type SourceEvent } from './source.js';
+import { templateVariablesRaw } from './template.js';
+import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ValidationReport } from './types.js';
+import { imageUrlMessage } from './urls.js';
+
+/** What the engine yields; readManifest and validateManifest are two views of it. */
+type EngineEvent =
+  | { kind: 'format'; format: ManifestFormat }
+  | { kind: 'columns'; columns: string[] }
+  | { kind: 'row'; row: ManifestRow }
+  | { kind: 'invalid'; line: number; issues: ManifestIssue[] }
+  | { kind: 'empty'; line: number }
+  | { kind: 'issue'; issue: ManifestIssue };
+
+const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl'];
+
+/** Problems with the options themselves: nothing in the file can fix them, so they are thrown. */
+function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
+  const issues: ManifestIssue[] = [];
+  const fail = (column: string, message: string): void => {
+    issues.push(issueAt(file, 0, message, column));
+  };
+  if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json or jsonl (got "${String(options.format)}")`);
+  const defaults = options.defaults ?? {};
+  if (defaults.imageUrl !== undefined) {
+    const message = imageUrlMessage(defaults.imageUrl);
+    if (message !== undefined) fail('defaults.imageUrl', message);
+  }
+  if (defaults.provider !== undefined && !PROVIDER_TYPES.includes(defaults.provider)) {
+    fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${String(defaults.provider)}")`);
+  }
+  if (defaults.config !== undefined) {
+    const parsed = TalkConfig.safeParse(defaults.config);
+    if (!parsed.success) for (const issue of parsed.error.issues) fail('defaults.config', `${issue.path.join('.') || 'config'}: ${issue.message}`);
+  }
+  return issues;
+}
+
+/** Reads the first bytes: enough to detect the format and delimiter, and to recognise an empty file. */
+async function readHead(path: string, file: string): Promise<{ bytes: Uint8Array; size: number }> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new ManifestError([issueAt(file, 0, 'not a file')]);
+    size = info.size;
+  } catch (error) {
+    if (error instanceof ManifestError) throw error;
+    const code = (error as { code?: unknown }).code;
+    throw new ManifestError([issueAt(file, 0, code === 'ENOENT' ? 'file not found' : `cannot read the file (${String(code ?? error)})`)]);
+  }
+  let handle;
+  try {
+    handle = await open(path, 'r');
+    const buffer = Buffer.alloc(Math.min(HEAD_BYTES, size));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return { bytes: buffer.subarray(0, bytesRead), size };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new ManifestError([issueAt(file, 0, `cannot read the file (${String(code ?? error)})`)]);
+  } finally {
+    await handle?.close();
+  }
+}
+
+function unknownTemplateColumns(file: string, line: number, template: string | undefined, label: string, columns: readonly string[]): ManifestIssue[] {
+  if (template === undefined) return [];
+  const known = new Set(columns);
+  const reported = new Set<string>();
+  const issues: ManifestIssue[] = [];
+  for (const variable of templateVariablesRaw(template)) {
+    if (known.has(variable.name) || reported.has(variable.name)) continue;
+    reported.add(variable.name);
+    const guess = closestName(variable.name, columns);
+    const hint = guess === undefined ? '' : ` (did you mean ${guess}?)`;
+    issues.push(issueAt(file, line, `${label} uses {{${variable.raw}}} but the sheet has no such column${hint}`, label === 'template' ? 'template' : 'name'));
+  }
+  return issues;
+}
+
+/** File-level checks once the columns are known before the rows (CSV header, parsed JSON). */
+function columnIssues(file: string, line: number, columns: readonly string[], options: ManifestOptions): ManifestIssue[] {
+  const issues: ManifestIssue[] = [];
+  const has = new Set(columns);
+  if (!has.has('image_url') && options.defaults?.imageUrl === undefined) {
+    const near = closestName('image_url', columns.filter((name) => !KNOWN_COLUMNS.has(name)));
+    const hint = near === undefined ? '(add one, or set a default image)' : `(is "${near}" meant to be image_url?)`;
+    issues.push(issueAt(file, line, `no image_url column ${hint}`, 'image_url'));
+  }
+  if (options.template === undefined && !has.has('script') && !has.has('audio_url')) {
+    issues.push(issueAt(file, line, 'no script: add a script column, pass a template, or give audio_url'));
+  }
+  issues.push(...unknownTemplateColumns(file, line, options.template, 'template', columns));
+  issues.push(...unknownTemplateColumns(file, line, options.nameTemplate, 'name template', columns));
+  return issues;
+}
+
+async function* run(source: string, options: ManifestOptions): AsyncGenerator<EngineEvent> {
+  const file = source;
+  const problems = optionIssues(file, options);
+  if (problems.length > 0) throw new ManifestError(problems);
+
+  const head = await readHead(source, file);
+  const headText = new TextDecoder('utf-8').decode(head.bytes);
+  const format = options.format ?? detectFormat(source, headText);
+  yield { kind: 'format', format };
+  const known = head.size <= HEAD_BYTES;
+  if (head.size === 0 || (known && headText.replace(/^\uFEFF/, '').trim() === '')) {
+    yield { kind: 'issue', issue: issueAt(file, 1, 'file is empty') };
+    return;
+  }
+  const binary = headProblem(head.bytes);
+  if (binary !== undefined) {
+    yield { kind: 'issue', issue: issueAt(file, 1, binary) };
+    return;
+  }
+
+  const ctx: RowContext = { file, defaults: options.defaults ?? {}, columnNumbers: new Map() };
+  if (options.template !== undefined) ctx.template = options.template;
+  if (options.nameTemplate !== undefined) ctx.nameTemplate = options.nameTemplate;
+  // Only keys and names are kept, never rows: memory grows with the number of rows by a few dozen bytes each.
+  const firstLineOfKey = new Map<string, number>();
+  const firstLineOfName = new Map<string, number>();
+
+  const events: AsyncGenerator<SourceEvent> =
+    format === 'csv' ? readCsv(source, file, headText) : format === 'json' ? readJson(source, file) : readJsonl(source, file);
+  for await (const event of events) {
+    switch (event.kind) {
+      case 'issue':
+        yield { kind: 'issue', issue: event.issue };
+        break;
+      case 'bad-record':
+        yield { kind: 'invalid', line: event.line, issues: event.issues };
+        break;
+      case 'columns': {
+        yield { kind: 'columns', columns: event.columns };
+        if (event.upfront) {
+          ctx.columnNumbers = event.columnNumbers;
+          const issues = columnIssues(file, event.line, event.columns, options);
+          if (issues.length > 0) {
+            // Every row would fail the same way: report it once and stop.
+            for (const issue of issues) yield { kind: 'issue', issue };
+            return;
+          }
+        } else {
+          // JSONL: the columns are only known at the end; rows already reported each empty variable.
+          for (const issue of unknownTemplateColumns(file, 1, options.template, 'template', event.columns)) yield { kind: 'issue', issue };
+          for (const issue of unknownTemplateColumns(file, 1, options.nameTemplate, 'name template', event.columns)) yield { kind: 'issue', issue };
+        }
+        break;
+      }
+      case 'record': {
+        const built = buildRow(event.cells, event.line, ctx);
+        if (built.kind === 'empty') {
+          yield { kind: 'empty', line: event.line };
+          break;
+        }
+        const { line } = event;
+        const firstLine = firstLineOfKey.get(built.rowKey);
+        if (firstLine !== undefined) {
+          const issue = built.idFromCell
+            ? issueAt(file, line, `duplicate id "${built.rowKey}" (first seen on line ${firstLine})`, 'id', ctx.columnNumbers.get('id'))
+            : issueAt(file, line, `duplicate row (same content as line ${firstLine})`);
+          built.issues.push(issue);
+        } else {
+          firstLineOfKey.set(built.rowKey, line);
+          if (built.outputName !== undefined) {
+            // Case-insensitive: two names differing only in case collide on macOS and Windows.
+            const nameKey = built.outputName.normalize('NFC').toLowerCase();
+            const nameLine = firstLineOfName.get(nameKey);
+            if (nameLine !== undefined) {
+              built.issues.push(issueAt(file, line, `duplicate output name "${built.outputName}" (first used on line ${nameLine})`, 'name', ctx.columnNumbers.get('name')));
+            } else firstLineOfName.set(nameKey, line);
+          }
+        }
+        if (built.issues.length === 0 && built.row !== undefined) yield { kind: 'row', row: built.row };
+        else yield { kind: 'invalid', line, issues: built.issues };
+        break;
+      }
+    }
+  }
+}
+
+/**
+ * Streams a manifest, one record per data row, in file order. Rows are never all held: memory is the current row
+ * plus one key and one output name per row seen (for duplicate detection). File-level problems (empty file, header
+ * only, bad encoding, unparseable CSV/JSON, a template naming a missing column) come as `{ ok: false }` records;
+ * when the file cannot be opened at all, or the options are invalid, it throws ManifestError.
+ */
+export async function* readManifest(source: string, options: ManifestOptions = {}): AsyncGenerator<ManifestRecord> {
+  for await (const event of run(source, options)) {
+    switch (event.kind) {
+      case 'row':
+        yield { ok: true, row: event.row };
+        break;
+      case 'invalid':
+        yield { ok: false, line: event.line, issues: event.issues };
+        break;
+      case 'empty':
+        yield { ok: 'empty', line: event.line };
+        break;
+      case 'issue':
+        yield { ok: false, line: event.issue.line, issues: [event.issue] };
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+/** Reads the whole manifest once (streaming) and summarises it: counts, every issue sorted by line, total seconds. */
+export async function validateManifest(source: string, options: ManifestOptions = {}): Promise<ValidationReport> {
+  const report: ValidationReport = {
+    file: source,
+    format: options.format ?? detectFormat(source, ''),
+    rows: 0,
+    valid: 0,
+    skippedEmpty: 0,
+    issues: [],
+    estimatedSeconds: 0,
+    columns: [],
+  };
+  let seconds = 0;
+  // File-level issues sort before row issues of the same line (JSONL reports its file-level ones at the end).
+  const fileLevel = new Set<ManifestIssue>();
+  for await (const event of run(source, options)) {
+    switch (event.kind) {
+      case 'format':
+        report.format = event.format;
+        break;
+      case 'columns':
+        report.columns = event.columns;
+        break;
+      case 'row':
+        report.rows++;
+        report.valid++;
+        seconds += event.row.estimatedSeconds ?? 0;
+        break;
+      case 'invalid':
+        report.rows++;
+        report.issues.push(...event.issues);
+        break;
+      case 'empty':
+        report.rows++;
+        report.skippedEmpty++;
+        break;
+      case 'issue':
+        report.issues.push(event.issue);
+        fileLevel.add(event.issue);
+        break;
+    }
+  }
+  const rank = (issue: ManifestIssue): number => (fileLevel.has(issue) ? 0 : 1);
+  report.issues.sort((a, b) => a.line - b.line || rank(a) - rank(b)); // stable: otherwise in the order found
+  report.estimatedSeconds = Math.round(seconds * 10) / 10;
+  return report;
+}
