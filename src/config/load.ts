@@ -32,6 +32,9 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     throw new ConfigError(issues);
   }
   const v = parsed.data;
+  if (v.TALKBATCH_PUBLIC_URL && !v.TALKBATCH_WEBHOOK_SECRET) {
+    throw new ConfigError(['TALKBATCH_WEBHOOK_SECRET: required when TALKBATCH_PUBLIC_URL is set (it signs the webhook URLs)']);
+  }
   if (v.TALKBATCH_POLL_MAX_MS < v.TALKBATCH_POLL_INITIAL_MS) {
     throw new ConfigError(['TALKBATCH_POLL_MAX_MS: must be at least TALKBATCH_POLL_INITIAL_MS']);
   }
@@ -63,6 +66,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     logPretty: v.TALKBATCH_LOG_PRETTY,
     publicUrl: v.TALKBATCH_PUBLIC_URL,
     webhookSecret: v.TALKBATCH_WEBHOOK_SECRET,
+    apiKeys: v.TALKBATCH_API_KEYS ?? [],
+    host: v.TALKBATCH_HOST,
+    port: v.TALKBATCH_PORT,
+    dashboardWrite: v.TALKBATCH_DASHBOARD_WRITE,
+    callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
+    maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
   });
 }
 

@@ -44,13 +44,26 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_LOG_PRETTY: z.preprocess(emptyToUndefined, bool(false).optional()),
   TALKBATCH_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https$/, error: 'must be an https URL (D-ID only calls https webhooks)' }).optional()),
   TALKBATCH_WEBHOOK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+  TALKBATCH_API_KEYS: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
+      .pipe(z.array(z.string().min(16, 'each key must be at least 16 characters')))
+      .optional(),
+  ),
+  TALKBATCH_HOST: z.preprocess(emptyToUndefined, z.string().default('127.0.0.1')),
+  TALKBATCH_PORT: int(0, 65_535, 8080),
+  TALKBATCH_DASHBOARD_WRITE: z.preprocess(emptyToUndefined, bool(false)),
+  TALKBATCH_CALLBACK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+  TALKBATCH_MAX_BODY_BYTES: int(1_024, 1_073_741_824, 50 * 1024 * 1024),
 });
 
 export type EnvInput = z.input<typeof ENV_SCHEMA>;
 export type EnvName = keyof typeof ENV_SCHEMA.shape;
 
 /** Names whose values are secrets: never printed, not even in validation errors. */
-export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'REDIS_URL']);
+export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL']);
 
 export interface Config {
   readonly didApiKey: string | undefined;
@@ -84,4 +97,13 @@ export interface Config {
   readonly logPretty: boolean | undefined;
   readonly publicUrl: string | undefined;
   readonly webhookSecret: string | undefined;
+  /** Bearer keys accepted by the REST API and dashboard of `talkbatch serve`. */
+  readonly apiKeys: readonly string[];
+  readonly host: string;
+  readonly port: number;
+  /** Whether the dashboard may retry/remove jobs (read-only by default). */
+  readonly dashboardWrite: boolean;
+  /** Signs batch-finished callbacks (HMAC-SHA256); defaults to the webhook secret. */
+  readonly callbackSecret: string | undefined;
+  readonly maxBodyBytes: number;
 }

@@ -9,7 +9,6 @@ export const NAME_MAX = 150;
 export const PLAIN_NAME_MESSAGE = 'name must be a plain file name (no folders, no leading dot)';
 
 /** Control characters: C0, DEL and C1. */
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** An issue message for a name the user gave, or undefined when it is acceptable. */
@@ -23,7 +22,6 @@ export function checkFileName(name: string): string | undefined {
 
 /** For a value substituted into a name template: separators and control characters become '-', spaces collapse. */
 export function sanitizeNamePart(value: string): string {
-  // eslint-disable-next-line no-control-regex
   return value.replace(/[/\\\u0000-\u001f\u007f-\u009f]+/g, '-').replace(/\s+/g, ' ').trim();
 }
 

@@ -6,6 +6,7 @@ import { createRedis } from '../queue/connections.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
 import type { JobPayload, RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
+import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor } from './processor.js';
@@ -20,7 +21,7 @@ export interface TalkWorkerOptions {
   did?: DidClient;
   /** Called after a batch's last row finished, exactly once across all workers. */
   onBatchFinished?: (batchId: string) => Promise<void>;
-  /** Token for a job's webhook URL (server/); absent means polling only. */
+  /** A job's webhook URL; defaults to one under TALKBATCH_PUBLIC_URL when that is set, else polling only. */
   webhookUrlFor?: (jobId: string) => string | undefined;
 }
 
@@ -59,6 +60,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const wakeups = new Wakeups(wakeChannel(config.prefix, config.queueName));
   await wakeups.listen(subscriber);
 
+  const { publicUrl, webhookSecret } = config;
+  const webhookUrlFor =
+    options.webhookUrlFor ?? (publicUrl && webhookSecret ? (jobId: string) => webhookUrl(publicUrl, webhookSecret, jobId) : undefined);
   const concurrency = new AdaptiveConcurrency(queue, config.concurrency);
   await concurrency.start();
   const handback = new AbortController();
@@ -80,7 +84,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     concurrency,
     rendering: new RenderTracker(connection, `${config.prefix}:${config.queueName}:rendering`),
     handback: handback.signal,
-    ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
+    ...(webhookUrlFor ? { webhookUrlFor } : {}),
     onAuthFailure: (error: DidApiError) => {
       if (fatal) return;
       fatal = new Error(`D-ID refused the API key (${error.status} ${error.kind}: ${error.description}); this worker stops taking jobs. Check DID_API_KEY.`);

@@ -62,3 +62,8 @@ export class Wakeups {
 export function wakeChannel(prefix: string, queueName: string): string {
   return `${prefix}:${queueName}:wake`;
 }
+
+/** Wakes a job waiting on D-ID, wherever its worker runs. Returns how many worker processes heard it. */
+export function publishWake(redis: Redis, prefix: string, queueName: string, jobId: string): Promise<number> {
+  return redis.publish(wakeChannel(prefix, queueName), jobId);
+}
