@@ -1,4 +1,4 @@
-import { open, stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { closestName, KNOWN_COLUMNS } from './columns.js';
 import { readCsv } from './csv.js';
@@ -56,7 +56,7 @@ async function readHead(path: string, file: string): Promise<{ bytes: Uint8Array
     const code = (error as { code?: unknown }).code;
     throw new ManifestError([issueAt(file, 0, code === 'ENOENT' ? 'file not found' : `cannot read the file (${String(code ?? error)})`)]);
   }
-  let handle;
+  let handle: FileHandle | undefined;
   try {
     handle = await open(path, 'r');
     const buffer = Buffer.alloc(Math.min(HEAD_BYTES, size));

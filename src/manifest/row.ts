@@ -213,11 +213,11 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
       }
       text = rendered.missing.length === 0 ? rendered.text : undefined;
     }
+    const provider = buildProvider();
     if (text !== undefined) {
       if (text.length < 3) add(scriptColumn, `must be at least 3 characters (got ${text.length})`);
       else if (text.length > CELL_MAX) add(scriptColumn, `must be at most ${formatCount(CELL_MAX)} characters (got ${formatCount(text.length)})`);
       else {
-        const provider = buildProvider();
         script = { type: 'text', input: text };
         if (provider !== undefined) script.provider = provider;
         if (ssml) script.ssml = true;
@@ -291,7 +291,9 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
       else baseName = text;
     }
   } else if (!given('name')) {
-    baseName = idValid && id !== undefined ? id : rowKey;
+    // An invalid id already failed the row; it must not become a file name either.
+    if (id === undefined) baseName = rowKey;
+    else if (idValid) baseName = id;
   }
   if (baseName !== undefined) {
     const result = outputFileName(baseName, videoFormat);
