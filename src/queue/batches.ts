@@ -157,6 +157,12 @@ export class BatchStore {
     }
   }
 
+  /** Records that the batch was cancelled; the first time wins. Returns the recorded time. */
+  async markCancelled(id: string): Promise<string> {
+    await this.#redis.hsetnx(this.#key(id), 'cancelledAt', new Date().toISOString());
+    return (await this.#redis.hget(this.#key(id), 'cancelledAt')) ?? new Date().toISOString();
+  }
+
   async failedRowKeys(id: string): Promise<string[]> {
     return this.#redis.smembers(this.#key(id, 'failed'));
   }

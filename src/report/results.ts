@@ -25,6 +25,8 @@ export interface ResultRecord {
   attempts: number;
   errorKind: string | null;
   errorDescription: string | null;
+  /** The script as sent to D-ID (templates filled in), or the audio URL. */
+  script: string | null;
   enqueuedAt: string | null;
   finishedAt: string | null;
   input: Record<string, string>;
@@ -32,7 +34,7 @@ export interface ResultRecord {
 
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
-  'attempts', 'error_kind', 'error_description', 'enqueued_at', 'finished_at',
+  'attempts', 'error_kind', 'error_description', 'script', 'enqueued_at', 'finished_at',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: jobs plus the batch ledger. */
@@ -76,6 +78,7 @@ function recordFor(
     attempts: 0,
     errorKind: null,
     errorDescription: null,
+    script: null,
     enqueuedAt: null,
     finishedAt: null,
     input: {},
@@ -91,7 +94,7 @@ function recordFor(
     ...base,
     status,
     talkId: result?.talkId ?? data.state?.talkId ?? null,
-    file: result?.file ? relative(outDir, result.file) : null,
+    file: result?.file ? relative(join(outDir, batchId), result.file) : null,
     bytes: result?.bytes ?? null,
     sha256: result?.sha256 ?? null,
     videoSeconds: result?.videoSeconds ?? null,
@@ -99,6 +102,7 @@ function recordFor(
     attempts: job.attemptsMade,
     errorKind: status === 'failed' ? (failure?.kind ?? 'Error') : null,
     errorDescription: status === 'failed' ? (failure?.description ?? failedReason) : null,
+    script: data.talk?.script ? (data.talk.script.type === 'text' ? data.talk.script.input : data.talk.script.audio_url) : null,
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
@@ -147,7 +151,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const r = JSON.parse(line) as ResultRecord;
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
-        r.attempts, r.errorKind, r.errorDescription, r.enqueuedAt, r.finishedAt,
+        r.attempts, r.errorKind, r.errorDescription, r.script, r.enqueuedAt, r.finishedAt,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
-import { DidClient, type DidApiError, type DidPaymentRequiredError } from '../did/index.js';
+import { DidClient, type DidApiError, type DidClientOptions, type DidPaymentRequiredError } from '../did/index.js';
 import { BatchStore } from '../queue/batches.js';
 import { createRedis } from '../queue/connections.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
@@ -23,9 +25,28 @@ export interface TalkWorkerOptions {
   onBatchFinished?: (batchId: string) => Promise<void>;
   /** A job's webhook URL; defaults to one under TALKBATCH_PUBLIC_URL when that is set, else polling only. */
   webhookUrlFor?: (jobId: string) => string | undefined;
+  /** Observers for metrics (see src/server/metrics.ts); each must be quick and must not throw. */
+  metrics?: WorkerMetricsHooks;
 }
 
+export interface WorkerMetricsHooks {
+  /** Passed to the DidClient the worker builds; a `did` you pass in is yours to wire. */
+  onDidResponse?: DidClientOptions['onResponse'];
+  onRowCompleted?: (result: RowResult) => void;
+  onRowFailed?: () => void;
+}
+
+/** Where a live worker announces itself; the key expires when its heartbeats stop. */
+export function workerHeartbeatKey(prefix: string, queueName: string, workerId: string): string {
+  return `${prefix}:${queueName}:workers:${workerId}`;
+}
+
+const HEARTBEAT_EVERY_MS = 5_000;
+const HEARTBEAT_TTL_MS = 15_000;
+
 export interface TalkWorker {
+  /** This process's worker id, as in its heartbeat key. */
+  readonly id: string;
   worker: Worker<JobPayload, RowResult>;
   queue: Queue<JobPayload, RowResult>;
   batches: BatchStore;
@@ -48,6 +69,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       baseUrl: config.didApiUrl,
       timeoutMs: config.httpTimeoutMs,
       ...(config.elevenLabsApiKey ? { elevenLabsApiKey: config.elevenLabsApiKey } : {}),
+      ...(options.metrics?.onDidResponse ? { onResponse: options.metrics.onDidResponse } : {}),
       logger,
     });
   const ownsDid = options.did === undefined;
@@ -115,11 +137,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
         return;
       }
       logger.error({ jobId: job.id, err: error.message }, 'row failed');
+      options.metrics?.onRowFailed?.();
       await batches.markFailed(job.data.batchId, job.data.rowKey);
       await finishIfLast(job.data.batchId);
     })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
   });
   worker.on('completed', (job: Job<JobPayload, RowResult>) => {
+    options.metrics?.onRowCompleted?.(job.returnvalue);
     void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
   });
 
@@ -127,14 +151,26 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     if (await batches.claimFinished(batchId)) await options.onBatchFinished?.(batchId);
   }
 
+  // Heartbeats let `GET /readyz` list live workers; a worker that dies simply stops renewing its key.
+  const workerId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const heartbeatKey = workerHeartbeatKey(config.prefix, config.queueName, workerId);
+  const heartbeatValue = JSON.stringify({ id: workerId, host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), concurrency: config.workerConcurrency });
+  const beat = (): Promise<unknown> =>
+    connection.set(heartbeatKey, heartbeatValue, 'PX', HEARTBEAT_TTL_MS).catch((err: unknown) => logger.warn({ err: String(err) }, 'heartbeat failed'));
+  await beat();
+  const heartbeat = setInterval(() => void beat(), HEARTBEAT_EVERY_MS);
+  heartbeat.unref();
+
   let closing: Promise<void> | undefined;
   function close(closeOptions: { force?: boolean } = {}): Promise<void> {
     closing ??= (async () => {
       handback.abort(new Error('worker shutting down'));
       credits.stop();
+      clearInterval(heartbeat);
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      await connection.del(heartbeatKey).catch(() => undefined);
       await queue.close();
       await wakeups.close();
       if (ownsDid) await did.close();
@@ -145,6 +181,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   }
 
   return {
+    id: workerId,
     worker,
     queue,
     batches,

@@ -89,6 +89,9 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new DelayedError();
     };
 
+    // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
+    const [unknownRow] = await deps.batches.addRows(payload.batchId, [{ rowKey: payload.rowKey, line: payload.line ?? 0 }]);
+    if (unknownRow) await deps.batches.create(payload.batchId, 'bullmq');
     await deps.batches.markActive(payload.batchId, payload.rowKey);
 
     // ---- submitting: find the talk we may already have paid for, else create it -------------------
@@ -146,7 +149,7 @@ export function createProcessor(deps: ProcessorDeps) {
       try {
         const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(signal ? { signal } : {}) });
         await deps.batches.markDone(payload.batchId, payload.rowKey);
-        log.info({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
+        log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
         return {
           status: 'done',
           talkId,
