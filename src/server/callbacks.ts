@@ -1,0 +1,255 @@
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { request } from 'undici';
+import type { Config } from '../config/index.js';
+import type { BatchCounts } from '../queue/batches.js';
+import type { QueueHandle } from '../queue/talk-queue.js';
+import { writeBatchReport, type ReportFiles } from '../report/results.js';
+import { sleep } from '../shared/clock.js';
+import type { Logger } from '../shared/logger.js';
+
+export const SIGNATURE_HEADER = 'x-talkbatch-signature';
+
+/** `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp is signed too, so an old delivery cannot be replayed as new. */
+export function signCallback(secret: string, body: string, timestampSeconds: number = Math.floor(Date.now() / 1000)): string {
+  const signature = createHmac('sha256', secret).update(`${timestampSeconds}.${body}`).digest('hex');
+  return `t=${timestampSeconds},v1=${signature}`;
+}
+
+/** For receivers: true when `header` signs `body` (the raw bytes as received) and is at most `toleranceSeconds` old. */
+export function verifyCallbackSignature(
+  secret: string,
+  body: string | Buffer,
+  header: string | undefined,
+  options: { toleranceSeconds?: number; nowSeconds?: number } = {},
+): boolean {
+  if (!header) return false;
+  const parts = new Map(header.split(',').map((part) => part.trim().split('=', 2) as [string, string | undefined]));
+  const timestamp = Number(parts.get('t'));
+  const given = parts.get('v1');
+  if (!Number.isInteger(timestamp) || !given || !/^[0-9a-f]{64}$/.test(given)) return false;
+  const now = options.nowSeconds ?? Math.floor(Date.now() / 1000);
+  if (Math.abs(now - timestamp) > (options.toleranceSeconds ?? 300)) return false;
+  const expected = createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest();
+  return timingSafeEqual(expected, Buffer.from(given, 'hex'));
+}
+
+/** The JSON body POSTed to a batch's callbackUrl. */
+export interface BatchCallbackBody {
+  event: 'batch.finished';
+  batchId: string;
+  finishedAt: string;
+  cancelledAt?: string;
+  counts: BatchCounts;
+  /** Present when the server's public URL is known. */
+  resultsUrl?: string;
+}
+
+export interface CallbackAttempt {
+  attempt: number;
+  /** When the attempt started (ISO 8601). */
+  at: string;
+  ok: boolean;
+  /** The receiver's HTTP status, when it answered. */
+  status?: number;
+  /** Why the attempt failed, when it did. */
+  error?: string;
+  durationMs: number;
+}
+
+export interface CallbackStatus {
+  attempts: CallbackAttempt[];
+  deliveredAt: string | null;
+}
+
+/** Every delivery attempt, kept in a Redis list next to the batch's ledger keys (same prefix and hash tag). */
+export class CallbackLog {
+  readonly #redis: Redis;
+  readonly #base: string;
+
+  constructor(redis: Redis, prefix: string, queueName: string) {
+    this.#redis = redis;
+    this.#base = `${prefix}:${queueName}:batch:`;
+  }
+
+  #key(batchId: string): string {
+    return `${this.#base}${batchId}:callbacks`;
+  }
+
+  async record(batchId: string, attempt: CallbackAttempt): Promise<void> {
+    await this.#redis.rpush(this.#key(batchId), JSON.stringify(attempt));
+  }
+
+  async status(batchId: string): Promise<CallbackStatus> {
+    const entries = await this.#redis.lrange(this.#key(batchId), 0, -1);
+    const attempts = entries.map((entry) => JSON.parse(entry) as CallbackAttempt);
+    return { attempts, deliveredAt: attempts.find((attempt) => attempt.ok)?.at ?? null };
+  }
+}
+
+export interface CallbackRetry {
+  /** Tries in all (default 5). */
+  attempts: number;
+  /** Wait before the 2nd try; doubles each time (default 1 s: 1, 2, 4, 8 s). */
+  baseDelayMs: number;
+  /** Per try (default 10 s). */
+  timeoutMs: number;
+}
+
+export const DEFAULT_CALLBACK_RETRY: Readonly<CallbackRetry> = Object.freeze({ attempts: 5, baseDelayMs: 1_000, timeoutMs: 10_000 });
+
+/** Writes one batch's results report at a time per process (writers share temp file names per process). */
+export class ReportWriter {
+  readonly #inFlight = new Map<string, Promise<ReportFiles>>();
+
+  constructor(
+    private readonly handle: Pick<QueueHandle, 'queue' | 'batches'>,
+    private readonly outDir: string,
+  ) {}
+
+  write(batchId: string): Promise<ReportFiles> {
+    const running = this.#inFlight.get(batchId);
+    if (running) return running;
+    const writing = writeBatchReport(this.handle, batchId, this.outDir).finally(() => this.#inFlight.delete(batchId));
+    this.#inFlight.set(batchId, writing);
+    return writing;
+  }
+}
+
+export interface BatchFinisherOptions {
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl'>;
+  handle: Pick<QueueHandle, 'queue' | 'batches' | 'redis'>;
+  logger: Logger;
+  /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
+  publicUrl?: string;
+  retry?: Partial<CallbackRetry>;
+  reports?: ReportWriter;
+}
+
+/**
+ * What happens once a batch's last row has an outcome (BatchStore.claimFinished makes that exactly
+ * once across workers): the results report is written and, when the batch has a callbackUrl, a signed
+ * summary is POSTed to it with retries. Pass `onBatchFinished` to startTalkWorker.
+ */
+export class BatchFinisher {
+  readonly callbacks: CallbackLog;
+  readonly #options: BatchFinisherOptions;
+  readonly #retry: CallbackRetry;
+  readonly #reports: ReportWriter;
+  readonly #stop = new AbortController();
+  readonly #running = new Set<Promise<unknown>>();
+
+  constructor(options: BatchFinisherOptions) {
+    this.#options = options;
+    this.#retry = { ...DEFAULT_CALLBACK_RETRY, ...options.retry };
+    this.#reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir);
+    this.callbacks = new CallbackLog(options.handle.redis, options.config.prefix, options.config.queueName);
+  }
+
+  readonly onBatchFinished = (batchId: string): Promise<void> => this.#track(this.#finish(batchId));
+
+  /** Stops waiting between retries; attempts made so far stay recorded. */
+  async close(): Promise<void> {
+    this.#stop.abort(new Error('shutting down'));
+    await Promise.allSettled([...this.#running]);
+  }
+
+  async #track<T>(work: Promise<T>): Promise<T> {
+    this.#running.add(work);
+    try {
+      return await work;
+    } finally {
+      this.#running.delete(work);
+    }
+  }
+
+  async #finish(batchId: string): Promise<void> {
+    const { logger } = this.#options;
+    try {
+      const report = await this.#reports.write(batchId);
+      logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
+    } catch (error) {
+      logger.warn({ batchId, err: String(error) }, 'could not write the batch report');
+    }
+    await this.deliver(batchId);
+  }
+
+  /** POSTs the batch's summary to its callbackUrl, retrying with backoff; true once a receiver answered 2xx. */
+  async deliver(batchId: string): Promise<boolean> {
+    const { handle, logger, config } = this.#options;
+    const batch = await handle.batches.get(batchId);
+    if (!batch?.callbackUrl) return false;
+    const url = batch.callbackUrl;
+    // The callback URL may carry the receiver's own token: logs name only its origin.
+    const where = new URL(url).origin;
+    if (!config.callbackSecret) {
+      await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: TALKBATCH_CALLBACK_SECRET is not set', durationMs: 0 });
+      logger.error({ batchId }, 'batch callback not sent: TALKBATCH_CALLBACK_SECRET is not set');
+      return false;
+    }
+    const publicUrl = this.#options.publicUrl ?? config.publicUrl;
+    const summary: BatchCallbackBody = {
+      event: 'batch.finished',
+      batchId,
+      finishedAt: batch.finishedAt ?? new Date().toISOString(),
+      ...(batch.cancelledAt ? { cancelledAt: batch.cancelledAt } : {}),
+      counts: batch.counts,
+      ...(publicUrl ? { resultsUrl: `${publicUrl.replace(/\/+$/, '')}/v1/batches/${encodeURIComponent(batchId)}/results.csv` } : {}),
+    };
+    const body = JSON.stringify(summary);
+    const deliveryId = randomUUID();
+
+    for (let attempt = 1; attempt <= this.#retry.attempts; attempt += 1) {
+      if (this.#stop.signal.aborted) return false;
+      const at = new Date().toISOString();
+      const started = performance.now();
+      let status: number | undefined;
+      let error: string | undefined;
+      try {
+        const response = await request(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'talkbatch-callback/1',
+            [SIGNATURE_HEADER]: signCallback(config.callbackSecret, body),
+            'x-talkbatch-delivery': deliveryId,
+            'x-talkbatch-attempt': String(attempt),
+          },
+          body,
+          signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#retry.timeoutMs)]),
+          headersTimeout: this.#retry.timeoutMs,
+          bodyTimeout: this.#retry.timeoutMs,
+        });
+        status = response.statusCode;
+        await response.body.dump();
+        if (status < 200 || status >= 300) error = `HTTP ${status}`;
+      } catch (caught) {
+        const name = (caught as { name?: string } | null)?.name;
+        const code = (caught as { code?: string } | null)?.code;
+        error = name === 'TimeoutError' ? `no answer within ${this.#retry.timeoutMs} ms` : (code ?? (caught instanceof Error ? caught.message : String(caught)));
+      }
+      const ok = error === undefined;
+      await this.callbacks.record(batchId, {
+        attempt,
+        at,
+        ok,
+        ...(status !== undefined ? { status } : {}),
+        ...(error !== undefined ? { error } : {}),
+        durationMs: Math.round(performance.now() - started),
+      });
+      if (ok) {
+        logger.info({ batchId, callback: where, attempt }, 'batch callback delivered');
+        return true;
+      }
+      const willRetry = attempt < this.#retry.attempts;
+      logger.warn({ batchId, callback: where, attempt, err: error, willRetry }, 'batch callback failed');
+      if (!willRetry) break;
+      try {
+        await sleep(this.#retry.baseDelayMs * 2 ** (attempt - 1), this.#stop.signal);
+      } catch {
+        return false;
+      }
+    }
+    return false;
+  }
+}
