@@ -5,6 +5,8 @@ import { pauseCommand, reportCommand, retryCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { runCommand } from './commands/run.js';
+import { schemaCommand } from './commands/schema.js';
+import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
 import { workerCommand } from './commands/worker.js';
@@ -24,6 +26,8 @@ Commands:
   retry <batchId> --failed   re-enqueue a batch's failed rows
   pause | resume       stop / restart taking jobs across all workers
   simulate             run the D-ID simulator as a standalone server
+  serve                HTTP server: D-ID webhooks, REST API, dashboard, metrics (--with-worker: all in one)
+  schema               print the job payload's JSON Schema (for other BullMQ clients)
 
 Configuration comes from the environment (and .env); see the README's config table.
 Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
@@ -47,6 +51,10 @@ async function main(argv: string[]): Promise<number> {
       return reportCommand(rest);
     case 'retry':
       return retryCommand(rest);
+    case 'serve':
+      return serveCommand(rest);
+    case 'schema':
+      return schemaCommand(rest);
     case 'pause':
     case 'resume':
       return pauseCommand(rest, command);

@@ -3,11 +3,14 @@ import type { CreateTalkRequest, ProviderType, TalkConfig } from '../did/schemas
 /** One problem found in a manifest. `line` 0 means "the whole file" (it could not be opened at all). */
 export interface ManifestIssue {
   file: string;
-  /** 1-based physical line (CSV: the header is line 1; a multi-line record reports the line it starts on). */
+  /**
+   * 1-based physical line (CSV: the header is line 1; a multi-line record reports the line it starts on). For a
+   * workbook, the sheet's row number.
+   */
   line: number;
   /** Canonical column / field name (lower_snake_case, aliases resolved), e.g. `image_url`. */
   column?: string;
-  /** 1-based CSV column index, when known (never set for JSON). */
+  /** 1-based column index (CSV, or the cell's column in a workbook), when known (never set for JSON). */
   columnNumber?: number;
   /** Human text, no trailing period. */
   message: string;
@@ -23,15 +26,45 @@ export interface ManifestDefaults {
   language?: string;
   /** Merged under the row's config columns. */
   config?: TalkConfig;
+  /** Merged under the row's `voice_config` cell and voice columns, for providers that take a voice_config. */
+  voiceConfig?: Record<string, unknown>;
   subtitles?: boolean;
   ssml?: boolean;
 }
 
-export type ManifestFormat = 'csv' | 'json' | 'jsonl';
+export type ManifestFormat = 'csv' | 'json' | 'jsonl' | 'xlsx';
+
+/**
+ * Where a manifest comes from: a file path, `-` for standard input, or an https:// URL (http:// only for localhost).
+ * Standard input and URLs are copied once to a temp file, so the rows can be read twice (validate, then enqueue).
+ */
+export type ManifestSource = string;
+
+/** Limits for manifests that are not local files. */
+export interface SourceOptions {
+  /** A download (URL) must finish within this many ms. Default 60,000. */
+  timeoutMs?: number;
+  /** Standard input or a download larger than this is refused. Default 50 MB. */
+  maxBytes?: number;
+  /** What `-` reads. Default: process.stdin. */
+  stdin?: AsyncIterable<Uint8Array | string> & { isTTY?: boolean };
+}
 
 export interface ManifestOptions {
-  /** Default: from the extension (.csv/.tsv/.txt, .json, .jsonl/.ndjson), else sniffed from the first bytes. */
+  /**
+   * Default: from the extension (.csv/.tsv/.txt, .json, .jsonl/.ndjson, .xlsx), for URLs from the content type, else
+   * sniffed from the first bytes.
+   */
   format?: ManifestFormat;
+  /** The worksheet of an .xlsx workbook to read. Default: the first one. */
+  sheet?: string;
+  /**
+   * talkbatch field -> the sheet's header for it, e.g. `{ image_url: 'Headshot' }`. Matched like headers (case,
+   * spaces and camelCase do not matter); templates may use either name.
+   */
+  map?: Record<string, string>;
+  /** Limits for `-` and URL sources. */
+  source?: SourceOptions;
   /** Script template (`{{column}}`, `{{column|fallback}}`) for rows without a `script` or `audio_url` cell. */
   template?: string;
   /** Output file name template. Default: the row's `name` cell, else its `id`, else its row key. A `name` cell wins. */
@@ -61,6 +94,7 @@ export type ManifestRecord =
   | { ok: 'empty'; line: number };
 
 export interface ValidationReport {
+  /** The source as issues name it: the path, `stdin`, or the URL without credentials or secret query values. */
   file: string;
   format: ManifestFormat;
   /** Data records seen, including empty ones (file-level problems are not records). */

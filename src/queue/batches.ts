@@ -1,5 +1,38 @@
 import type { Redis } from 'ioredis';
 
+export interface BatchBudget {
+  /** Talks this batch may create at most (each create is paid). */
+  maxTalks?: number;
+  /** Estimated seconds of video this batch may make at most. */
+  maxVideoSeconds?: number;
+}
+
+export type BudgetVerdict = 'ok' | 'max-talks' | 'max-video-seconds';
+
+/*
+ * Reserve budget for one create, atomically across every worker. A row that already holds a
+ * reservation (a retry, a resumed job) passes without counting twice.
+ * KEYS[1] batch hash, KEYS[2] set of members that hold a reservation; ARGV[1] member, ARGV[2] seconds.
+ */
+const RESERVE_BUDGET = `
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end
+local maxTalks = tonumber(redis.call('HGET', KEYS[1], 'maxTalks') or '')
+local maxSeconds = tonumber(redis.call('HGET', KEYS[1], 'maxVideoSeconds') or '')
+if maxTalks and redis.call('SCARD', KEYS[2]) >= maxTalks then return -1 end
+local used = tonumber(redis.call('HGET', KEYS[1], 'videoSecondsReserved') or '0')
+if maxSeconds and used + tonumber(ARGV[2]) > maxSeconds then return -2 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HINCRBYFLOAT', KEYS[1], 'videoSecondsReserved', ARGV[2])
+return 1
+`;
+
+const RELEASE_BUDGET = `
+if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'videoSecondsReserved', -tonumber(ARGV[2]))
+end
+return 1
+`;
+
 export interface BatchMeta {
   id: string;
   createdAt: string;
@@ -10,6 +43,7 @@ export interface BatchMeta {
   finishedAt?: string;
   callbackUrl?: string;
   cancelledAt?: string;
+  budget?: BatchBudget & { talksReserved: number; videoSecondsReserved: number };
 }
 
 export interface BatchCounts {
@@ -41,16 +75,18 @@ export class BatchStore {
     this.#base = `${prefix}:${queueName}`;
   }
 
-  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active'): string {
+  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent'): string {
     return part ? `${this.#base}:batch:${id}:${part}` : `${this.#base}:batch:${id}`;
   }
 
-  async create(id: string, source: string, extra: { callbackUrl?: string } = {}): Promise<void> {
+  async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget } = {}): Promise<void> {
     const now = new Date().toISOString();
     const multi = this.#redis.multi();
     multi.hsetnx(this.#key(id), 'createdAt', now);
     multi.hsetnx(this.#key(id), 'source', source);
     if (extra.callbackUrl) multi.hset(this.#key(id), 'callbackUrl', extra.callbackUrl);
+    if (extra.budget?.maxTalks !== undefined) multi.hset(this.#key(id), 'maxTalks', extra.budget.maxTalks);
+    if (extra.budget?.maxVideoSeconds !== undefined) multi.hset(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
     // A batch that grows again is no longer finished.
     multi.zadd(`${this.#base}:batches`, 'NX', Date.parse(now), id);
     await multi.exec();
@@ -72,6 +108,17 @@ export class BatchStore {
     });
     if (added.some(Boolean)) await this.#redis.hdel(this.#key(id), 'finishedAt');
     return added;
+  }
+
+  /** Takes budget for one create; `member` is the row key plus its retry generation. */
+  async reserveBudget(id: string, member: string, seconds: number): Promise<BudgetVerdict> {
+    const result = Number(await this.#redis.eval(RESERVE_BUDGET, 2, this.#key(id), this.#key(id, 'spent'), member, String(seconds)));
+    return result === 1 ? 'ok' : result === -1 ? 'max-talks' : 'max-video-seconds';
+  }
+
+  /** Gives a reservation back when the create certainly did not happen (D-ID refused the row). */
+  async releaseBudget(id: string, member: string, seconds: number): Promise<void> {
+    await this.#redis.eval(RELEASE_BUDGET, 2, this.#key(id), this.#key(id, 'spent'), member, String(seconds));
   }
 
   async areDone(id: string, rowKeys: readonly string[]): Promise<boolean[]> {
@@ -139,6 +186,16 @@ export class BatchStore {
       ...(hash.finishedAt ? { finishedAt: hash.finishedAt } : {}),
       ...(hash.callbackUrl ? { callbackUrl: hash.callbackUrl } : {}),
       ...(hash.cancelledAt ? { cancelledAt: hash.cancelledAt } : {}),
+      ...(hash.maxTalks || hash.maxVideoSeconds
+        ? {
+            budget: {
+              ...(hash.maxTalks ? { maxTalks: Number(hash.maxTalks) } : {}),
+              ...(hash.maxVideoSeconds ? { maxVideoSeconds: Number(hash.maxVideoSeconds) } : {}),
+              talksReserved: await this.#redis.scard(this.#key(id, 'spent')),
+              videoSecondsReserved: Number(hash.videoSecondsReserved ?? 0),
+            },
+          }
+        : {}),
       counts,
     };
   }

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { RedisUnavailableError } from './local-redis.js';
 
 /**
  * Producers fail fast when Redis is down (no offline queue); workers wait for it to come back
@@ -16,7 +17,7 @@ export function createRedis(url: string, role: 'producer' | 'worker', extra: Red
 /** Connects, or throws a clear error naming the URL without its password. */
 export async function connectRedis(redis: Redis, url: string, timeoutMs = 5_000): Promise<void> {
   const timeout = new Promise<never>((_, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${redactRedisUrl(url)} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => reject(new RedisUnavailableError(`cannot reach Redis at ${redactRedisUrl(url)} within ${timeoutMs} ms`)), timeoutMs);
     timer.unref();
   });
   try {
@@ -25,7 +26,7 @@ export async function connectRedis(redis: Redis, url: string, timeoutMs = 5_000)
   } catch (error) {
     redis.disconnect();
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(reason.includes('cannot reach Redis') ? reason : `cannot reach Redis at ${redactRedisUrl(url)}: ${reason}`, { cause: error });
+    throw new RedisUnavailableError(reason.includes('cannot reach Redis') ? reason : `cannot reach Redis at ${redactRedisUrl(url)}: ${reason}`, { cause: error });
   }
 }
 

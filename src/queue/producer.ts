@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { JobPayloadV1, JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
+import type { BatchBudget } from './batches.js';
 import type { QueueHandle } from './talk-queue.js';
 import { ManifestError, readManifest, validateManifest, type ManifestIssue, type ManifestOptions, type ManifestRecord, type ManifestRow, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
@@ -11,6 +12,7 @@ export interface EnqueueOptions extends ManifestOptions {
   /** Jobs per addBulk call: one round trip and one atomic step each. */
   chunkSize?: number;
   callbackUrl?: string;
+  budget?: BatchBudget;
 }
 
 export interface EnqueueResult {
@@ -106,7 +108,10 @@ export async function enqueueManifest(handle: QueueHandle, source: string, optio
     throw new ManifestError(report.issues.length > 0 ? report.issues : [{ file: source, line: 1, message: 'no rows to enqueue' }]);
   }
 
-  await handle.batches.create(batchId, source, options.callbackUrl ? { callbackUrl: options.callbackUrl } : {});
+  await handle.batches.create(batchId, source, {
+    ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
+    ...(options.budget ? { budget: options.budget } : {}),
+  });
   const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(readManifest(source, options)), options.chunkSize);
 
   return {

@@ -7,6 +7,7 @@ import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
 import { jobIdFor, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
+import { readResultsJsonl, writeReviewPage } from './review-page.js';
 
 export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
 
@@ -113,12 +114,15 @@ export interface ReportFiles {
   dir: string;
   csv: string;
   jsonl: string;
+  /** `index.html`: the review page that plays the batch's videos. */
+  html: string;
   counts: Record<RowStatus, number>;
 }
 
 /**
- * Writes `results.jsonl` and `results.csv` under `<outDir>/<batchId>/`, each through a temp file and a
- * rename, so a reader never sees half a report. Streams: a batch of any size fits.
+ * Writes `results.jsonl`, `results.csv` and the review page `index.html` under `<outDir>/<batchId>/`,
+ * each through a temp file and a rename, so a reader never sees half a report. The JSONL and CSV stream
+ * (a batch of any size fits); the page is built from the finished JSONL.
  */
 export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): Promise<ReportFiles> {
   const dir = join(outDir, batchId);
@@ -164,7 +168,8 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
     await rm(jsonlTemp, { force: true });
     await rm(csvTemp, { force: true });
   }
-  return { dir, csv: csvPath, jsonl: jsonlPath, counts };
+  const html = await writeReviewPage(dir, batchId, readResultsJsonl(jsonlPath));
+  return { dir, csv: csvPath, jsonl: jsonlPath, html, counts };
 }
 
 /** A cell a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection advice). */

@@ -41,7 +41,7 @@ export interface SubmitBatchOptions {
   format?: ManifestFormat;
   /** POSTed a signed summary when the batch finishes (https only). */
   callbackUrl?: string;
-  /** Refuse the batch when it has more valid rows than this: a cap on what one request may spend. */
+  /** Refuse the batch when it has more valid rows than this; also stored as the batch's talk budget, which workers enforce. */
   maxTalks?: number;
   /** Enqueue the valid rows even when some are invalid (default: nothing is enqueued then). */
   allowPartial?: boolean;
@@ -116,7 +116,11 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
     if (report.valid === 0) throw new ManifestError(issues.length > 0 ? issues : [{ file: staged.label, line: 0, message: 'no rows to enqueue' }]);
     if (options.maxTalks !== undefined && report.valid > options.maxTalks) throw new TooManyRowsError(report.valid, options.maxTalks);
 
-    await handle.batches.create(batchId, options.source ?? staged.label, callbackUrl !== undefined ? { callbackUrl } : {});
+    await handle.batches.create(batchId, options.source ?? staged.label, {
+      ...(callbackUrl !== undefined ? { callbackUrl } : {}),
+      // Workers enforce it too, so rows added to the batch later cannot spend past it either.
+      ...(options.maxTalks !== undefined ? { budget: { maxTalks: options.maxTalks } } : {}),
+    });
     const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(readManifest(staged.path, manifestOptions)));
     return {
       batchId,

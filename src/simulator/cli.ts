@@ -23,6 +23,7 @@ Options:
   --error-rate <0..1>        share of talks ending "error"
   --reject-rate <0..1>       share of talks ending "rejected"
   --fail-5xx-rate <0..1>     share of API requests answering 500
+  --rate-limit-rate <0..1>   share of API requests answering 429
   --gateway-504-rate <0..1>  share of creates that create the talk but answer 504
   --expire-rate <0..1>       share of result URLs already expired when issued
   --truncate-rate <0..1>     share of downloads cut off halfway
@@ -45,6 +46,7 @@ const OPTIONS = {
   'error-rate': { type: 'string' },
   'reject-rate': { type: 'string' },
   'fail-5xx-rate': { type: 'string' },
+  'rate-limit-rate': { type: 'string' },
   'gateway-504-rate': { type: 'string' },
   'expire-rate': { type: 'string' },
   'truncate-rate': { type: 'string' },
@@ -66,6 +68,7 @@ const KNOB_FLAGS: ReadonlyArray<{ flag: NumberFlag; knob: keyof SimulatorKnobs; 
   { flag: 'error-rate', knob: 'errorRate', kind: 'probability' },
   { flag: 'reject-rate', knob: 'rejectRate', kind: 'probability' },
   { flag: 'fail-5xx-rate', knob: 'failureRate5xx', kind: 'probability' },
+  { flag: 'rate-limit-rate', knob: 'rateLimitRate', kind: 'probability' },
   { flag: 'gateway-504-rate', knob: 'gateway504AfterCreateRate', kind: 'probability' },
   { flag: 'expire-rate', knob: 'expireBeforeDownloadRate', kind: 'probability' },
   { flag: 'truncate-rate', knob: 'truncateDownloadRate', kind: 'probability' },

@@ -16,6 +16,8 @@ export interface SimulatorKnobs {
   credits: number;
   /** Probability that any API request answers 500 before doing anything. */
   failureRate5xx: number;
+  /** Probability that any API request answers 429 before doing anything (chaos testing). */
+  rateLimitRate: number;
   /** Probability that POST /talks creates the talk and then answers the API gateway's 504. */
   gateway504AfterCreateRate: number;
   /** Probability that a talk ends `error` (FaceError). */
@@ -42,6 +44,7 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   retryAfterSeconds: 1,
   credits: Infinity,
   failureRate5xx: 0,
+  rateLimitRate: 0,
   gateway504AfterCreateRate: 0,
   errorRate: 0,
   rejectRate: 0,
@@ -69,6 +72,7 @@ const KnobsSchema = z.strictObject({
   retryAfterSeconds: z.number().int().min(0).nullable(),
   credits: unboundedCount,
   failureRate5xx: probability,
+  rateLimitRate: probability,
   gateway504AfterCreateRate: probability,
   errorRate: probability,
   rejectRate: probability,

@@ -272,7 +272,7 @@ class DidSimulator {
       this.#sendJson(exchange, 401, { kind: 'AuthorizationError', description: 'user unauthenticated' });
       return;
     }
-    if (!this.#rateLimiter.tryTake(authentication.key, this.knobs.rateLimitPerSecond, Date.now())) {
+    if (!this.#rateLimiter.tryTake(authentication.key, this.knobs.rateLimitPerSecond, Date.now()) || this.#happens(this.knobs.rateLimitRate)) {
       // D-ID's 429 body is undocumented; per-key throttling is the API gateway's, so answer as it does.
       this.#sendJson(exchange, 429, { message: 'Too Many Requests' }, this.#retryAfterHeader());
       return;

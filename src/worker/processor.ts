@@ -93,6 +93,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const [unknownRow] = await deps.batches.addRows(payload.batchId, [{ rowKey: payload.rowKey, line: payload.line ?? 0 }]);
     if (unknownRow) await deps.batches.create(payload.batchId, 'bullmq');
     await deps.batches.markActive(payload.batchId, payload.rowKey);
+    let releaseBudget: () => Promise<void> = async () => {};
 
     // ---- submitting: find the talk we may already have paid for, else create it -------------------
     if (state.step === 'submitting' || !state.talkId) {
@@ -112,6 +113,17 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       if (!talkId) {
         if (deps.handback.aborted) await handBack(0);
+        const budgetMember = `${payload.rowKey}#${payload.generation}`;
+        const seconds = payload.estimatedSeconds ?? 0;
+        const verdict = await deps.batches.reserveBudget(payload.batchId, budgetMember, seconds);
+        if (verdict !== 'ok') {
+          await failRow({
+            code: 'BUDGET_EXCEEDED',
+            kind: 'BudgetExceeded',
+            description: verdict === 'max-talks' ? 'the batch reached its --max-talks budget; no talk was created' : 'the batch reached its --max-video-seconds budget; no talk was created',
+          });
+        }
+        releaseBudget = () => deps.batches.releaseBudget(payload.batchId, budgetMember, seconds);
         await checkpoint({ ...state, step: 'submitting', submitStartedAt: state.submitStartedAt ?? Date.now() });
         const webhook = deps.webhookUrlFor?.(jobId);
         try {
@@ -195,6 +207,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (error instanceof DidApiError && !(error instanceof DidServerError)) {
         // 400, 403 PermissionError, 404, 451...: D-ID said no to this row; asking again cannot help.
         await clearSubmit();
+        await releaseBudget();
         return failRow({ code: error.code, kind: error.kind, description: error.description });
       }
       if (error instanceof DidConnectionError || error instanceof DidServerError || error instanceof DidProtocolError) {

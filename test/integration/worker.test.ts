@@ -136,3 +136,50 @@ describe('worker', () => {
     expect(harness.simulator.stats().totalRequests).toBe(0);
   });
 });
+
+describe('batch budgets', () => {
+  it('never creates more talks than --max-talks, even with several workers', async () => {
+    harness = await startHarness({ renderMs: 100 }, { TALKBATCH_CONCURRENCY: 6 });
+    await harness.handle.batches.create('budget', 'test', { budget: { maxTalks: 4 } });
+    await harness.enqueue('budget', Array.from({ length: 10 }, (_, i) => row(i)));
+    await harness.startWorker();
+    await harness.startWorker();
+    const counts = await waitForBatch(harness, 'budget');
+    expect(counts).toMatchObject({ done: 4, failed: 6 });
+    expect(harness.simulator.stats().totalCreates).toBe(4);
+    const failed = await harness.handle.queue.getFailed();
+    expect(failed.map((job) => job.data.state?.failure?.kind)).toEqual(Array(6).fill('BudgetExceeded'));
+  });
+
+  it('stops at --max-video-seconds using each row estimate', async () => {
+    harness = await startHarness({ renderMs: 100 }, { TALKBATCH_CONCURRENCY: 1 });
+    await harness.handle.batches.create('seconds', 'test', { budget: { maxVideoSeconds: 10 } });
+    // Each test row is estimated at 3 s: three fit in 10 s, the fourth would not.
+    await harness.enqueue('seconds', Array.from({ length: 5 }, (_, i) => row(i)));
+    await harness.startWorker();
+    const counts = await waitForBatch(harness, 'seconds');
+    expect(counts).toMatchObject({ done: 3, failed: 2 });
+    expect(harness.simulator.stats().totalCreates).toBe(3);
+  });
+});
+
+describe('shutdown', () => {
+  it('hands rows waiting on D-ID back on close, and another worker finishes them without new talks', async () => {
+    harness = await startHarness({ renderMs: 4_000 }, { TALKBATCH_CONCURRENCY: 4, TALKBATCH_POLL_INITIAL_MS: 200, TALKBATCH_POLL_MAX_MS: 200 });
+    const first = await harness.startWorker();
+    await harness.enqueue('handback', Array.from({ length: 3 }, (_, i) => row(i)));
+    await vi.waitFor(() => expect(harness?.simulator.stats().totalCreates).toBe(3), { timeout: 10_000 });
+    const started = Date.now();
+    await first.close();
+    // Closing must not wait for the renders.
+    expect(Date.now() - started).toBeLessThan(2_000);
+    const delayed = await harness.handle.queue.getDelayed();
+    expect(delayed.map((job) => job.data.state?.step)).toEqual(['rendering', 'rendering', 'rendering']);
+    expect((await harness.handle.batches.counts('handback')).active).toBe(0);
+
+    await harness.startWorker();
+    const counts = await waitForBatch(harness, 'handback');
+    expect(counts).toMatchObject({ done: 3, failed: 0 });
+    expect(harness.simulator.stats().totalCreates).toBe(3);
+  });
+});

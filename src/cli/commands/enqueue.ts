@@ -3,6 +3,7 @@ import { enqueueManifest } from '../../queue/producer.js';
 import { openQueue } from '../../queue/talk-queue.js';
 import { UsageError } from '../../shared/errors.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
+import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
 import { printIssues } from '../output.js';
 
@@ -12,9 +13,8 @@ Validates the manifest and adds one job per row to the queue for "talkbatch work
 Prints the batch id. Needs REDIS_URL (workers must reach the same Redis).
 
 Options:
-  --batch ID             batch id (default: generated); the same manifest and id add nothing twice
-  --allow-partial        enqueue the valid rows even when some rows are invalid
   --json                 print the result as JSON
+${BATCH_HELP}
 ${MANIFEST_HELP}
 ${GLOBAL_HELP}`;
 
@@ -22,7 +22,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, batch: { type: 'string' }, 'allow-partial': { type: 'boolean' }, json: { type: 'boolean' } },
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS, json: { type: 'boolean' } },
   });
   if (values.help) {
     console.log(ENQUEUE_HELP);
@@ -33,14 +33,17 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
   const config = configFromFlags(values);
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: enqueue adds jobs for workers elsewhere, so it needs their Redis (or use "talkbatch run")');
   const options = manifestOptionsFrom(values);
+  const budget = budgetFrom(values);
   const handle = await openQueue(config, config.redisUrl);
   try {
     const result = await enqueueManifest(handle, manifest, {
       ...options,
       ...(values.batch ? { batchId: values.batch } : {}),
       allowPartial: values['allow-partial'] === true,
+      ...(budget ? { budget } : {}),
     });
     if (result.issues.length > 0) printIssues(result.issues);
+    await creditPreflight(config, result.added, result.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));
     if (values.json) {
       const { report: _report, ...summary } = result;
       console.log(JSON.stringify(summary, null, 2));

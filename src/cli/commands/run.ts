@@ -8,6 +8,8 @@ import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
+import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
+import type { BatchBudget } from '../../queue/batches.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
 import { printIssues } from '../output.js';
 import { watchBatch } from '../progress.js';
@@ -18,9 +20,7 @@ Validates the manifest, enqueues one job per row, runs workers in this process u
 done or failed, then writes out/<batch>/results.csv and results.jsonl. Rerunning the same manifest
 with the same --batch adds nothing and makes nothing twice.
 
-Options:
-  --batch ID             batch id (default: generated, e.g. 20261125-071502-a1b2c3)
-  --allow-partial        enqueue the valid rows even when some rows are invalid
+${BATCH_HELP}
 ${MANIFEST_HELP}
 ${GLOBAL_HELP}
 
@@ -30,7 +30,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, batch: { type: 'string' }, 'allow-partial': { type: 'boolean' } },
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS },
   });
   if (values.help) {
     console.log(RUN_HELP);
@@ -50,6 +50,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     ...(values.batch ? { batchId: values.batch } : {}),
     allowPartial: values['allow-partial'] === true,
     quiet: values.quiet === true,
+    budget: budgetFrom(values),
   });
 }
 
@@ -62,6 +63,7 @@ export interface RunBatchOptions {
   allowPartial?: boolean;
   quiet?: boolean;
   did?: DidClient;
+  budget?: BatchBudget | undefined;
 }
 
 /** enqueue + in-process workers + progress + report: the whole job for one manifest. */
@@ -82,12 +84,14 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
         ...options.manifestOptions,
         ...(options.batchId ? { batchId: options.batchId } : {}),
         allowPartial: options.allowPartial === true,
+        ...(options.budget ? { budget: options.budget } : {}),
       });
     } catch (error) {
       if (printIssues(error)) return 2;
       throw error;
     }
     if (enqueued.issues.length > 0) printIssues(enqueued.issues);
+    if (enqueued.added > 0) await creditPreflight(config, enqueued.added, enqueued.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));
     const say = (line: string): void => {
       if (!options.quiet) process.stderr.write(`${line}\n`);
     };

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { formatIssue, validateManifest } from '../../manifest/index.js';
 import { UsageError } from '../../shared/errors.js';
+import { loadConfig } from '../../config/index.js';
+import { creditPreflight } from '../batch-flags.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
 
 export const VALIDATE_HELP = `Usage: talkbatch validate <manifest> [options]
@@ -38,5 +40,7 @@ export async function validateCommand(argv: string[]): Promise<number> {
         `${report.issues.length} problem${report.issues.length === 1 ? '' : 's'}; about ${Math.round(report.estimatedSeconds)} s of video`,
     );
   }
+  // A credit check costs nothing, so validate does it too when a key is configured.
+  await creditPreflight(loadConfig(), report.valid, report.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));
   return report.issues.length > 0 ? 1 : 0;
 }

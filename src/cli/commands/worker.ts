@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { writeBatchReport } from '../../report/results.js';
 import { openQueue } from '../../queue/talk-queue.js';
+import { BatchFinisher } from '../../server/callbacks.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals } from '../context.js';
@@ -27,6 +28,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
   const logger = loggerFor(config);
   const reports = await openQueue(config, config.redisUrl);
+  // Batches submitted with a callbackUrl are told when they finish, by whichever worker finishes them.
+  const callbacks = new BatchFinisher({ config, handle: reports, logger });
   const worker = await startTalkWorker({
     config,
     redisUrl: config.redisUrl,
@@ -34,6 +37,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     onBatchFinished: async (batchId) => {
       const report = await writeBatchReport(reports, batchId, config.outDir);
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
+      await callbacks.deliver(batchId);
     },
   });
   logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
@@ -42,6 +46,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     await worker.stopped;
   } finally {
     removeSignals();
+    await callbacks.close();
     await reports.close();
   }
   logger.info('worker stopped');

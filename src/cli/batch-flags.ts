@@ -1,0 +1,68 @@
+import type { Config } from '../config/index.js';
+import { DidClient } from '../did/index.js';
+import type { BatchBudget } from '../queue/batches.js';
+import { UsageError } from '../shared/errors.js';
+
+export const BATCH_OPTIONS = {
+  batch: { type: 'string' },
+  'allow-partial': { type: 'boolean' },
+  'max-talks': { type: 'string' },
+  'max-video-seconds': { type: 'string' },
+} as const;
+
+export const BATCH_HELP = `Batch options:
+  --batch ID             batch id (default: generated, e.g. 20261125-071502-a1b2c3); the same manifest
+                         and id add nothing twice
+  --allow-partial        enqueue the valid rows even when some rows are invalid
+  --max-talks N          never create more than N talks for this batch (counted in Redis, all workers)
+  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S`;
+
+export interface BatchFlags {
+  batch?: string;
+  'allow-partial'?: boolean;
+  'max-talks'?: string;
+  'max-video-seconds'?: string;
+}
+
+export function budgetFrom(flags: BatchFlags): BatchBudget | undefined {
+  const budget: BatchBudget = {};
+  if (flags['max-talks'] !== undefined) budget.maxTalks = positive(flags['max-talks'], '--max-talks', true);
+  if (flags['max-video-seconds'] !== undefined) budget.maxVideoSeconds = positive(flags['max-video-seconds'], '--max-video-seconds', false);
+  return Object.keys(budget).length > 0 ? budget : undefined;
+}
+
+function positive(value: string, flag: string, integer: boolean): number {
+  const number = Number(value);
+  if (!Number.isFinite(number) || number <= 0 || (integer && !Number.isInteger(number))) {
+    throw new UsageError(`${flag} must be a positive ${integer ? 'whole number' : 'number'}`);
+  }
+  return number;
+}
+
+/**
+ * D-ID bills talks in credits; its docs do not publish the exact rate, and plans differ, so this
+ * assumes one credit per started 15 seconds of video, at least one per talk (check your plan).
+ */
+export function estimateCredits(rows: number, estimatedSeconds: number): number {
+  return Math.max(rows, Math.ceil(estimatedSeconds / 15));
+}
+
+/** Warns (never fails) when the account's credits look too few for the batch. Silent without a key. */
+export async function creditPreflight(config: Config, rows: number, estimatedSeconds: number, warn: (line: string) => void): Promise<void> {
+  if (!config.didApiKey || rows === 0) return;
+  const did = new DidClient({ apiKey: config.didApiKey, baseUrl: config.didApiUrl, timeoutMs: Math.min(config.httpTimeoutMs, 10_000) });
+  try {
+    const credits = await did.getCredits();
+    const needed = estimateCredits(rows, estimatedSeconds);
+    if (credits.remaining < needed) {
+      warn(
+        `warning: D-ID reports ${credits.remaining} credits left; this batch needs about ${needed} (${rows} talks, ~${Math.round(estimatedSeconds)} s). ` +
+          'Rows beyond that wait (the queue pauses on 402) until credits are added.',
+      );
+    }
+  } catch (error) {
+    warn(`warning: could not check D-ID credits (${did.redact((error as Error).message)})`);
+  } finally {
+    await did.close();
+  }
+}

@@ -1,0 +1,215 @@
+/*
+ * talkbatch as a library: enqueue batches, follow and cancel them, embed a worker or the HTTP server.
+ * Worker internals (the processor, limits) are not part of this API; startTalkWorker is.
+ */
+import { loadConfig, type Config, type EnvName } from './config/index.js';
+import { openQueue, type QueueHandle } from './queue/talk-queue.js';
+import { batchResults, type ResultRecord } from './report/results.js';
+import { sleep } from './shared/clock.js';
+import { AppError, UsageError } from './shared/errors.js';
+import { silentLogger, type Logger } from './shared/logger.js';
+import { batchView, cancelBatch as cancelQueuedRows, type BatchView, type CancelResult } from './server/batch-ops.js';
+import { BatchFinisher, type CallbackRetry } from './server/callbacks.js';
+import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './server/intake.js';
+import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from './worker/create-worker.js';
+
+/** Every Config field, by the setting it comes from: overrides go through the same validation as the environment. */
+const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
+  didApiKey: 'DID_API_KEY',
+  didApiUrl: 'DID_API_URL',
+  elevenLabsApiKey: 'DID_ELEVENLABS_API_KEY',
+  redisUrl: 'REDIS_URL',
+  outDir: 'TALKBATCH_OUT_DIR',
+  queueName: 'TALKBATCH_QUEUE',
+  prefix: 'TALKBATCH_PREFIX',
+  concurrency: 'TALKBATCH_CONCURRENCY',
+  workerConcurrency: 'TALKBATCH_WORKER_CONCURRENCY',
+  attempts: 'TALKBATCH_ATTEMPTS',
+  pollInitialMs: 'TALKBATCH_POLL_INITIAL_MS',
+  pollMaxMs: 'TALKBATCH_POLL_MAX_MS',
+  renderTimeoutMs: 'TALKBATCH_RENDER_TIMEOUT_MS',
+  httpTimeoutMs: 'TALKBATCH_HTTP_TIMEOUT_MS',
+  downloadTimeoutMs: 'TALKBATCH_DOWNLOAD_TIMEOUT_MS',
+  reconcileWindow: 'TALKBATCH_RECONCILE_WINDOW',
+  creditCheckMs: 'TALKBATCH_CREDIT_CHECK_MS',
+  keepJobsHours: 'TALKBATCH_KEEP_JOBS_HOURS',
+  shutdownTimeoutMs: 'TALKBATCH_SHUTDOWN_TIMEOUT_MS',
+  lockMs: 'TALKBATCH_LOCK_MS',
+  stalledIntervalMs: 'TALKBATCH_STALLED_INTERVAL_MS',
+  maxStalled: 'TALKBATCH_MAX_STALLED',
+  dockerHost: 'DOCKER_HOST',
+  logLevel: 'TALKBATCH_LOG_LEVEL',
+  logPretty: 'TALKBATCH_LOG_PRETTY',
+  publicUrl: 'TALKBATCH_PUBLIC_URL',
+  webhookSecret: 'TALKBATCH_WEBHOOK_SECRET',
+  apiKeys: 'TALKBATCH_API_KEYS',
+  host: 'TALKBATCH_HOST',
+  port: 'TALKBATCH_PORT',
+  dashboardWrite: 'TALKBATCH_DASHBOARD_WRITE',
+  callbackSecret: 'TALKBATCH_CALLBACK_SECRET',
+  maxBodyBytes: 'TALKBATCH_MAX_BODY_BYTES',
+};
+
+/**
+ * `redisUrl` plus any Config field. The library reads no environment variables and no .env: what you
+ * pass (and the defaults) is all there is, so e.g. give `didApiKey` to run workers.
+ */
+export type TalkbatchOptions = { redisUrl: string; logger?: Logger; callbackRetry?: Partial<CallbackRetry> } & Partial<Omit<Config, 'redisUrl'>>;
+
+/** Rows, a manifest file, a CSV document, or manifest bytes as a stream (a Node Readable works). */
+export type BatchSource = BatchInput;
+
+export type EnqueueBatchOptions = SubmitBatchOptions;
+
+export interface WaitForBatchOptions {
+  /** Give up after this long (BatchWaitTimeoutError). Default: wait as long as it takes. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** How often to look (default 500 ms). */
+  intervalMs?: number;
+}
+
+/** waitForBatch ran out of time; the batch goes on. */
+export class BatchWaitTimeoutError extends AppError {
+  readonly code = 'WAIT_TIMEOUT';
+  constructor(
+    readonly batchId: string,
+    readonly batch: BatchView,
+  ) {
+    super(`batch ${batchId} not finished in time (${batch.counts.done + batch.counts.failed} of ${batch.counts.total} rows)`);
+  }
+}
+
+export type EmbeddedWorkerOptions = Partial<Omit<TalkWorkerOptions, 'config' | 'redisUrl'>>;
+
+export interface Talkbatch {
+  readonly config: Config;
+  /** Validates every row (ManifestError listing each problem, nothing enqueued), then adds one job per row. */
+  enqueueBatch(source: BatchSource, options?: EnqueueBatchOptions): Promise<SubmitBatchResult>;
+  /** Counts, progress and callback attempts; undefined for an unknown batch. */
+  getBatch(batchId: string): Promise<BatchView | undefined>;
+  /** Every row with its outcome, in manifest order. */
+  batchResults(batchId: string): AsyncIterable<ResultRecord>;
+  /** Resolves once every row is done or failed. */
+  waitForBatch(batchId: string, options?: WaitForBatchOptions): Promise<BatchView>;
+  /** Removes the rows that have not started; rows being worked on finish. */
+  cancelBatch(batchId: string): Promise<CancelResult>;
+  /** Runs a worker in this process, on this client's config; stopped by close(). */
+  startWorker(options?: EmbeddedWorkerOptions): Promise<TalkWorker>;
+  /** Stops the workers started here (rows in hand go back to the queue) and closes connections. */
+  close(): Promise<void>;
+}
+
+export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkbatch> {
+  const { logger = silentLogger, callbackRetry, ...settings } = options;
+  const overrides: Partial<Record<EnvName, string>> = {};
+  for (const [field, value] of Object.entries(settings)) {
+    const name = SETTING_OF[field as keyof Config] as EnvName | undefined;
+    if (name === undefined) throw new UsageError(`createTalkbatch: unknown option "${field}"`);
+    if (value !== undefined) overrides[name] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  const config = loadConfig({ env: {}, dotenvPath: false, overrides });
+  const handle: QueueHandle = await openQueue(config, options.redisUrl);
+  const finisher = new BatchFinisher({ config, handle, logger, ...(callbackRetry ? { retry: callbackRetry } : {}) });
+  const workers = new Set<TalkWorker>();
+
+  const requireBatch = async (batchId: string): Promise<BatchView> => {
+    const batch = await batchView(handle, finisher.callbacks, batchId);
+    if (!batch) throw new UsageError(`no batch "${batchId}"`);
+    return batch;
+  };
+
+  return {
+    config,
+    enqueueBatch: (source, enqueueOptions = {}) =>
+      submitBatch(handle, source, { source: 'manifestPath' in source ? source.manifestPath : 'library', ...enqueueOptions }),
+    getBatch: (batchId) => batchView(handle, finisher.callbacks, batchId),
+    batchResults: (batchId) => batchResults(handle, batchId, config.outDir),
+    async waitForBatch(batchId, waitOptions = {}) {
+      const deadline = waitOptions.timeoutMs === undefined ? Infinity : Date.now() + waitOptions.timeoutMs;
+      for (;;) {
+        waitOptions.signal?.throwIfAborted();
+        const batch = await requireBatch(batchId);
+        const { total, done, failed } = batch.counts;
+        if (total > 0 && done + failed >= total) return batch;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new BatchWaitTimeoutError(batchId, batch);
+        await sleep(Math.min(waitOptions.intervalMs ?? 500, left), waitOptions.signal);
+      }
+    },
+    async cancelBatch(batchId) {
+      await requireBatch(batchId);
+      const result = await cancelQueuedRows(handle, batchId);
+      // When the removed rows were the last ones, no worker will see the batch finish: finish it here.
+      if (result.finished && (await handle.batches.claimFinished(batchId))) {
+        void finisher.onBatchFinished(batchId).catch((error: unknown) => logger.warn({ batchId, err: String(error) }, 'could not finish the batch'));
+      }
+      return result;
+    },
+    async startWorker(workerOptions = {}) {
+      const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, ...workerOptions, config, redisUrl: options.redisUrl });
+      workers.add(worker);
+      void worker.stopped.then(() => workers.delete(worker));
+      return worker;
+    },
+    async close() {
+      await Promise.all([...workers].map((worker) => worker.close()));
+      await finisher.close();
+      await handle.close();
+    },
+  };
+}
+
+export { loadConfig, type Config, type EnvName } from './config/index.js';
+export { AppError, ConfigError, UsageError } from './shared/errors.js';
+export type { Logger } from './shared/logger.js';
+
+export { JOB_NAME, PAYLOAD_VERSION, JobPayloadV1, jobIdFor, type JobPayload, type JobPayloadInput, type RowResult } from './queue/payload.js';
+export type { BatchCounts } from './queue/batches.js';
+export { ManifestError, formatIssue, type ManifestDefaults, type ManifestFormat, type ManifestIssue } from './manifest/index.js';
+export type { ResultRecord, RowStatus } from './report/results.js';
+export { UnsafePathError } from './download/paths.js';
+export { DownloadError } from './download/downloader.js';
+
+export {
+  DidClient,
+  DidApiError,
+  DidAuthError,
+  DidBadRequestError,
+  DidConflictError,
+  DidConnectionError,
+  DidModerationError,
+  DidNotFoundError,
+  DidPaymentRequiredError,
+  DidProtocolError,
+  DidRateLimitError,
+  DidServerError,
+  DidTimeoutError,
+  type CreateTalkRequest,
+  type DidClientOptions,
+  type Talk,
+  type TalkStatus,
+} from './did/index.js';
+export { DEFAULT_KNOBS, InvalidKnobsError, startSimulator, type Simulator, type SimulatorKnobs, type SimulatorOptions, type SimulatorStats } from './simulator/server.js';
+
+export { startTalkWorker, type TalkWorker, type TalkWorkerOptions, type WorkerMetricsHooks } from './worker/create-worker.js';
+export {
+  PayloadTooLargeError,
+  SIGNATURE_HEADER,
+  TalkbatchMetrics,
+  TooManyRowsError,
+  buildServer,
+  jobPayloadJsonSchema,
+  signCallback,
+  startServer,
+  verifyCallbackSignature,
+  type BatchCallbackBody,
+  type BatchView,
+  type CallbackAttempt,
+  type CallbackStatus,
+  type CancelResult,
+  type RunningServer,
+  type ServerDeps,
+  type StartServerOptions,
+  type SubmitBatchResult,
+} from './server/index.js';

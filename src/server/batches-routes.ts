@@ -1,0 +1,214 @@
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, extname, sep } from 'node:path';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { Config } from '../config/index.js';
+import { batchDirFor, outputPathFor } from '../download/paths.js';
+import { ManifestError, type ManifestIssue } from '../manifest/index.js';
+import { BATCH_ID_PATTERN } from '../queue/payload.js';
+import type { QueueHandle } from '../queue/talk-queue.js';
+import { batchResults, type ResultRecord, type RowStatus } from '../report/results.js';
+import { UsageError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
+import { batchView, cancelBatch, type BatchView } from './batch-ops.js';
+import type { BatchFinisher, ReportWriter } from './callbacks.js';
+import { HttpError, sendError } from './http-errors.js';
+import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, type SubmitBatchOptions } from './intake.js';
+
+export interface BatchRoutesDeps {
+  config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'callbackSecret'>;
+  handle: QueueHandle;
+  logger: Logger;
+  finisher: BatchFinisher;
+  reports: ReportWriter;
+  allowHttpCallbacks: boolean;
+}
+
+/** One manifest problem as the API reports it; `row` is the index into `rows` for JSON bodies. */
+export interface ApiIssue {
+  line: number;
+  row?: number;
+  column?: string;
+  columnNumber?: number;
+  message: string;
+}
+
+/** A row in `GET /v1/batches/:id`: the report's record, "cancelled" for rows a cancel removed, and a download link. */
+export type ApiRow = Omit<ResultRecord, 'status'> & { status: RowStatus | 'cancelled'; links?: { file: string } };
+
+type IdParams = { Params: { id: string } };
+
+const CSV_TYPES = ['text/csv', 'application/csv', 'text/tab-separated-values'];
+const FILE_TYPES: Readonly<Record<string, string>> = {
+  '.mp4': 'video/mp4',
+  '.mov': 'video/quicktime',
+  '.csv': 'text/csv; charset=utf-8',
+  '.jsonl': 'application/x-ndjson; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+};
+
+export function batchLinks(id: string): Record<string, string> {
+  const base = `/v1/batches/${encodeURIComponent(id)}`;
+  return { self: base, results: `${base}/results.csv`, cancel: `${base}/cancel`, files: `${base}/files/` };
+}
+
+/** The `/v1/batches` routes; the caller puts them behind the API keys. */
+export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDeps): void {
+  const { handle, config } = deps;
+  const callbacks = deps.finisher.callbacks;
+
+  // A CSV body is taken as bytes (the manifest module checks its encoding), up to the body limit.
+  scope.addContentTypeParser(CSV_TYPES, { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
+
+  scope.post('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>, reply: FastifyReply) => {
+    let input: BatchInput;
+    let options: SubmitBatchOptions;
+    if (Buffer.isBuffer(request.body)) {
+      const query = parse(CsvQuerySchema, request.query, 'query');
+      const { imageUrl, voice, provider, language, ...rest } = query;
+      const defaults = defaultsFrom({ imageUrl, voice, provider, language });
+      input = { csv: request.body };
+      options = { ...withoutUndefined(rest), ...(defaults ? { defaults } : {}) };
+    } else {
+      const body = parse(CreateBatchSchema, request.body, 'body');
+      const { defaults: givenDefaults, ...rest } = body.options ?? {};
+      const defaults = defaultsFrom(givenDefaults);
+      input = body.rows !== undefined ? { rows: body.rows } : { csv: body.csv ?? '' };
+      options = { ...withoutUndefined(rest), ...(defaults ? { defaults } : {}) };
+    }
+    if (options.callbackUrl !== undefined && !config.callbackSecret) {
+      throw new HttpError(400, 'callbacks_disabled', 'callbackUrl needs TALKBATCH_CALLBACK_SECRET (or TALKBATCH_WEBHOOK_SECRET) on the server to sign callbacks');
+    }
+    try {
+      const result = await submitBatch(handle, input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks });
+      deps.logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
+      return reply.code(result.added > 0 ? 201 : 200).send({
+        batchId: result.batchId,
+        added: result.added,
+        alreadyPresent: result.alreadyPresent,
+        skippedEmpty: result.skippedEmpty,
+        estimatedSeconds: result.estimatedSeconds,
+        links: batchLinks(result.batchId),
+      });
+    } catch (error) {
+      if (error instanceof ManifestError) {
+        const rowsInput = 'rows' in input;
+        return sendError(reply, 422, 'invalid_rows', `${error.issues.length} problem${error.issues.length === 1 ? '' : 's'} found; nothing was enqueued`, {
+          issues: error.issues.map((issue) => apiIssue(issue, rowsInput)),
+        });
+      }
+      if (error instanceof TooManyRowsError) return sendError(reply, 422, 'too_many_rows', error.message, { rows: error.rows, maxTalks: error.maxTalks });
+      if (error instanceof UsageError) return sendError(reply, 400, 'bad_request', error.message);
+      if (error instanceof PayloadTooLargeError) return sendError(reply, 413, 'payload_too_large', error.message);
+      throw error;
+    }
+  });
+
+  scope.get('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>) => {
+    const { offset, limit } = parse(ListQuerySchema, request.query, 'query');
+    const ids = await handle.batches.list(offset, limit + 1);
+    const page = ids.slice(0, limit);
+    const views = await Promise.all(page.map((id) => batchView(handle, callbacks, id)));
+    return {
+      batches: views.filter((view): view is BatchView => view !== undefined).map((view) => ({ ...view, links: batchLinks(view.id) })),
+      offset,
+      limit,
+      nextOffset: ids.length > limit ? offset + limit : null,
+    };
+  });
+
+  scope.get('/v1/batches/:id', async (request: FastifyRequest<IdParams & { Querystring: Record<string, string> }>) => {
+    const view = await existingBatch(request.params.id);
+    const { rowOffset, rowLimit } = parse(BatchQuerySchema, request.query, 'query');
+    const rows: ApiRow[] = [];
+    let index = 0;
+    let more = false;
+    for await (const record of batchResults(handle, view.id, config.outDir)) {
+      if (index++ < rowOffset) continue;
+      if (rows.length >= rowLimit) {
+        more = true;
+        break;
+      }
+      rows.push(rowView(view, record));
+    }
+    return { ...view, rows, rowsNextOffset: more ? rowOffset + rowLimit : null, links: batchLinks(view.id) };
+  });
+
+  scope.get('/v1/batches/:id/results.csv', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    const report = await deps.reports.write(view.id);
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${view.id}-results.csv"`)
+      .send(createReadStream(report.csv));
+  });
+
+  scope.get('/v1/batches/:id/files/:name', async (request: FastifyRequest<{ Params: { id: string; name: string } }>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    const { name } = request.params;
+    const notFound = new HttpError(404, 'not_found', 'no such file in this batch');
+    if (/\.(part|tmp)$/i.test(name)) throw notFound;
+    let path: string;
+    let real: string;
+    try {
+      path = outputPathFor(config.outDir, view.id, name);
+      // outputPathFor checks the name; realpath also refuses a link pointing out of the batch folder.
+      real = await realpath(path);
+      const folder = await realpath(batchDirFor(config.outDir, view.id));
+      if (!real.startsWith(folder + sep)) throw notFound;
+    } catch {
+      throw notFound;
+    }
+    const info = await stat(real).catch(() => undefined);
+    if (!info?.isFile()) throw notFound;
+    return reply
+      .type(FILE_TYPES[extname(name).toLowerCase()] ?? 'application/octet-stream')
+      .header('content-length', String(info.size))
+      .header('content-disposition', `attachment; filename="${name.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(name)}`)
+      .send(createReadStream(real));
+  });
+
+  scope.post('/v1/batches/:id/cancel', async (request: FastifyRequest<IdParams>) => {
+    const view = await existingBatch(request.params.id);
+    const result = await cancelBatch(handle, view.id);
+    // The last rows may have been the ones removed: then nobody else will see the batch finish.
+    if (result.finished && (await handle.batches.claimFinished(view.id))) {
+      void deps.finisher.onBatchFinished(view.id).catch((error: unknown) => deps.logger.warn({ batchId: view.id, err: String(error) }, 'could not finish the batch'));
+    }
+    deps.logger.info({ batchId: view.id, removed: result.removed.length, kept: result.kept.length }, 'batch cancelled');
+    return { ...result, links: batchLinks(view.id) };
+  });
+
+  async function existingBatch(id: string): Promise<BatchView> {
+    const view = BATCH_ID_PATTERN.test(id) ? await batchView(handle, callbacks, id) : undefined;
+    if (!view) throw new HttpError(404, 'not_found', `no batch "${BATCH_ID_PATTERN.test(id) ? id : '(invalid id)'}"`);
+    return view;
+  }
+}
+
+function rowView(batch: BatchView, record: ResultRecord): ApiRow {
+  // A row whose job was removed by a cancel has no job left to describe it.
+  const status: ApiRow['status'] = record.status === 'missing' && batch.cancelledAt !== null ? 'cancelled' : record.status;
+  if (!record.file) return { ...record, status };
+  return { ...record, status, links: { file: `${batchLinks(batch.id).files}${encodeURIComponent(basename(record.file))}` } };
+}
+
+function apiIssue(issue: ManifestIssue, rowsInput: boolean): ApiIssue {
+  return {
+    line: issue.line,
+    ...(rowsInput && issue.line > 0 ? { row: issue.line - 1 } : {}),
+    ...(issue.column !== undefined ? { column: issue.column } : {}),
+    ...(issue.columnNumber !== undefined ? { columnNumber: issue.columnNumber } : {}),
+    message: issue.message,
+  };
+}
+
+function parse<T extends z.ZodType>(schema: T, value: unknown, where: 'body' | 'query'): z.infer<T> {
+  const parsed = schema.safeParse(value ?? (where === 'body' ? undefined : {}));
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((issue) => ({ path: issue.path.join('.'), message: issue.message }));
+  const first = issues[0];
+  throw new HttpError(400, 'bad_request', `invalid ${where}${first ? `: ${first.path ? `${first.path}: ` : ''}${first.message}` : ''}`, { issues });
+}

@@ -1,0 +1,66 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { Queue } from 'bullmq';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TalkQueue } from '../queue/talk-queue.js';
+import { bearerToken, cookieValue, type ApiKeys } from './auth.js';
+import { sendError } from './http-errors.js';
+
+export const DASHBOARD_PATH = '/admin';
+export const SESSION_COOKIE = 'talkbatch_admin';
+const SESSION_SECONDS = 12 * 60 * 60;
+
+export interface DashboardDeps {
+  queue: TalkQueue;
+  keys: ApiKeys;
+  /** config.dashboardWrite: let the dashboard retry, promote and remove jobs. */
+  writable: boolean;
+}
+
+/**
+ * bull-board at /admin. Behind the API keys like the REST API; a browser, which cannot send a bearer
+ * header, opens `/admin?key=<key>` once: that sets an HttpOnly cookie derived from the key (never the
+ * key itself) and redirects to a URL without it, so the key does not stay in the address bar.
+ * Read-only unless TALKBATCH_DASHBOARD_WRITE: bull-board refuses changes itself, and so do we.
+ */
+export async function registerDashboard(app: FastifyInstance, deps: DashboardDeps): Promise<void> {
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(DASHBOARD_PATH);
+  createBullBoard({
+    // bull-board types the queue with bullmq's defaults; ours only narrows the job data.
+    queues: [new BullMQAdapter(deps.queue as unknown as Queue, { readOnlyMode: !deps.writable, allowRetries: deps.writable, displayName: 'talkbatch' })],
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'talkbatch' } },
+  });
+
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+      const url = new URL(request.url, 'http://localhost');
+      const queryKey = url.searchParams.get('key');
+      if (queryKey !== null) {
+        if (!deps.keys.verify(queryKey)) return sendError(reply, 401, 'unauthorized', 'invalid key');
+        url.searchParams.delete('key');
+        const secure = request.protocol === 'https' ? '; Secure' : '';
+        return reply
+          .header('set-cookie', `${SESSION_COOKIE}=${deps.keys.session(queryKey)}; Path=${DASHBOARD_PATH}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
+          .redirect(`${url.pathname}${url.search}`, 303);
+      }
+      if (deps.keys.verify(bearerToken(request.headers.authorization))) return undefined;
+      if (deps.keys.verifySession(cookieValue(request.headers.cookie, SESSION_COOKIE))) return undefined;
+      const message = deps.keys.configured
+        ? 'send "Authorization: Bearer <key>", or open /admin?key=<key> once in a browser'
+        : 'the dashboard is off: no API keys are configured (set TALKBATCH_API_KEYS)';
+      return sendError(reply, 401, 'unauthorized', message);
+    });
+    if (!deps.writable) {
+      scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+        if (request.method !== 'GET' && request.method !== 'HEAD') {
+          return sendError(reply, 405, 'read_only', 'the dashboard is read-only (set TALKBATCH_DASHBOARD_WRITE=true to allow changes)');
+        }
+        return undefined;
+      });
+    }
+    await scope.register(serverAdapter.registerPlugin(), { prefix: DASHBOARD_PATH });
+  });
+}

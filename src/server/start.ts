@@ -1,0 +1,105 @@
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/index.js';
+import { DidClient } from '../did/index.js';
+import { openQueue, type QueueHandle } from '../queue/talk-queue.js';
+import type { Logger } from '../shared/logger.js';
+import { startTalkWorker, type TalkWorker } from '../worker/create-worker.js';
+import { buildServer } from './build-server.js';
+import { BatchFinisher, ReportWriter, type CallbackRetry } from './callbacks.js';
+import { TalkbatchMetrics } from './metrics.js';
+
+export interface StartServerOptions {
+  config: Config;
+  redisUrl: string;
+  logger: Logger;
+  /** Default config.host / config.port; port 0 picks a free one. */
+  host?: string;
+  port?: number;
+  /** Also run a worker in this process, so one process does everything. */
+  withWorker?: boolean;
+  /** For webhook re-reads and the worker; default: one built from config (webhooks are off without DID_API_KEY). */
+  did?: DidClient;
+  /** Worker's webhook URLs; default: under TALKBATCH_PUBLIC_URL when it and TALKBATCH_WEBHOOK_SECRET are set. */
+  webhookUrlFor?: (jobId: string) => string | undefined;
+  publicUrl?: string;
+  allowHttpCallbacks?: boolean;
+  callbackRetry?: Partial<CallbackRetry>;
+}
+
+export interface RunningServer {
+  /** e.g. http://127.0.0.1:8080 */
+  url: string;
+  app: FastifyInstance;
+  handle: QueueHandle;
+  metrics: TalkbatchMetrics;
+  finisher: BatchFinisher;
+  worker: TalkWorker | undefined;
+  /** Stops taking requests, then the worker (rows in hand are handed back), then pending callbacks. */
+  close(): Promise<void>;
+}
+
+/** What `talkbatch serve` runs: the HTTP server, listening, and optionally a worker sharing its metrics and finisher. */
+export async function startServer(options: StartServerOptions): Promise<RunningServer> {
+  const { config, logger, redisUrl } = options;
+  const handle = await openQueue(config, redisUrl);
+  const metrics = new TalkbatchMetrics();
+  const ownsDid = options.did === undefined && config.didApiKey !== undefined;
+  const did =
+    options.did ??
+    (config.didApiKey
+      ? new DidClient({
+          apiKey: config.didApiKey,
+          baseUrl: config.didApiUrl,
+          timeoutMs: config.httpTimeoutMs,
+          logger,
+          onResponse: metrics.observeDidResponse,
+        })
+      : undefined);
+  const finisher = new BatchFinisher({
+    config,
+    handle,
+    logger,
+    reports: new ReportWriter(handle, config.outDir),
+    ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
+    ...(options.callbackRetry !== undefined ? { retry: options.callbackRetry } : {}),
+  });
+
+  let worker: TalkWorker | undefined;
+  let app: FastifyInstance | undefined;
+  const close = async (): Promise<void> => {
+    await app?.close();
+    await worker?.close();
+    await finisher.close();
+    if (ownsDid) await did?.close();
+    await handle.close();
+  };
+
+  try {
+    const server = await buildServer({
+      config,
+      handle,
+      logger,
+      metrics,
+      finisher,
+      ...(did ? { did } : {}),
+      ...(options.allowHttpCallbacks ? { allowHttpCallbacks: true } : {}),
+    });
+    app = server.app;
+    const address = await app.listen({ host: options.host ?? config.host, port: options.port ?? config.port });
+    if (options.withWorker) {
+      worker = await startTalkWorker({
+        config,
+        redisUrl,
+        logger,
+        metrics: metrics.workerHooks,
+        onBatchFinished: finisher.onBatchFinished,
+        ...(options.did ? { did: options.did } : {}),
+        ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
+      });
+    }
+    return { url: address.replace('[::1]', 'localhost'), app, handle, metrics, finisher, worker, close };
+  } catch (error) {
+    await close().catch(() => undefined);
+    throw error;
+  }
+}
