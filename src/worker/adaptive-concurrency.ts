@@ -13,7 +13,7 @@ export class AdaptiveConcurrency {
   constructor(
     private readonly queue: Pick<Queue, 'setGlobalConcurrency' | 'getGlobalConcurrency'>,
     readonly ceiling: number,
-    private readonly options: { decreaseFactor?: number; cooldownMs?: number; now?: () => number } = {},
+    private readonly options: { decreaseFactor?: number; cooldownMs?: number; probeAfterMs?: number; now?: () => number } = {},
   ) {
     this.#current = ceiling;
   }
@@ -46,7 +46,9 @@ export class AdaptiveConcurrency {
 
   async onCreated(): Promise<void> {
     this.#successes += 1;
-    if (this.#successes < this.#current) return;
+    // Probe upward rarely: a failed probe costs a 429 and a short queue-wide back-off.
+    if (this.#successes < Math.max(10, this.#current * 3)) return;
+    if ((this.options.now ?? Date.now)() - this.#lastDecreaseAt < (this.options.probeAfterMs ?? 10_000)) return;
     this.#successes = 0;
     const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
     if (shared < this.ceiling) {

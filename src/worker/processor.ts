@@ -60,7 +60,10 @@ const MAX_DOWNLOAD_TRIES = 4;
  */
 export function createProcessor(deps: ProcessorDeps) {
   const { config, did, logger } = deps;
-  let consecutiveRateLimits = 0;
+  // 429s in one burst (every slot over a cap answering at once) are one signal; the back-off only
+  // grows when 429s keep coming after the previous back-off ran out.
+  let rateLimitStreak = 0;
+  let rateLimitedUntil = 0;
 
   return async function processTalk(job: TalkJob, token?: string, signal?: AbortSignal): Promise<RowResult> {
     const parsed = JobPayloadV1.safeParse(job.data);
@@ -132,7 +135,7 @@ export function createProcessor(deps: ProcessorDeps) {
             signal ? { signal } : {},
           );
           talkId = created.id;
-          consecutiveRateLimits = 0;
+          rateLimitStreak = 0;
           await deps.concurrency.onCreated();
           log.debug({ talkId }, 'talk created');
         } catch (error) {
@@ -184,10 +187,11 @@ export function createProcessor(deps: ProcessorDeps) {
 
     async function onCreateError(error: unknown): Promise<never> {
       if (error instanceof DidRateLimitError) {
-        consecutiveRateLimits += 1;
+        if (Date.now() >= rateLimitedUntil) rateLimitStreak += 1;
         await deps.concurrency.onRateLimited(await deps.rendering.count());
         // A plan's render cap frees a slot as soon as any render finishes: start short, grow fast.
-        const wait = error.retryAfterMs ?? withJitter(Math.min(30_000, 500 * 2 ** Math.min(consecutiveRateLimits - 1, 6)));
+        const wait = error.retryAfterMs ?? withJitter(Math.min(10_000, 250 * 2 ** Math.min(rateLimitStreak - 1, 6)));
+        rateLimitedUntil = Math.max(rateLimitedUntil, Date.now() + wait);
         log.warn({ wait, concurrency: deps.concurrency.current }, 'D-ID rate limit (429): backing off the whole queue');
         await clearSubmit();
         await deps.queue.rateLimit(Math.max(wait, 50));
