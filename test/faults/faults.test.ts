@@ -220,4 +220,36 @@ describe('fault suite', () => {
     expect(secondHalf).toBeLessThan(firstHalf);
     expect(stats.duplicateUserData).toEqual([]);
   });
+
+  it('SIGTERM: hands rendering rows back with their checkpoint and exits promptly; a second signal forces', async () => {
+    const s = await startScenario({ renderMs: 6_000 }, { TALKBATCH_CONCURRENCY: '6' });
+    const worker = await addWorker(s);
+    await enqueue(s, 'sigterm', 6);
+    await vi.waitFor(() => expect(s.simulator.stats().totalCreates).toBe(6), { timeout: 20_000, interval: 100 });
+    const signalledAt = Date.now();
+    worker.child.kill('SIGTERM');
+    const code = await worker.exited;
+    const exitMs = Date.now() - signalledAt;
+    s.workers.splice(s.workers.indexOf(worker), 1);
+    figure('SIGTERM', { exitMs, code });
+    expect(code).toBe(0);
+    expect(exitMs).toBeLessThan(5_000);
+    const delayed = await s.handle.queue.getDelayed();
+    expect(delayed.map((job) => job.data.state?.step).sort()).toEqual(Array(6).fill('rendering'));
+
+    // A fresh worker goes on from the checkpoints: no new talks.
+    await addWorker(s);
+    const counts = await waitForBatch(s, 'sigterm');
+    expect(counts).toMatchObject({ done: 6, failed: 0 });
+    expect(s.simulator.stats().totalCreates).toBe(6);
+
+    // Two signals: the second one ends the process at once, whatever it was doing.
+    await enqueue(s, 'sigterm-twice', 3);
+    const stubborn = await addWorker(s);
+    stubborn.child.kill('SIGTERM');
+    await vi.waitFor(() => expect(stubborn.output()).toContain('finishing work in hand'), { timeout: 5_000, interval: 20 });
+    stubborn.child.kill('SIGTERM');
+    expect(await stubborn.exited).toBe(130);
+    s.workers.splice(s.workers.indexOf(stubborn), 1);
+  });
 });

@@ -65,3 +65,17 @@ describe('talkbatch CLI', () => {
     }
   });
 });
+
+describe('talkbatch CLI and Redis', () => {
+  it('exits 2 with a clear message when REDIS_URL points at nothing', async () => {
+    const result = await runCli(['status'], { REDIS_URL: 'redis://127.0.0.1:1' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1/);
+  });
+
+  it('never prints a Redis password', async () => {
+    const result = await runCli(['status'], { REDIS_URL: 'redis://user:hunter2secret@127.0.0.1:1' });
+    expect(result.code).toBe(2);
+    expect(result.stderr).not.toContain('hunter2secret');
+  });
+});

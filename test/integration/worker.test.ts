@@ -183,3 +183,18 @@ describe('shutdown', () => {
     expect(harness.simulator.stats().totalCreates).toBe(3);
   });
 });
+
+describe('a rejected API key', () => {
+  it('stops the worker, says why, and burns no attempt', async () => {
+    harness = await startHarness({}, { DID_API_KEY: 'someone:wrong-secret' });
+    const worker = await harness.startWorker();
+    await harness.enqueue('auth', [row(1)]);
+    await worker.stopped;
+    expect(worker.fatal?.message).toMatch(/D-ID refused the API key \(401 AuthorizationError: user unauthenticated\).*DID_API_KEY/);
+    expect(worker.fatal?.message).not.toContain('wrong-secret');
+    const job = await harness.handle.queue.getJob(jobIdFor('auth', 'row0001'));
+    expect(await job?.getState()).toBe('delayed');
+    expect(job?.attemptsMade).toBe(0);
+    expect((await harness.handle.batches.counts('auth')).failed).toBe(0);
+  });
+});
