@@ -27,7 +27,16 @@ export async function workerCommand(argv: string[]): Promise<number> {
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: workers need the Redis their jobs are in');
   if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
   const logger = loggerFor(config);
-  const reports = await openQueue(config, config.redisUrl);
+  // Listen for signals before anything starts, so an early SIGTERM is a graceful stop too.
+  let stopRequested = false;
+  let stop: () => void = () => {
+    stopRequested = true;
+  };
+  const removeSignals = onStopSignals(() => stop());
+  const reports = await openQueue(config, config.redisUrl).catch((error: unknown) => {
+    removeSignals();
+    throw error;
+  });
   // Batches submitted with a callbackUrl are told when they finish, by whichever worker finishes them.
   const callbacks = new BatchFinisher({ config, handle: reports, logger });
   const worker = await startTalkWorker({
@@ -40,8 +49,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
       await callbacks.deliver(batchId);
     },
   });
+  stop = () => void worker.close();
+  if (stopRequested) stop();
   logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
-  const removeSignals = onStopSignals(() => void worker.close());
   try {
     await worker.stopped;
   } finally {
