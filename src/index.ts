@@ -71,7 +71,7 @@ export interface WaitForBatchOptions {
 
 /** waitForBatch ran out of time; the batch goes on. */
 export class BatchWaitTimeoutError extends AppError {
-  readonly code = 'WAIT_TIMEOUT';
+  readonly code = 'WAIT_TIMEOUT' as const;
   constructor(
     readonly batchId: string,
     readonly batch: BatchView,

@@ -5,6 +5,7 @@ import { pauseCommand, reportCommand, retryCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { runCommand } from './commands/run.js';
+import { scheduleCommand } from './commands/schedule.js';
 import { schemaCommand } from './commands/schema.js';
 import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
@@ -25,6 +26,7 @@ Commands:
   report <batchId>     rebuild results.csv / results.jsonl for a batch
   retry <batchId> --failed   re-enqueue a batch's failed rows
   pause | resume       stop / restart taking jobs across all workers
+  schedule <action>    re-read a sheet on a timetable and make its new rows (add, list, show, run, remove, apply)
   simulate             run the D-ID simulator as a standalone server
   serve                HTTP server: D-ID webhooks, REST API, dashboard, metrics (--with-worker: all in one)
   schema               print the job payload's JSON Schema (for other BullMQ clients)
@@ -55,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return serveCommand(rest);
     case 'schema':
       return schemaCommand(rest);
+    case 'schedule':
+      return scheduleCommand(rest);
     case 'pause':
     case 'resume':
       return pauseCommand(rest, command);

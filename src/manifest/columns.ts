@@ -85,3 +85,49 @@ export function closestName(name: string, candidates: Iterable<string>): string 
   const limit = Math.max(2, Math.floor(name.length / 3));
   return bestDistance <= limit ? best : undefined;
 }
+
+/** Turns a header, JSON key or template variable into the name rows are keyed by. */
+export type ColumnNamer = (name: string) => string;
+
+export interface ColumnMapping {
+  namer: ColumnNamer;
+  /** Canonical name of a mapped header -> the talkbatch field it stands for. */
+  sources: ReadonlyMap<string, string>;
+  /** What is wrong with the map itself (an unknown field, one header for two fields), as issue messages. */
+  problems: string[];
+}
+
+/**
+ * `map` (talkbatch field -> the sheet's header for it, e.g. `{ image_url: 'Headshot' }`) as a namer: headers are
+ * normalised as usual, and a mapped header then becomes its field. Templates go through the same namer, so
+ * `{{Headshot}}` and `{{image_url}}` read the same cell.
+ */
+export function columnMapping(map: Readonly<Record<string, string>> | undefined): ColumnMapping {
+  const sources = new Map<string, string>();
+  const problems: string[] = [];
+  for (const [rawField, rawHeader] of Object.entries(map ?? {})) {
+    const field = canonicalColumn(rawField);
+    if (!KNOWN_COLUMNS.has(field)) {
+      const guess = closestName(field, KNOWN_COLUMNS);
+      problems.push(`"${rawField}" is not a talkbatch field${guess === undefined ? '' : ` (did you mean ${guess}?)`}; fields: ${[...KNOWN_COLUMNS].join(', ')}`);
+      continue;
+    }
+    const header = canonicalColumn(rawHeader);
+    if (header === '') {
+      problems.push(`${field}=${JSON.stringify(rawHeader)}: give the header of the column that holds ${field}`);
+      continue;
+    }
+    const earlier = sources.get(header);
+    if (earlier !== undefined && earlier !== field) {
+      problems.push(`"${rawHeader}" is mapped to both ${earlier} and ${field}`);
+      continue;
+    }
+    sources.set(header, field);
+  }
+  if (sources.size === 0) return { namer: canonicalColumn, sources, problems };
+  const namer: ColumnNamer = (name) => {
+    const canonical = canonicalColumn(name);
+    return sources.get(canonical) ?? canonical;
+  };
+  return { namer, sources, problems };
+}

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { parse } from 'csv-parse';
 import { quoteValue } from './cells.js';
-import { canonicalColumn, snakeCase } from './columns.js';
+import { canonicalColumn, snakeCase, type ColumnNamer } from './columns.js';
 import { detectDelimiter } from './detect.js';
 import type { RawCell } from './row.js';
 import { countLineBreaks, issueAt, type SourceEvent } from './source.js';
@@ -40,7 +40,7 @@ interface CsvErrorLike {
   message?: string;
 }
 
-interface Header {
+export interface Header {
   line: number;
   /** Canonical name per column; '' for a trailing column without a header (its cells must stay empty). */
   names: string[];
@@ -52,7 +52,18 @@ function leadingWhitespaceLength(raw: string): number {
   return match?.[0].length ?? 0;
 }
 
-function readHeader(record: string[], line: number, file: string): { header: Header; issues: ManifestIssue[] } {
+/**
+ * The header row: names normalised (and mapped), duplicates and nameless columns as issues. `allowBlankNames`
+ * (workbooks, where an empty spacer column is common) lets a column with an empty header through; its cells must
+ * then stay empty, which the row checks enforce.
+ */
+export function readHeader(
+  record: string[],
+  line: number,
+  file: string,
+  namer: ColumnNamer = canonicalColumn,
+  allowBlankNames = false,
+): { header: Header; issues: ManifestIssue[] } {
   const issues: ManifestIssue[] = [];
   const raw = record.map((cell) => cell.trim());
   let lastNamed = raw.length - 1;
@@ -60,11 +71,11 @@ function readHeader(record: string[], line: number, file: string): { header: Hea
   const names: string[] = [];
   const firstAt = new Map<string, number>();
   raw.forEach((text, index) => {
-    const name = canonicalColumn(text);
+    const name = namer(text);
     names.push(name);
     const number = index + 1;
     if (name === '') {
-      if (index <= lastNamed) {
+      if (index <= lastNamed && !(allowBlankNames && text === '')) {
         const message = text === '' ? `column ${number} has no name` : `column ${number} name ${quoteValue(text)} has no letters or digits`;
         issues.push(issueAt(file, line, message, undefined, number));
       }
@@ -75,6 +86,7 @@ function readHeader(record: string[], line: number, file: string): { header: Hea
       firstAt.set(name, index);
       return;
     }
+    // Two headers spelled alike are plain duplicates; otherwise an alias or the column map made them collide.
     const sameSpelling = snakeCase(text) === name && snakeCase(raw[first] ?? '') === name;
     const message = sameSpelling
       ? `duplicate column ${quoteValue(name)} (also column ${first + 1})`
@@ -103,7 +115,7 @@ function parseErrorIssue(error: unknown, startLine: number, file: string): Manif
   }
 }
 
-export async function* readCsv(path: string, file: string, head: string): AsyncGenerator<SourceEvent> {
+export async function* readCsv(path: string, file: string, head: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
   const source = createReadStream(path);
   const guard = new Utf8Guard();
   const parser = parse({
@@ -131,7 +143,7 @@ export async function* readCsv(path: string, file: string, head: string): AsyncG
 
       if (header === undefined) {
         if (record.every((cell) => cell.trim() === '')) continue; // a row of empty cells above the header
-        const read = readHeader(record, line, file);
+        const read = readHeader(record, line, file, namer);
         if (read.issues.length > 0) {
           for (const issue of read.issues) yield { kind: 'issue', issue };
           return;

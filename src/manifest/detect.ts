@@ -15,19 +15,32 @@ const EXTENSIONS: Readonly<Record<string, ManifestFormat>> = {
   '.json': 'json',
   '.jsonl': 'jsonl',
   '.ndjson': 'jsonl',
+  '.xlsx': 'xlsx',
 };
+
+/** The four bytes every zip archive, and so every .xlsx workbook, starts with. */
+export function isZip(head: Uint8Array): boolean {
+  return head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
+}
+
+/** The format an extension names, if any (`.csv` -> csv). */
+export function formatOfExtension(path: string): ManifestFormat | undefined {
+  return EXTENSIONS[extname(path).toLowerCase()];
+}
 
 function stripBom(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /**
- * From the extension; otherwise from the first non-space character: `[` is JSON; `{` is JSONL when the first line is
- * a complete object that is not `{"rows": [...]}`, else JSON; anything else is CSV.
+ * From the extension; otherwise from the first bytes: a zip archive is an .xlsx workbook; then by the first non-space
+ * character: `[` is JSON; `{` is JSONL when the first line is a complete object that is not `{"rows": [...]}`, else
+ * JSON; anything else is CSV.
  */
-export function detectFormat(path: string, head: string): ManifestFormat {
-  const byExtension = EXTENSIONS[extname(path).toLowerCase()];
+export function detectFormat(path: string, head: string, headBytes?: Uint8Array): ManifestFormat {
+  const byExtension = formatOfExtension(path);
   if (byExtension !== undefined) return byExtension;
+  if (headBytes !== undefined && isZip(headBytes)) return 'xlsx';
   const text = stripBom(head).trimStart();
   if (text.startsWith('[')) return 'json';
   if (text.startsWith('{')) {
@@ -72,10 +85,29 @@ export function detectDelimiter(head: string): Delimiter {
   return best;
 }
 
-/** A problem recognisable from the first bytes alone (wrong encoding or a binary workbook), else undefined. */
+/** The first bytes of an old binary Excel file (.xls) or an encrypted workbook: an OLE compound document. */
+const OLE_MAGIC = [0xd0, 0xcf, 0x11, 0xe0];
+const OLE_MESSAGE = 'file is an old binary Excel workbook (.xls) or a password-protected one; save it as .xlsx without a password, or as CSV UTF-8';
+
+function isOle(head: Uint8Array): boolean {
+  return OLE_MAGIC.every((byte, index) => head[index] === byte);
+}
+
+/** Why a file read as a workbook is not an .xlsx one, from its first bytes, or undefined. */
+export function workbookHeadProblem(head: Uint8Array): string | undefined {
+  if (isZip(head)) return undefined;
+  if (isOle(head)) return OLE_MESSAGE;
+  return 'file is not an .xlsx workbook (an .xlsx file is a zip archive); if it is CSV, name it .csv or pass --format csv';
+}
+
+/**
+ * A problem recognisable from the first bytes alone (wrong encoding, a workbook read as text), else undefined.
+ * Text formats only: an .xlsx workbook is a zip archive and is read by its own reader.
+ */
 export function headProblem(head: Uint8Array): string | undefined {
-  const [a, b, c, d] = [head[0], head[1], head[2], head[3]];
+  const [a, b] = [head[0], head[1]];
   if ((a === 0xff && b === 0xfe) || (a === 0xfe && b === 0xff)) return 'file is UTF-16; save it as UTF-8 (in Excel: "CSV UTF-8")';
-  if (a === 0x50 && b === 0x4b && c === 0x03 && d === 0x04) return 'file is a zip archive (an .xlsx workbook?); export the sheet as CSV UTF-8';
+  if (isZip(head)) return 'file is a zip archive (an .xlsx workbook?); name it .xlsx, pass --format xlsx, or export the sheet as CSV UTF-8';
+  if (isOle(head)) return OLE_MESSAGE;
   return undefined;
 }

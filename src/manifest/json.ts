@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { canonicalColumn } from './columns.js';
+import { canonicalColumn, type ColumnNamer } from './columns.js';
 import type { CellValue, RawCell } from './row.js';
 import { countLineBreaks, issueAt, jsonErrorText, type SourceEvent } from './source.js';
 import { Utf8Guard, checkUtf8, encodingMessage } from './utf8.js';
@@ -32,8 +32,8 @@ function stripBom(text: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
-function cellsOf(row: Record<string, unknown>): RawCell[] {
-  return Object.entries(row).map(([key, value]) => ({ column: canonicalColumn(key), key, value: value as CellValue }));
+function cellsOf(row: Record<string, unknown>, namer: ColumnNamer): RawCell[] {
+  return Object.entries(row).map(([key, value]) => ({ column: namer(key), key, value: value as CellValue }));
 }
 
 /**
@@ -113,7 +113,7 @@ export function rowStartLines(text: string): number[] {
   return lines;
 }
 
-export async function* readJson(path: string, file: string): AsyncGenerator<SourceEvent> {
+export async function* readJson(path: string, file: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
   const { size } = await stat(path);
   if (size > JSON_MAX_BYTES) {
     yield { kind: 'issue', issue: issueAt(file, 1, `JSON file is larger than ${JSON_MAX_BYTES / 1024 / 1024} MB; use JSONL (one object per line) for big batches`) };
@@ -153,19 +153,19 @@ export async function* readJson(path: string, file: string): AsyncGenerator<Sour
   for (const row of rows) {
     if (!isPlainObject(row)) continue;
     for (const key of Object.keys(row)) {
-      const name = canonicalColumn(key);
+      const name = namer(key);
       if (name !== '') columns.add(name);
     }
   }
   yield { kind: 'columns', columns: [...columns], columnNumbers: new Map(), line: 1, upfront: true };
   for (const [index, row] of (rows as unknown[]).entries()) {
     const line = lines[index] ?? 1;
-    if (isPlainObject(row)) yield { kind: 'record', line, cells: cellsOf(row) };
+    if (isPlainObject(row)) yield { kind: 'record', line, cells: cellsOf(row, namer) };
     else yield { kind: 'bad-record', line, issues: [issueAt(file, line, `row must be an object (got ${typeName(row)})`)] };
   }
 }
 
-export async function* readJsonl(path: string, file: string): AsyncGenerator<SourceEvent> {
+export async function* readJsonl(path: string, file: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
   const source = createReadStream(path);
   const guard = new Utf8Guard();
   source.on('error', (error) => guard.destroy(error));
@@ -191,10 +191,10 @@ export async function* readJsonl(path: string, file: string): AsyncGenerator<Sou
         continue;
       }
       for (const key of Object.keys(value)) {
-        const name = canonicalColumn(key);
+        const name = namer(key);
         if (name !== '') columns.add(name);
       }
-      yield { kind: 'record', line, cells: cellsOf(value) };
+      yield { kind: 'record', line, cells: cellsOf(value, namer) };
     }
   } finally {
     lines.close();

@@ -1,15 +1,17 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
-import { closestName, KNOWN_COLUMNS } from './columns.js';
+import { canonicalColumn, closestName, columnMapping, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
-import { HEAD_BYTES, detectFormat, headProblem } from './detect.js';
+import { HEAD_BYTES, detectFormat, headProblem, workbookHeadProblem } from './detect.js';
 import { ManifestError } from './issues.js';
 import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
+import { localManifest, sourceLabel } from './spool.js';
 import { templateVariablesRaw } from './template.js';
-import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ValidationReport } from './types.js';
+import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ManifestSource, ValidationReport } from './types.js';
 import { imageUrlMessage } from './urls.js';
+import { readXlsx } from './xlsx.js';
 
 /** What the engine yields; readManifest and validateManifest are two views of it. */
 type EngineEvent =
@@ -20,7 +22,7 @@ type EngineEvent =
   | { kind: 'empty'; line: number }
   | { kind: 'issue'; issue: ManifestIssue };
 
-const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl'];
+const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
 
 /** Problems with the options themselves: nothing in the file can fix them, so they are thrown. */
 function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
@@ -28,7 +30,9 @@ function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   const fail = (column: string, message: string): void => {
     issues.push(issueAt(file, 0, message, column));
   };
-  if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json or jsonl (got "${String(options.format)}")`);
+  if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json, jsonl or xlsx (got "${String(options.format)}")`);
+  if (options.sheet !== undefined && (typeof options.sheet !== 'string' || options.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
+  for (const problem of columnMapping(options.map).problems) fail('map', problem);
   const defaults = options.defaults ?? {};
   if (defaults.imageUrl !== undefined) {
     const message = imageUrlMessage(defaults.imageUrl);
@@ -36,6 +40,9 @@ function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   }
   if (defaults.provider !== undefined && !PROVIDER_TYPES.includes(defaults.provider)) {
     fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${String(defaults.provider)}")`);
+  }
+  if (defaults.voiceConfig !== undefined && (typeof defaults.voiceConfig !== 'object' || defaults.voiceConfig === null || Array.isArray(defaults.voiceConfig))) {
+    fail('defaults.voiceConfig', 'must be an object, e.g. {"style": "Cheerful"}');
   }
   if (defaults.config !== undefined) {
     const parsed = TalkConfig.safeParse(defaults.config);
@@ -70,12 +77,19 @@ async function readHead(path: string, file: string): Promise<{ bytes: Uint8Array
   }
 }
 
-function unknownTemplateColumns(file: string, line: number, template: string | undefined, label: string, columns: readonly string[]): ManifestIssue[] {
+function unknownTemplateColumns(
+  file: string,
+  line: number,
+  template: string | undefined,
+  label: string,
+  columns: readonly string[],
+  namer: ColumnNamer,
+): ManifestIssue[] {
   if (template === undefined) return [];
   const known = new Set(columns);
   const reported = new Set<string>();
   const issues: ManifestIssue[] = [];
-  for (const variable of templateVariablesRaw(template)) {
+  for (const variable of templateVariablesRaw(template, namer)) {
     if (known.has(variable.name) || reported.has(variable.name)) continue;
     reported.add(variable.name);
     const guess = closestName(variable.name, columns);
@@ -85,9 +99,21 @@ function unknownTemplateColumns(file: string, line: number, template: string | u
   return issues;
 }
 
-/** File-level checks once the columns are known before the rows (CSV header, parsed JSON). */
-function columnIssues(file: string, line: number, columns: readonly string[], options: ManifestOptions): ManifestIssue[] {
+/** Mapped headers (`map`) that the sheet does not have, with the closest header it does have. */
+function unmatchedMappings(file: string, line: number, options: ManifestOptions, matched: ReadonlySet<string>, columns: readonly string[]): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
+  for (const [field, header] of Object.entries(options.map ?? {})) {
+    if (matched.has(canonicalColumn(header))) continue;
+    const guess = closestName(canonicalColumn(header), columns);
+    const hint = guess === undefined ? '' : ` (did you mean ${guess}?)`;
+    issues.push(issueAt(file, line, `map ${field}=${header}: the sheet has no column "${header}"${hint}`, 'map'));
+  }
+  return issues;
+}
+
+/** File-level checks once the columns are known before the rows (CSV header, parsed JSON, a sheet's header). */
+function columnIssues(file: string, line: number, columns: readonly string[], options: ManifestOptions, mapping: ColumnMapping, matched: ReadonlySet<string>): ManifestIssue[] {
+  const issues: ManifestIssue[] = unmatchedMappings(file, line, options, matched, columns);
   const has = new Set(columns);
   if (!has.has('image_url') && options.defaults?.imageUrl === undefined) {
     const near = closestName('image_url', columns.filter((name) => !KNOWN_COLUMNS.has(name)));
@@ -97,32 +123,44 @@ function columnIssues(file: string, line: number, columns: readonly string[], op
   if (options.template === undefined && !has.has('script') && !has.has('audio_url')) {
     issues.push(issueAt(file, line, 'no script: add a script column, pass a template, or give audio_url'));
   }
-  issues.push(...unknownTemplateColumns(file, line, options.template, 'template', columns));
-  issues.push(...unknownTemplateColumns(file, line, options.nameTemplate, 'name template', columns));
+  issues.push(...unknownTemplateColumns(file, line, options.template, 'template', columns, mapping.namer));
+  issues.push(...unknownTemplateColumns(file, line, options.nameTemplate, 'name template', columns, mapping.namer));
   return issues;
 }
 
-async function* run(source: string, options: ManifestOptions): AsyncGenerator<EngineEvent> {
-  const file = source;
-  const problems = optionIssues(file, options);
-  if (problems.length > 0) throw new ManifestError(problems);
-
-  const head = await readHead(source, file);
+/** The engine over a local file; `file` is how issues name it. Options were checked by openManifest. */
+async function* run(path: string, file: string, options: ManifestOptions): AsyncGenerator<EngineEvent> {
+  const head = await readHead(path, file);
   const headText = new TextDecoder('utf-8').decode(head.bytes);
-  const format = options.format ?? detectFormat(source, headText);
+  const format = options.format ?? detectFormat(path, headText, head.bytes);
   yield { kind: 'format', format };
   const known = head.size <= HEAD_BYTES;
-  if (head.size === 0 || (known && headText.replace(/^\uFEFF/, '').trim() === '')) {
+  if (head.size === 0 || (known && format !== 'xlsx' && headText.replace(/^\uFEFF/, '').trim() === '')) {
     yield { kind: 'issue', issue: issueAt(file, 1, 'file is empty') };
     return;
   }
-  const binary = headProblem(head.bytes);
+  const binary = format === 'xlsx' ? workbookHeadProblem(head.bytes) : headProblem(head.bytes);
   if (binary !== undefined) {
     yield { kind: 'issue', issue: issueAt(file, 1, binary) };
     return;
   }
+  if (options.sheet !== undefined && format !== 'xlsx') {
+    yield { kind: 'issue', issue: issueAt(file, 1, `sheet applies to .xlsx workbooks only (this is ${format})`, 'sheet') };
+  }
 
-  const ctx: RowContext = { file, defaults: options.defaults ?? {}, columnNumbers: new Map() };
+  const mapping = columnMapping(options.map);
+  // Which mapped headers the file has: recorded by the readers' namer only, as templates use the same map.
+  const matchedHeaders = new Set<string>();
+  const headerNamer: ColumnNamer =
+    mapping.sources.size === 0
+      ? mapping.namer
+      : (name) => {
+          const canonical = canonicalColumn(name);
+          if (mapping.sources.has(canonical)) matchedHeaders.add(canonical);
+          return mapping.namer(name);
+        };
+
+  const ctx: RowContext = { file, defaults: options.defaults ?? {}, namer: mapping.namer, columnNumbers: new Map() };
   if (options.template !== undefined) ctx.template = options.template;
   if (options.nameTemplate !== undefined) ctx.nameTemplate = options.nameTemplate;
   // Only keys and names are kept, never rows: memory grows with the number of rows by a few dozen bytes each.
@@ -130,7 +168,13 @@ async function* run(source: string, options: ManifestOptions): AsyncGenerator<En
   const firstLineOfName = new Map<string, number>();
 
   const events: AsyncGenerator<SourceEvent> =
-    format === 'csv' ? readCsv(source, file, headText) : format === 'json' ? readJson(source, file) : readJsonl(source, file);
+    format === 'csv'
+      ? readCsv(path, file, headText, headerNamer)
+      : format === 'json'
+        ? readJson(path, file, headerNamer)
+        : format === 'jsonl'
+          ? readJsonl(path, file, headerNamer)
+          : readXlsx(path, file, headerNamer, options.sheet);
   for await (const event of events) {
     switch (event.kind) {
       case 'issue':
@@ -143,7 +187,7 @@ async function* run(source: string, options: ManifestOptions): AsyncGenerator<En
         yield { kind: 'columns', columns: event.columns };
         if (event.upfront) {
           ctx.columnNumbers = event.columnNumbers;
-          const issues = columnIssues(file, event.line, event.columns, options);
+          const issues = columnIssues(file, event.line, event.columns, options, mapping, matchedHeaders);
           if (issues.length > 0) {
             // Every row would fail the same way: report it once and stop.
             for (const issue of issues) yield { kind: 'issue', issue };
@@ -151,8 +195,9 @@ async function* run(source: string, options: ManifestOptions): AsyncGenerator<En
           }
         } else {
           // JSONL: the columns are only known at the end; rows already reported each empty variable.
-          for (const issue of unknownTemplateColumns(file, 1, options.template, 'template', event.columns)) yield { kind: 'issue', issue };
-          for (const issue of unknownTemplateColumns(file, 1, options.nameTemplate, 'name template', event.columns)) yield { kind: 'issue', issue };
+          for (const issue of unmatchedMappings(file, 1, options, matchedHeaders, event.columns)) yield { kind: 'issue', issue };
+          for (const issue of unknownTemplateColumns(file, 1, options.template, 'template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
+          for (const issue of unknownTemplateColumns(file, 1, options.nameTemplate, 'name template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
         }
         break;
       }
@@ -188,14 +233,8 @@ async function* run(source: string, options: ManifestOptions): AsyncGenerator<En
   }
 }
 
-/**
- * Streams a manifest, one record per data row, in file order. Rows are never all held: memory is the current row
- * plus one key and one output name per row seen (for duplicate detection). File-level problems (empty file, header
- * only, bad encoding, unparseable CSV/JSON, a template naming a missing column) come as `{ ok: false }` records;
- * when the file cannot be opened at all, or the options are invalid, it throws ManifestError.
- */
-export async function* readManifest(source: string, options: ManifestOptions = {}): AsyncGenerator<ManifestRecord> {
-  for await (const event of run(source, options)) {
+async function* recordsOf(events: AsyncIterable<EngineEvent>): AsyncGenerator<ManifestRecord> {
+  for await (const event of events) {
     switch (event.kind) {
       case 'row':
         yield { ok: true, row: event.row };
@@ -215,11 +254,10 @@ export async function* readManifest(source: string, options: ManifestOptions = {
   }
 }
 
-/** Reads the whole manifest once (streaming) and summarises it: counts, every issue sorted by line, total seconds. */
-export async function validateManifest(source: string, options: ManifestOptions = {}): Promise<ValidationReport> {
+async function summarise(path: string, file: string, options: ManifestOptions): Promise<ValidationReport> {
   const report: ValidationReport = {
-    file: source,
-    format: options.format ?? detectFormat(source, ''),
+    file,
+    format: options.format ?? detectFormat(path, ''),
     rows: 0,
     valid: 0,
     skippedEmpty: 0,
@@ -230,7 +268,7 @@ export async function validateManifest(source: string, options: ManifestOptions 
   let seconds = 0;
   // File-level issues sort before row issues of the same line (JSONL reports its file-level ones at the end).
   const fileLevel = new Set<ManifestIssue>();
-  for await (const event of run(source, options)) {
+  for await (const event of run(path, file, options)) {
     switch (event.kind) {
       case 'format':
         report.format = event.format;
@@ -261,4 +299,58 @@ export async function validateManifest(source: string, options: ManifestOptions 
   report.issues.sort((a, b) => a.line - b.line || rank(a) - rank(b)); // stable: otherwise in the order found
   report.estimatedSeconds = Math.round(seconds * 10) / 10;
   return report;
+}
+
+/** A manifest opened once and readable many times (standard input and URLs are copied to a temp file). */
+export interface OpenedManifest {
+  /** How issues name the source: the path, `stdin`, or the URL without credentials or secret query values. */
+  readonly label: string;
+  /** Reads every row (streaming) and summarises: counts, every issue sorted by line, total seconds. */
+  validate(): Promise<ValidationReport>;
+  /** Streams the records, one per data row, in file order. */
+  records(): AsyncGenerator<ManifestRecord>;
+  /** Deletes the temp copy, if any. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a manifest source (a path, `-` for standard input, or an https URL) so it can be validated and then read
+ * again with the same content. Throws ManifestError when the options are invalid or the source cannot be had at all
+ * (missing file, HTTP 404, ...). Call close() when done.
+ */
+export async function openManifest(source: ManifestSource, options: ManifestOptions = {}): Promise<OpenedManifest> {
+  const problems = optionIssues(sourceLabel(source), options);
+  if (problems.length > 0) throw new ManifestError(problems);
+  const local = await localManifest(source, options.source);
+  return {
+    label: local.label,
+    validate: () => summarise(local.path, local.label, options),
+    records: () => recordsOf(run(local.path, local.label, options)),
+    close: local.cleanup,
+  };
+}
+
+/**
+ * Streams a manifest, one record per data row, in file order. Rows are never all held: memory is the current row
+ * plus one key and one output name per row seen (for duplicate detection). File-level problems (empty file, header
+ * only, bad encoding, unparseable CSV/JSON, a template naming a missing column) come as `{ ok: false }` records;
+ * when the source cannot be opened at all, or the options are invalid, it throws ManifestError.
+ */
+export async function* readManifest(source: ManifestSource, options: ManifestOptions = {}): AsyncGenerator<ManifestRecord> {
+  const manifest = await openManifest(source, options);
+  try {
+    yield* manifest.records();
+  } finally {
+    await manifest.close();
+  }
+}
+
+/** Reads the whole manifest once (streaming) and summarises it: counts, every issue sorted by line, total seconds. */
+export async function validateManifest(source: ManifestSource, options: ManifestOptions = {}): Promise<ValidationReport> {
+  const manifest = await openManifest(source, options);
+  try {
+    return await manifest.validate();
+  } finally {
+    await manifest.close();
+  }
 }

@@ -7,7 +7,7 @@ import {
   type ProviderType,
 } from '../did/schemas.js';
 import { CELL_MAX, formatCount, formulaMessage, parseBoolean, parseNumberInRange, quoteValue } from './cells.js';
-import { OBJECT_COLUMNS } from './columns.js';
+import { OBJECT_COLUMNS, type ColumnNamer } from './columns.js';
 import { checkFileName, outputFileName, sanitizeNamePart, type VideoFormat } from './name.js';
 import { computeRowKey } from './row-key.js';
 import { escapeXml, renderWith } from './template.js';
@@ -31,6 +31,8 @@ export interface RowContext {
   template?: string;
   nameTemplate?: string;
   defaults: ManifestDefaults;
+  /** How template variables become column names (a column map applies to them too). Default: canonicalColumn. */
+  namer?: ColumnNamer;
   /** Canonical name -> 1-based CSV column; empty for JSON. */
   columnNumbers: ReadonlyMap<string, number>;
 }
@@ -206,7 +208,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
     let text = get('script');
     if (text === undefined && !given('script') && ctx.template !== undefined) {
       scriptColumn = 'template';
-      const rendered = renderWith(ctx.template, input, ssml ? escapeXml : (value) => value);
+      const rendered = renderWith(ctx.template, input, ssml ? escapeXml : (value) => value, ctx.namer);
       for (const name of rendered.missing) {
         if (bad.has(name)) continue;
         add(name, `template variable "${name}" is empty (add a fallback: {{${name}|...}})`);
@@ -280,7 +282,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
     if (message !== undefined) add('name', message);
     else baseName = nameCell;
   } else if (!given('name') && ctx.nameTemplate !== undefined) {
-    const rendered = renderWith(ctx.nameTemplate, input, sanitizeNamePart);
+    const rendered = renderWith(ctx.nameTemplate, input, sanitizeNamePart, ctx.namer);
     for (const name of rendered.missing) {
       if (!bad.has(name)) add(name, `name template variable "${name}" is empty (add a fallback: {{${name}|...}})`);
     }
@@ -353,7 +355,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
     const voiceCell = get('voice');
     const defaultProvider = defaults.provider ?? (defaults.voice !== undefined ? 'microsoft' : undefined);
     type ??= voiceCell !== undefined ? (defaults.provider ?? 'microsoft') : defaultProvider;
-    const voiceObject = objects.voice_config ?? jsonObjectCell('voice_config');
+    const voiceCellObject = objects.voice_config ?? jsonObjectCell('voice_config');
 
     if (type === undefined) {
       if (bad.has('voice')) return undefined;
@@ -364,6 +366,9 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
       if (given(column) && !PROVIDER_COLUMNS[type].has(column)) add(column, `${column} is not supported by provider ${type}`);
     }
     const voice = voiceCell ?? (bad.has('voice') || type !== defaultProvider ? undefined : defaults.voice);
+    // Like the default voice, the default voice_config belongs to the default provider: another provider's
+    // settings would not fit a row that picks its own.
+    const voiceObject = type === defaultProvider && defaults.voiceConfig !== undefined ? { ...defaults.voiceConfig, ...voiceCellObject } : voiceCellObject;
     const language = PROVIDER_COLUMNS[type].has('language') ? (get('language') ?? defaults.language) : undefined;
     if (voice === undefined && !bad.has('voice') && (type === 'microsoft' || type === 'azure-openai' || type === 'amazon')) {
       add('voice', `provider ${type} needs a voice (e.g. ${VOICE_EXAMPLE[type]})`);

@@ -1,4 +1,4 @@
-import { canonicalColumn } from './columns.js';
+import { canonicalColumn, type ColumnNamer } from './columns.js';
 
 /*
  * Template syntax: `{{column}}` or `{{column|fallback}}`, whitespace inside the braces allowed. Column names are
@@ -16,11 +16,11 @@ export interface TemplateVariable {
   fallback?: string;
 }
 
-function parseVariables(template: string): TemplateVariable[] {
+function parseVariables(template: string, namer: ColumnNamer): TemplateVariable[] {
   const found: TemplateVariable[] = [];
   for (const match of template.matchAll(VARIABLE)) {
     const raw = match[1] ?? '';
-    const name = canonicalColumn(raw);
+    const name = namer(raw);
     if (name === '') continue;
     const fallback = match[2];
     found.push(fallback === undefined ? { name, raw } : { name, raw, fallback: fallback.trim() });
@@ -32,7 +32,7 @@ function parseVariables(template: string): TemplateVariable[] {
 export function templateVariables(template: string): { name: string; fallback?: string }[] {
   const seen = new Set<string>();
   const result: { name: string; fallback?: string }[] = [];
-  for (const variable of parseVariables(template)) {
+  for (const variable of parseVariables(template, canonicalColumn)) {
     const key = `${variable.name}\u0000${variable.fallback ?? '\u0001'}`;
     if (seen.has(key)) continue;
     seen.add(key);
@@ -41,9 +41,9 @@ export function templateVariables(template: string): { name: string; fallback?: 
   return result;
 }
 
-/** Internal: the variables with their spelling as written. */
-export function templateVariablesRaw(template: string): TemplateVariable[] {
-  return parseVariables(template);
+/** Internal: the variables with their spelling as written; `namer` applies a column map (see columnMapping). */
+export function templateVariablesRaw(template: string, namer: ColumnNamer = canonicalColumn): TemplateVariable[] {
+  return parseVariables(template, namer);
 }
 
 const XML_ENTITIES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' };
@@ -56,18 +56,23 @@ export function escapeXml(value: string): string {
  * Substitutes `{{column}}` with `transform(value)`. A variable whose value is empty or absent uses its fallback;
  * with no fallback it becomes '' and its canonical name is listed in `missing` (once).
  */
-export function renderWith(template: string, values: Record<string, string>, transform: (value: string) => string): { text: string; missing: string[] } {
+export function renderWith(
+  template: string,
+  values: Record<string, string>,
+  transform: (value: string) => string,
+  namer: ColumnNamer = canonicalColumn,
+): { text: string; missing: string[] } {
   const missing: string[] = [];
   let lookup: Map<string, string> | undefined;
   const valueOf = (name: string): string | undefined => {
     const direct = values[name];
     if (direct !== undefined) return direct;
     // Keys not already canonical (a caller's own object): normalise them once, on the first miss.
-    lookup ??= new Map(Object.entries(values).map(([key, value]) => [canonicalColumn(key), value]));
+    lookup ??= new Map(Object.entries(values).map(([key, value]) => [namer(key), value]));
     return lookup.get(name);
   };
   const text = template.replace(VARIABLE, (whole, rawName: string, fallback: string | undefined) => {
-    const name = canonicalColumn(rawName);
+    const name = namer(rawName);
     if (name === '') return whole;
     const value = (valueOf(name) ?? '').trim();
     if (value !== '') return transform(value);

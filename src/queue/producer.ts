@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { JobPayloadV1, JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
 import type { BatchBudget } from './batches.js';
 import type { QueueHandle } from './talk-queue.js';
-import { ManifestError, readManifest, validateManifest, type ManifestIssue, type ManifestOptions, type ManifestRecord, type ManifestRow, type ValidationReport } from '../manifest/index.js';
+import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRecord, type ManifestRow, type ManifestSource, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
 
 export interface EnqueueOptions extends ManifestOptions {
@@ -99,29 +99,36 @@ export async function enqueueRows(
 /**
  * Validates the whole manifest first (nothing is spent on a bad sheet), then streams it again into
  * BullMQ in chunks. Job id `<batchId>-<rowKey>` plus the batch ledger make a second run a no-op.
+ * `source` is a path, `-` (standard input) or an https URL: those two are read once into a temp file,
+ * so validation and enqueueing see the same rows.
  */
-export async function enqueueManifest(handle: QueueHandle, source: string, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+export async function enqueueManifest(handle: QueueHandle, source: ManifestSource, options: EnqueueOptions = {}): Promise<EnqueueResult> {
   const batchId = checkBatchId(options.batchId ?? generateBatchId());
-  const report = await validateManifest(source, options);
-  if (report.issues.length > 0 && !options.allowPartial) throw new ManifestError(report.issues);
-  if (report.valid === 0) {
-    throw new ManifestError(report.issues.length > 0 ? report.issues : [{ file: source, line: 1, message: 'no rows to enqueue' }]);
+  const manifest = await openManifest(source, options);
+  try {
+    const report = await manifest.validate();
+    if (report.issues.length > 0 && !options.allowPartial) throw new ManifestError(report.issues);
+    if (report.valid === 0) {
+      throw new ManifestError(report.issues.length > 0 ? report.issues : [{ file: manifest.label, line: 1, message: 'no rows to enqueue' }]);
+    }
+
+    await handle.batches.create(batchId, manifest.label, {
+      ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
+      ...(options.budget ? { budget: options.budget } : {}),
+    });
+    const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(manifest.records()), options.chunkSize);
+
+    return {
+      batchId,
+      added,
+      alreadyPresent,
+      invalid: report.rows - report.valid - report.skippedEmpty,
+      skippedEmpty: report.skippedEmpty,
+      issues: report.issues,
+      estimatedSeconds: report.estimatedSeconds,
+      report,
+    };
+  } finally {
+    await manifest.close();
   }
-
-  await handle.batches.create(batchId, source, {
-    ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
-    ...(options.budget ? { budget: options.budget } : {}),
-  });
-  const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(readManifest(source, options)), options.chunkSize);
-
-  return {
-    batchId,
-    added,
-    alreadyPresent,
-    invalid: report.rows - report.valid - report.skippedEmpty,
-    skippedEmpty: report.skippedEmpty,
-    issues: report.issues,
-    estimatedSeconds: report.estimatedSeconds,
-    report,
-  };
 }

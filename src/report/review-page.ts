@@ -74,6 +74,7 @@ const REVIEW_STYLE = `
 :root{color-scheme:light dark;--fg:#1b1f24;--muted:#5b6470;--bg:#f4f5f7;--card:#fff;--line:#d9dde3;--done:#1a7f37;--failed:#cf222e;--other:#9a6700;--accent:#0969da}
 @media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9aa4b0;--bg:#0d1117;--card:#161b22;--line:#30363d;--done:#3fb950;--failed:#f85149;--other:#d29922;--accent:#58a6ff}}
 *{box-sizing:border-box}
+[hidden]{display:none!important}
 body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
 header{position:sticky;top:0;z-index:1;padding:12px 20px;background:var(--card);border-bottom:1px solid var(--line);display:flex;flex-wrap:wrap;gap:8px 24px;align-items:center}
 h1{font-size:18px;margin:0}
@@ -86,10 +87,12 @@ nav button[aria-pressed=true]{background:var(--accent);border-color:var(--accent
 nav button span{opacity:.75;margin-left:4px}
 main{padding:16px 20px;display:grid;gap:12px;grid-template-columns:repeat(auto-fill,minmax(min(100%,560px),1fr))}
 main.only-done .c:not(.done),main.only-failed .c:not(.failed),main.only-other .c:not(.other){display:none}
-.c{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--other);border-radius:8px;padding:12px;display:grid;grid-template-columns:200px 1fr;gap:12px;content-visibility:auto;contain-intrinsic-size:auto 230px}
+.c{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--other);border-radius:8px;padding:12px;display:grid;grid-template-columns:200px 1fr;gap:12px;content-visibility:auto;contain-intrinsic-size:auto 230px;scroll-margin-top:72px}
 .c.done{border-left-color:var(--done)}
 .c.failed{border-left-color:var(--failed)}
 .v{width:200px;aspect-ratio:1;background:#000;border-radius:6px;display:flex;align-items:center;justify-content:center;color:#aaa;text-align:center;padding:8px;font-size:12px}
+.v[data-src]{padding:0}
+.v:not([data-src]){background:var(--bg);color:var(--muted);border:1px dashed var(--line)}
 .v video{width:100%;height:100%;border-radius:6px}
 .d{min-width:0}
 h2{font-size:14px;margin:0 0 6px;display:flex;gap:8px;align-items:baseline;flex-wrap:wrap}
@@ -251,7 +254,9 @@ function renderCard(record: ResultRecord): string {
   }
 
   parts.push('<div class="d">');
-  parts.push(`<h2><span class="n">line ${record.line}</span><span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span></h2>`);
+  // Rows added straight to the queue by another BullMQ client carry no manifest line (0).
+  const lineLabel = record.line > 0 ? `<span class="n">line ${record.line}</span>` : '';
+  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span></h2>`);
   if (record.status === 'failed') {
     const kindText = record.errorKind ?? 'Error';
     parts.push(`<p class="e"><b>${escapeHtml(kindText)}</b>${record.errorDescription ? `: ${escapeHtml(record.errorDescription)}` : ''}</p>`);

@@ -1,4 +1,8 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { sendError } from './http-errors.js';
+
+const SESSION_SECONDS = 12 * 60 * 60;
 
 /**
  * Checks bearer API keys in constant time: both sides are hashed to the same length first, and every
@@ -64,4 +68,30 @@ export function cookieValue(header: string | undefined, name: string): string | 
     if (part.slice(0, index).trim() === name) return part.slice(index + 1).trim();
   }
   return undefined;
+}
+
+/**
+ * An onRequest guard for pages a browser opens (dashboard, review pages): a browser cannot send a bearer
+ * header, so `?key=<key>` once sets an HttpOnly cookie derived from the key (never the key itself) for
+ * `cookiePath` and redirects to the same URL without the key. A bearer header works too.
+ */
+export function browserGuard(keys: ApiKeys, cookieName: string, cookiePath: string) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const url = new URL(request.url, 'http://localhost');
+    const queryKey = url.searchParams.get('key');
+    if (queryKey !== null) {
+      if (!keys.verify(queryKey)) return sendError(reply, 401, 'unauthorized', 'invalid key');
+      url.searchParams.delete('key');
+      const secure = request.protocol === 'https' ? '; Secure' : '';
+      return reply
+        .header('set-cookie', `${cookieName}=${keys.session(queryKey)}; Path=${cookiePath}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
+        .redirect(`${url.pathname}${url.search}`, 303);
+    }
+    if (keys.verify(bearerToken(request.headers.authorization))) return undefined;
+    if (keys.verifySession(cookieValue(request.headers.cookie, cookieName))) return undefined;
+    const message = keys.configured
+      ? `send "Authorization: Bearer <key>", or open ${cookiePath}?key=<key> once in a browser`
+      : 'no API keys are configured (set TALKBATCH_API_KEYS)';
+    return sendError(reply, 401, 'unauthorized', message);
+  };
 }

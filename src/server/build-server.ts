@@ -11,6 +11,7 @@ import { registerHealth } from './health.js';
 import { HttpError, codeForStatus, sendError } from './http-errors.js';
 import { TalkbatchMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import { registerReview } from './review.js';
 import { registerWebhook } from './webhook.js';
 
 export interface ServerDeps {
@@ -44,7 +45,8 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   const logger = deps.logger ?? silentLogger;
   const keys = new ApiKeys(config.apiKeys);
   const metrics = deps.metrics ?? new TalkbatchMetrics();
-  const reports = new ReportWriter(handle, config.outDir);
+  // One report writer per process: two writers of the same batch would share temp file names.
+  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir);
   const ownsFinisher = deps.finisher === undefined;
   const finisher =
     deps.finisher ??
@@ -111,5 +113,6 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   });
 
   await registerDashboard(app, { queue: handle.queue, keys, writable: config.dashboardWrite });
+  await registerReview(app, { handle, keys, outDir: config.outDir, reports });
   return { app, metrics, finisher };
 }

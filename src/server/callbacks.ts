@@ -133,16 +133,17 @@ export interface BatchFinisherOptions {
  */
 export class BatchFinisher {
   readonly callbacks: CallbackLog;
+  /** Shared with whoever else writes this process's reports (the results.csv route). */
+  readonly reports: ReportWriter;
   readonly #options: BatchFinisherOptions;
   readonly #retry: CallbackRetry;
-  readonly #reports: ReportWriter;
   readonly #stop = new AbortController();
   readonly #running = new Set<Promise<unknown>>();
 
   constructor(options: BatchFinisherOptions) {
     this.#options = options;
     this.#retry = { ...DEFAULT_CALLBACK_RETRY, ...options.retry };
-    this.#reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir);
+    this.reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir);
     this.callbacks = new CallbackLog(options.handle.redis, options.config.prefix, options.config.queueName);
   }
 
@@ -166,7 +167,7 @@ export class BatchFinisher {
   async #finish(batchId: string): Promise<void> {
     const { logger } = this.#options;
     try {
-      const report = await this.#reports.write(batchId);
+      const report = await this.reports.write(batchId);
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
     } catch (error) {
       logger.warn({ batchId, err: String(error) }, 'could not write the batch report');

@@ -4,12 +4,11 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TalkQueue } from '../queue/talk-queue.js';
-import { bearerToken, cookieValue, type ApiKeys } from './auth.js';
+import { browserGuard, type ApiKeys } from './auth.js';
 import { sendError } from './http-errors.js';
 
 export const DASHBOARD_PATH = '/admin';
 export const SESSION_COOKIE = 'talkbatch_admin';
-const SESSION_SECONDS = 12 * 60 * 60;
 
 export interface DashboardDeps {
   queue: TalkQueue;
@@ -35,24 +34,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-      const url = new URL(request.url, 'http://localhost');
-      const queryKey = url.searchParams.get('key');
-      if (queryKey !== null) {
-        if (!deps.keys.verify(queryKey)) return sendError(reply, 401, 'unauthorized', 'invalid key');
-        url.searchParams.delete('key');
-        const secure = request.protocol === 'https' ? '; Secure' : '';
-        return reply
-          .header('set-cookie', `${SESSION_COOKIE}=${deps.keys.session(queryKey)}; Path=${DASHBOARD_PATH}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
-          .redirect(`${url.pathname}${url.search}`, 303);
-      }
-      if (deps.keys.verify(bearerToken(request.headers.authorization))) return undefined;
-      if (deps.keys.verifySession(cookieValue(request.headers.cookie, SESSION_COOKIE))) return undefined;
-      const message = deps.keys.configured
-        ? 'send "Authorization: Bearer <key>", or open /admin?key=<key> once in a browser'
-        : 'the dashboard is off: no API keys are configured (set TALKBATCH_API_KEYS)';
-      return sendError(reply, 401, 'unauthorized', message);
-    });
+    scope.addHook('onRequest', browserGuard(deps.keys, SESSION_COOKIE, DASHBOARD_PATH));
     if (!deps.writable) {
       scope.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
         if (request.method !== 'GET' && request.method !== 'HEAD') {

@@ -69,7 +69,7 @@ export interface SubmitBatchResult {
 
 /** More valid rows than `maxTalks` allows; nothing was enqueued. */
 export class TooManyRowsError extends AppError {
-  readonly code = 'TOO_MANY_ROWS';
+  readonly code = 'TOO_MANY_ROWS' as const;
   constructor(
     readonly rows: number,
     readonly maxTalks: number,
@@ -80,7 +80,7 @@ export class TooManyRowsError extends AppError {
 
 /** A streamed manifest went over `maxBytes`. */
 export class PayloadTooLargeError extends AppError {
-  readonly code = 'PAYLOAD_TOO_LARGE';
+  readonly code = 'PAYLOAD_TOO_LARGE' as const;
 }
 
 /**

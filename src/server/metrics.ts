@@ -37,6 +37,8 @@ export class TalkbatchMetrics {
   });
 
   constructor(options: { processMetrics?: boolean } = {}) {
+    // Known label values start at 0, so a rate() over them works before the first row finishes.
+    for (const outcome of ['done', 'failed']) this.#rows.inc({ outcome }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'talkbatch_' });
   }
 

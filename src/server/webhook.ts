@@ -72,9 +72,10 @@ export function registerWebhook(app: FastifyInstance, deps: WebhookDeps): void {
           return reply.code(200).send({ status: 'ignored' });
         }
 
+        if (!did) return sendError(reply, 404, 'not_found', 'no such route');
         let status: string;
         try {
-          status = (await (did as DidClient).getTalk(talkId)).status;
+          status = (await did.getTalk(talkId)).status;
         } catch (error) {
           logger.warn({ jobId, err: error instanceof Error ? error.message : String(error) }, 'could not re-read the talk of a webhook; the job keeps polling');
           return reply.code(202).send({ status: 'deferred' });

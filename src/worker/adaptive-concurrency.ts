@@ -28,8 +28,11 @@ export class AdaptiveConcurrency {
   }
 
   /**
-   * @param rendering talks of ours D-ID is rendering right now: when the 429 comes from a plan's
-   *   concurrent-render cap, that is the cap itself, so it bounds the cut from below.
+   * @param rendering talks of ours D-ID is rendering right now. When it is below the limit, the 429
+   *   comes from a plan's concurrent-render cap and this number is the cap itself: the limit goes
+   *   straight to it (down from a high ceiling, or back from a failed probe one above the cap). With
+   *   every slot rendering, the 429 says something else (a request rate, a shared account): the
+   *   limit is cut by the decrease factor.
    */
   async onRateLimited(rendering?: number): Promise<void> {
     const now = (this.options.now ?? Date.now)();
@@ -39,7 +42,7 @@ export class AdaptiveConcurrency {
     this.#lastDecreaseAt = now;
     const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
     const cut = Math.floor(shared * (this.options.decreaseFactor ?? 0.75));
-    const next = Math.max(1, rendering !== undefined && rendering > 0 ? Math.min(cut, Math.max(rendering, 1)) : cut);
+    const next = Math.max(1, rendering !== undefined && rendering > 0 && rendering < shared ? rendering : cut);
     if (next < shared) await this.queue.setGlobalConcurrency(next);
     this.#current = Math.min(next, shared);
   }

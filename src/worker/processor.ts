@@ -9,6 +9,7 @@ import {
   DidProtocolError,
   DidRateLimitError,
   DidServerError,
+  parseDidTime,
   type DidClient,
   type Talk,
 } from '../did/index.js';
@@ -19,6 +20,7 @@ import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerS
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -64,6 +66,8 @@ export function createProcessor(deps: ProcessorDeps) {
   // grows when 429s keep coming after the previous back-off ran out.
   let rateLimitStreak = 0;
   let rateLimitedUntil = 0;
+  // What D-ID's renders took lately, so polls land when a talk is due (poll-schedule.ts).
+  const renderTimes = new RenderTimes();
 
   return async function processTalk(job: TalkJob, token?: string, signal?: AbortSignal): Promise<RowResult> {
     const parsed = JobPayloadV1.safeParse(job.data);
@@ -97,6 +101,10 @@ export function createProcessor(deps: ProcessorDeps) {
     if (unknownRow) await deps.batches.create(payload.batchId, 'bullmq');
     await deps.batches.markActive(payload.batchId, payload.rowKey);
     let releaseBudget: () => Promise<void> = async () => {};
+    /** Whether this try added the row to the render tracker already. */
+    let tracked = false;
+    /** Whether this try created the talk (rather than resuming one): it cannot be done yet. */
+    let justCreated = false;
 
     // ---- submitting: find the talk we may already have paid for, else create it -------------------
     if (state.step === 'submitting' || !state.talkId) {
@@ -135,6 +143,10 @@ export function createProcessor(deps: ProcessorDeps) {
             signal ? { signal } : {},
           );
           talkId = created.id;
+          // Counted as rendering before anything else is awaited: a 429 answered to a create sent at
+          // the same moment reads this count as the plan's render cap (adaptive concurrency).
+          await deps.rendering.add(jobId);
+          tracked = true;
           rateLimitStreak = 0;
           await deps.concurrency.onCreated();
           log.debug({ talkId }, 'talk created');
@@ -142,15 +154,16 @@ export function createProcessor(deps: ProcessorDeps) {
           await onCreateError(error);
         }
       }
+      justCreated = tracked;
       await checkpoint({ step: 'rendering', talkId: talkId as string, renderStartedAt: Date.now(), polls: 0, creates: state.creates + 1 });
     }
-    await deps.rendering.add(jobId);
+    if (!tracked) await deps.rendering.add(jobId);
 
     // ---- rendering: poll (woken early by the webhook) until D-ID is done -------------------------
     const talkId = state.talkId as string;
     let talk: Talk;
     try {
-      talk = await waitForRender(talkId);
+      talk = await waitForRender(talkId, justCreated);
     } finally {
       await deps.rendering.remove(jobId);
     }
@@ -226,9 +239,16 @@ export function createProcessor(deps: ProcessorDeps) {
       await checkpoint({ ...rest, step: 'submitting' });
     }
 
-    async function waitForRender(id: string): Promise<Talk> {
+    async function waitForRender(id: string, fresh: boolean): Promise<Talk> {
       let failures = 0;
       const webhooks = Boolean(deps.webhookUrlFor?.(jobId));
+      const startedAt = state.renderStartedAt ?? Date.now();
+      // A talk created a moment ago is not done unless renders are near instant: once render times
+      // are known, the first look waits until the talk can be due (or, with webhooks, for the webhook).
+      const known = renderTimes.window();
+      if (fresh && known && known.low > dueStepMs(known, config.pollMaxMs)) {
+        await pause(id, webhooks ? fallbackDelay() : nextPollDelay({ elapsedMs: Date.now() - startedAt, polls: 0, window: known, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs }));
+      }
       for (;;) {
         let current: Talk | undefined;
         try {
@@ -246,7 +266,10 @@ export function createProcessor(deps: ProcessorDeps) {
           if (!transient || ++failures > MAX_POLL_FAILURES) throw error;
           log.debug({ err: (error as Error).message, failures }, 'poll failed; polling on');
         }
-        if (current?.status === 'done') return current;
+        if (current?.status === 'done') {
+          renderTimes.record(renderMsOf(current) ?? Date.now() - startedAt);
+          return current;
+        }
         if (current?.status === 'error' || current?.status === 'rejected') {
           const detail = current.error;
           return failRow({
@@ -255,25 +278,45 @@ export function createProcessor(deps: ProcessorDeps) {
             description: detail?.description ?? `talk ended with status ${current.status}`,
           });
         }
-        const startedAt = state.renderStartedAt ?? Date.now();
         if (Date.now() - startedAt > config.renderTimeoutMs) {
           return failRow({ code: 'RENDER_TIMEOUT', kind: 'RenderTimeout', description: `talk ${id} not done after ${Math.round(config.renderTimeoutMs / 1000)} s` });
         }
         state = { ...state, polls: state.polls + 1 };
-        const base = Math.min(config.pollMaxMs, config.pollInitialMs * 1.5 ** Math.max(0, state.polls - 1));
-        // With webhooks on, polling is only the fallback.
-        const delay = webhooks ? Math.max(base, config.pollMaxMs) * 3 : base;
-        try {
-          await deps.wakeups.wait(jobId, withJitter(delay, () => 0.5 + Math.random() / 2), AbortSignal.any([deps.handback, ...(signal ? [signal] : [])]));
-        } catch (error) {
-          if (deps.handback.aborted) {
-            await checkpoint(state);
-            log.info({ talkId: id }, 'handing the row back while D-ID renders');
-            return handBack(0);
-          }
-          throw error;
+        const window = renderTimes.window();
+        const delay = webhooks
+          ? fallbackDelay()
+          : window
+            ? nextPollDelay({ elapsedMs: Date.now() - startedAt, polls: state.polls, window, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs })
+            : withJitter(nextPollDelay({ elapsedMs: 0, polls: state.polls, window, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs }), () => 0.5 + Math.random() / 2);
+        await pause(id, delay);
+      }
+    }
+
+    /** With webhooks on, polling is only the fallback: slow. */
+    function fallbackDelay(): number {
+      const base = Math.min(config.pollMaxMs, config.pollInitialMs * 1.5 ** Math.max(0, state.polls - 1));
+      return withJitter(Math.max(base, config.pollMaxMs) * 3, () => 0.5 + Math.random() / 2);
+    }
+
+    /** Waits `ms` or until woken; on shutdown, checkpoints and hands the row back. */
+    async function pause(id: string, ms: number): Promise<void> {
+      try {
+        await deps.wakeups.wait(jobId, ms, AbortSignal.any([deps.handback, ...(signal ? [signal] : [])]));
+      } catch (error) {
+        if (deps.handback.aborted) {
+          await checkpoint(state);
+          log.info({ talkId: id }, 'handing the row back while D-ID renders');
+          await handBack(0);
         }
+        throw error;
       }
     }
   };
+}
+
+/** How long D-ID took to render a finished talk, by its own clock (created_at → modified_at). */
+function renderMsOf(talk: Talk): number | undefined {
+  if (!talk.created_at || !talk.modified_at) return undefined;
+  const ms = parseDidTime(talk.modified_at) - parseDidTime(talk.created_at);
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
 }

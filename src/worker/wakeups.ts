@@ -7,6 +7,13 @@ import type { Redis } from 'ioredis';
  */
 export class Wakeups {
   readonly #waiting = new Map<string, () => void>();
+  /**
+   * Wakes that found no one waiting, by job id, with when they came. A webhook can beat its job to
+   * the wait (the talk finished while the job was still checkpointing); the job's next wait then
+   * returns at once instead of sleeping through a poll interval. Every worker process hears every
+   * wake, so entries for other processes' jobs just expire.
+   */
+  readonly #early = new Map<string, number>();
   #subscriber: Redis | undefined;
 
   constructor(readonly channel: string) {}
@@ -26,6 +33,14 @@ export class Wakeups {
       if (signal?.aborted) {
         reject(signal.reason as Error);
         return;
+      }
+      const earlyAt = this.#early.get(jobId);
+      if (earlyAt !== undefined) {
+        this.#early.delete(jobId);
+        if (Date.now() - earlyAt <= EARLY_WAKE_TTL_MS) {
+          resolve(true);
+          return;
+        }
       }
       const finish = (woken: boolean): void => {
         clearTimeout(timer);
@@ -47,8 +62,23 @@ export class Wakeups {
 
   wake(jobId: string): boolean {
     const wake = this.#waiting.get(jobId);
-    wake?.();
-    return wake !== undefined;
+    if (wake) {
+      wake();
+      return true;
+    }
+    this.#remember(jobId);
+    return false;
+  }
+
+  #remember(jobId: string): void {
+    const now = Date.now();
+    this.#early.delete(jobId);
+    this.#early.set(jobId, now);
+    // Oldest first (insertion order): drop what expired, and never keep more than the cap.
+    for (const [id, at] of this.#early) {
+      if (now - at <= EARLY_WAKE_TTL_MS && this.#early.size <= EARLY_WAKE_MAX) break;
+      this.#early.delete(id);
+    }
   }
 
   async close(): Promise<void> {
@@ -58,6 +88,10 @@ export class Wakeups {
     }
   }
 }
+
+/** A wake that came before its job waited still counts this long. */
+const EARLY_WAKE_TTL_MS = 30_000;
+const EARLY_WAKE_MAX = 10_000;
 
 export function wakeChannel(prefix: string, queueName: string): string {
   return `${prefix}:${queueName}:wake`;

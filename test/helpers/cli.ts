@@ -9,14 +9,18 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `talkbatch` command (TypeScript through tsx) in a child process. */
-export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000): Promise<CliResult> {
+/** Runs the real `talkbatch` command (TypeScript through tsx) in a child process; `stdin` is piped in when given. */
+export function runCli(args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 120_000, stdin?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
+    // Without input, standard input is closed at once, as with 'ignore'. A child that exits without reading it
+    // makes the write fail with EPIPE, which is no test's business.
+    child.stdin.on('error', () => {});
+    child.stdin.end(stdin ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

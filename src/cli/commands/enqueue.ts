@@ -4,7 +4,7 @@ import { openQueue } from '../../queue/talk-queue.js';
 import { UsageError } from '../../shared/errors.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
-import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
 import { printIssues } from '../output.js';
 
 export const ENQUEUE_HELP = `Usage: talkbatch enqueue <manifest> [options]
@@ -28,11 +28,9 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
     console.log(ENQUEUE_HELP);
     return 0;
   }
-  const manifest = positionals[0];
-  if (!manifest || positionals.length > 1) throw new UsageError('enqueue needs exactly one manifest path');
+  const { manifest, options } = manifestArgs(values, positionals, 'enqueue');
   const config = configFromFlags(values);
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: enqueue adds jobs for workers elsewhere, so it needs their Redis (or use "talkbatch run")');
-  const options = manifestOptionsFrom(values);
   const budget = budgetFrom(values);
   const handle = await openQueue(config, config.redisUrl);
   try {

@@ -4,13 +4,14 @@ import type { DidClient } from '../../did/index.js';
 import { enqueueManifest } from '../../queue/producer.js';
 import { openQueue } from '../../queue/talk-queue.js';
 import { writeBatchReport } from '../../report/results.js';
+import type { ManifestOptions } from '../../manifest/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import type { BatchBudget } from '../../queue/batches.js';
-import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
 import { printIssues } from '../output.js';
 import { watchBatch } from '../progress.js';
 
@@ -36,8 +37,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     console.log(RUN_HELP);
     return 0;
   }
-  const manifest = positionals[0];
-  if (!manifest || positionals.length > 1) throw new UsageError('run needs exactly one manifest path (see talkbatch run --help)');
+  const { manifest, options: manifestOptions } = manifestArgs(values, positionals, 'run');
   const config = configFromFlags(values);
   if (!config.didApiKey) {
     throw new UsageError('DID_API_KEY is not set. Put your D-ID key in the environment or .env, or try "npm run demo" to use the built-in simulator.');
@@ -46,7 +46,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     config,
     logger: loggerFor(config),
     manifest,
-    manifestOptions: manifestOptionsFrom(values),
+    manifestOptions,
     ...(values.batch ? { batchId: values.batch } : {}),
     allowPartial: values['allow-partial'] === true,
     quiet: values.quiet === true,
@@ -58,7 +58,7 @@ export interface RunBatchOptions {
   config: Config;
   logger: Logger;
   manifest: string;
-  manifestOptions: ReturnType<typeof manifestOptionsFrom>;
+  manifestOptions: ManifestOptions;
   batchId?: string;
   allowPartial?: boolean;
   quiet?: boolean;

@@ -3,6 +3,7 @@ import { redactRedisUrl } from '../../queue/connections.js';
 import { startServer } from '../../server/start.js';
 import { UsageError } from '../../shared/errors.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
+import { startScheduleWorker } from '../../queue/schedule-worker.js';
 
 export const SERVE_HELP = `Usage: talkbatch serve [options]
 
@@ -60,6 +61,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     throw error;
   }
   const running = server;
+  // An all-in-one process runs schedule ticks too (see talkbatch schedule --help).
+  const schedules = withWorker ? await startScheduleWorker({ config, redisUrl: redis.url, logger }) : undefined;
   console.log(`talkbatch serve listening on ${running.url}${withWorker ? ' (with a worker)' : ''}`);
   logger.info({ url: running.url, redis: redactRedisUrl(redis.url), queue: config.queueName, withWorker }, 'server started');
 
@@ -70,6 +73,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     // Runs until a signal, or until the in-process worker stops by itself (a rejected D-ID key).
     await Promise.race([new Promise<void>((resolve) => running.app.server.once('close', () => resolve())), running.worker?.stopped ?? new Promise<void>(() => {})]);
   } finally {
+    await schedules?.close();
     await stop();
     removeSignals();
     await redis.stop();

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
 import { formatIssue, validateManifest } from '../../manifest/index.js';
-import { UsageError } from '../../shared/errors.js';
 import { loadConfig } from '../../config/index.js';
 import { creditPreflight } from '../batch-flags.js';
-import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestOptionsFrom } from '../manifest-flags.js';
+import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
 
 export const VALIDATE_HELP = `Usage: talkbatch validate <manifest> [options]
 
@@ -27,9 +26,8 @@ export async function validateCommand(argv: string[]): Promise<number> {
     console.log(VALIDATE_HELP);
     return 0;
   }
-  const manifest = positionals[0];
-  if (!manifest || positionals.length > 1) throw new UsageError('validate needs exactly one manifest path');
-  const report = await validateManifest(manifest, manifestOptionsFrom(values));
+  const { manifest, options } = manifestArgs(values, positionals, 'validate');
+  const report = await validateManifest(manifest, options);
   if (values.json) {
     console.log(JSON.stringify(report, null, 2));
   } else {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { writeBatchReport } from '../../report/results.js';
+import { startScheduleWorker, type ScheduleWorker } from '../../queue/schedule-worker.js';
 import { openQueue } from '../../queue/talk-queue.js';
 import { BatchFinisher } from '../../server/callbacks.js';
 import { UsageError } from '../../shared/errors.js';
@@ -15,10 +16,12 @@ exit within TALKBATCH_SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
 
 Options:
   --worker-concurrency N jobs this process runs at once (default: --concurrency)
+  --no-schedules         do not run schedule ticks here (by default every worker can run them; see
+                         talkbatch schedule --help)
 ${GLOBAL_HELP}`;
 
 export async function workerCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, 'worker-concurrency': { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, 'worker-concurrency': { type: 'string' }, 'no-schedules': { type: 'boolean' } } });
   if (values.help) {
     console.log(WORKER_HELP);
     return 0;
@@ -49,13 +52,20 @@ export async function workerCommand(argv: string[]): Promise<number> {
       await callbacks.deliver(batchId);
     },
   });
-  stop = () => void worker.close();
+  // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
+  const schedules: ScheduleWorker | undefined =
+    values['no-schedules'] === true ? undefined : await startScheduleWorker({ config, redisUrl: config.redisUrl, logger });
+  stop = () => {
+    void schedules?.close();
+    void worker.close();
+  };
   if (stopRequested) stop();
   logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
   try {
     await worker.stopped;
   } finally {
     removeSignals();
+    await schedules?.close();
     await callbacks.close();
     await reports.close();
   }
