@@ -14,6 +14,8 @@ export interface WatchOptions {
   /** Checked each tick: e.g. the in-process worker died. */
   stopWhen?: () => boolean;
   write?: (line: string) => void;
+  /** Called with the counts after every poll. */
+  onTick?: (counts: BatchCounts) => void;
 }
 
 /** Follows a batch until every row has an outcome; resolves with the final counts. */
@@ -41,6 +43,7 @@ export async function watchBatch(options: WatchOptions): Promise<BatchCounts> {
     for (;;) {
       counts = await options.batches.counts(options.batchId);
       const finished = counts.done + counts.failed;
+      options.onTick?.(counts);
       if (bar) {
         bar.setTotal(counts.total);
         bar.update(finished, fields(counts, started));

@@ -15,11 +15,14 @@ import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags
 import { printIssues } from '../output.js';
 import { watchBatch } from '../progress.js';
 
+const REPORT_REFRESH_MS = 5_000;
+
 export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
 
 Validates the manifest, enqueues one job per row, runs workers in this process until every row is
-done or failed, then writes out/<batch>/results.csv and results.jsonl. Rerunning the same manifest
-with the same --batch adds nothing and makes nothing twice.
+done or failed, then writes out/<batch>/results.csv, results.jsonl and index.html (a page that plays
+every video; the reports are refreshed while rows finish). Rerunning the same manifest with the same
+--batch adds nothing and makes nothing twice.
 
 ${BATCH_HELP}
 ${MANIFEST_HELP}
@@ -104,7 +107,22 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
 
     worker = await startTalkWorker({ config, redisUrl: redis.url, logger, ...(options.did ? { did: options.did } : {}) });
     const activeWorker = worker;
+    // The report files are rewritten while rows finish (each write is atomic), at most every few seconds.
+    let lastReportAt = Date.now();
+    let reportedFinished = 0;
+    let reporting: Promise<unknown> | undefined;
+    const refreshReport = (finished: number): void => {
+      if (reporting || finished === reportedFinished || Date.now() - lastReportAt < REPORT_REFRESH_MS) return;
+      reportedFinished = finished;
+      reporting = writeBatchReport(handle, enqueued.batchId, config.outDir)
+        .catch((error: unknown) => logger.warn({ err: (error as Error).message }, 'could not refresh the report'))
+        .finally(() => {
+          lastReportAt = Date.now();
+          reporting = undefined;
+        });
+    };
     const counts = await watchBatch({
+      onTick: (current) => refreshReport(current.done + current.failed),
       batches: handle.batches,
       batchId: enqueued.batchId,
       tty: Boolean(process.stderr.isTTY),
@@ -113,6 +131,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       stopWhen: () => activeWorker.fatal !== undefined,
     });
     await worker.close();
+    await reporting;
     const report = await writeBatchReport(handle, enqueued.batchId, config.outDir);
     if (worker.fatal) {
       process.stderr.write(`error: ${worker.fatal.message}\n`);
@@ -122,7 +141,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
     console.log(
       `${finished ? 'finished' : 'stopped'}: ${counts.done} done, ${counts.failed} failed` +
         (finished ? '' : `, ${counts.total - counts.done - counts.failed} not finished (run "talkbatch worker" to go on)`) +
-        `\nvideos:  ${report.dir}\nresults: ${report.csv}\n         ${report.jsonl}`,
+        `\nvideos:  ${report.dir}\nreview:  ${report.html}\nresults: ${report.csv}\n         ${report.jsonl}`,
     );
     return counts.failed > 0 || !finished ? 1 : 0;
   } finally {
