@@ -151,8 +151,8 @@ export function describeTiming(timing: ScheduleTiming): string {
   return 'cron' in timing ? `cron "${timing.cron}"${timing.tz ? ` (${timing.tz})` : ''}` : `every ${formatEvery(timing.everyMs)}`;
 }
 
-/** `20261125-0900` in the schedule's zone (UTC for intervals): sortable, readable, no ':' (job ids may not have one). */
-export function tickStamp(at: Date, tz = 'UTC', withSeconds = false): string {
+/** The calendar fields of `at` as seen in time zone `tz`, zero-padded. */
+export function zonedParts(at: Date, tz = 'UTC'): Record<'year' | 'month' | 'day' | 'hour' | 'minute' | 'second', string> {
   const parts = new Intl.DateTimeFormat('en-US', {
     timeZone: tz,
     year: 'numeric',
@@ -164,8 +164,14 @@ export function tickStamp(at: Date, tz = 'UTC', withSeconds = false): string {
     hourCycle: 'h23',
   }).formatToParts(at);
   const part = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '00';
-  const stamp = `${part('year')}${part('month')}${part('day')}-${part('hour')}${part('minute')}`;
-  return withSeconds ? `${stamp}${part('second')}` : stamp;
+  return { year: part('year'), month: part('month'), day: part('day'), hour: part('hour'), minute: part('minute'), second: part('second') };
+}
+
+/** `20261125-0900` in the schedule's zone (UTC for intervals): sortable, readable, no ':' (job ids may not have one). */
+export function tickStamp(at: Date, tz = 'UTC', withSeconds = false): string {
+  const p = zonedParts(at, tz);
+  const stamp = `${p.year}${p.month}${p.day}-${p.hour}${p.minute}`;
+  return withSeconds ? `${stamp}${p.second}` : stamp;
 }
 
 export interface ScheduleInput {

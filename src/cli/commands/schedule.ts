@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import type { Config } from '../../config/index.js';
 import { formatIssue, openManifest, type ManifestIssue } from '../../manifest/index.js';
 import { applyScheduleFiles, scheduleFilesAt } from '../../queue/schedule-file.js';
-import { checkCron, checkTimeZone, describeTiming, parseEvery, scheduleDefinition, type ScheduleTiming } from '../../queue/schedule-spec.js';
+import { checkCron, checkTimeZone, describeTiming, parseEvery, scheduleDefinition, zonedParts, type ScheduleTiming } from '../../queue/schedule-spec.js';
 import { openScheduleStore, type ScheduleInfo, type ScheduleRun, type ScheduleStore } from '../../queue/schedules.js';
 import { sleep } from '../../shared/clock.js';
 import { UsageError } from '../../shared/errors.js';
@@ -70,19 +70,9 @@ type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: tr
 
 /** `2026-11-30 09:00 Europe/Berlin`: a time as the schedule's zone sees it. */
 export function formatWhen(date: Date, tz = 'UTC'): string {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone: tz,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(date);
-  const part = (type: Intl.DateTimeFormatPartTypes): string => parts.find((p) => p.type === type)?.value ?? '00';
-  const seconds = part('second') === '00' ? '' : `:${part('second')}`;
-  return `${part('year')}-${part('month')}-${part('day')} ${part('hour')}:${part('minute')}${seconds} ${tz}`;
+  const p = zonedParts(date, tz);
+  const seconds = p.second === '00' ? '' : `:${p.second}`;
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${seconds} ${tz}`;
 }
 
 function zoneOf(timing: ScheduleTiming | undefined): string {
