@@ -7,7 +7,7 @@ import type { Queue } from 'bullmq';
  */
 export class AdaptiveConcurrency {
   #successes = 0;
-  #lastDecreaseAt = 0;
+  #lastDecreaseAt = Number.NEGATIVE_INFINITY;
   #current: number;
 
   constructor(
@@ -22,9 +22,18 @@ export class AdaptiveConcurrency {
     return this.#current;
   }
 
+  /**
+   * Sets the shared value to the ceiling unless other workers already learned a lower one (a new
+   * worker must not undo what 429s taught); a value above the ceiling is brought down to it.
+   */
   async start(): Promise<void> {
-    await this.queue.setGlobalConcurrency(this.ceiling);
-    this.#current = this.ceiling;
+    const shared = await this.queue.getGlobalConcurrency();
+    if (shared === null || shared === undefined || shared > this.ceiling || shared < 1) {
+      await this.queue.setGlobalConcurrency(this.ceiling);
+      this.#current = this.ceiling;
+    } else {
+      this.#current = shared;
+    }
   }
 
   /**

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { formatIssue, validateManifest } from '../../manifest/index.js';
 import { loadConfig } from '../../config/index.js';
 import { creditPreflight } from '../batch-flags.js';
+import { printIssues } from '../output.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
 
 export const VALIDATE_HELP = `Usage: talkbatch validate <manifest> [options]
@@ -14,7 +15,7 @@ Options:
 ${MANIFEST_HELP}
   -h, --help             this help
 
-Exit codes: 0 no problems, 1 problems found, 2 usage error.`;
+Exit codes: 0 no problems, 1 problems found in rows, 2 usage error or a manifest that cannot be read.`;
 
 export async function validateCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -27,7 +28,14 @@ export async function validateCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { manifest, options } = manifestArgs(values, positionals, 'validate');
-  const report = await validateManifest(manifest, options);
+  let report;
+  try {
+    report = await validateManifest(manifest, options);
+  } catch (error) {
+    // The source could not be opened or read at all (missing file, a 404, nothing on stdin).
+    if (printIssues(error)) return 2;
+    throw error;
+  }
   if (values.json) {
     console.log(JSON.stringify(report, null, 2));
   } else {
