@@ -13,6 +13,12 @@ export interface EnqueueOptions extends ManifestOptions {
   chunkSize?: number;
   callbackUrl?: string;
   budget?: BatchBudget;
+  /** Names the input in issues when `source` is a temp file the caller made (an API body). */
+  issueLabel?: string;
+  /** Recorded as the batch's source; defaults to the manifest's label. */
+  sourceLabel?: string;
+  /** A last check of the validated manifest before anything is written; throw to refuse the batch. */
+  accept?: (report: ValidationReport) => void;
 }
 
 export interface EnqueueResult {
@@ -104,15 +110,27 @@ export async function enqueueRows(
  */
 export async function enqueueManifest(handle: QueueHandle, source: ManifestSource, options: EnqueueOptions = {}): Promise<EnqueueResult> {
   const batchId = checkBatchId(options.batchId ?? generateBatchId());
-  const manifest = await openManifest(source, options);
+  const label = options.issueLabel;
+  const relabel = (issues: readonly ManifestIssue[]): ManifestIssue[] => (label === undefined ? [...issues] : issues.map((issue) => ({ ...issue, file: label })));
+  let manifest;
+  let report: ValidationReport;
   try {
-    const report = await manifest.validate();
-    if (report.issues.length > 0 && !options.allowPartial) throw new ManifestError(report.issues);
+    manifest = await openManifest(source, options);
+    report = await manifest.validate();
+  } catch (error) {
+    await manifest?.close();
+    if (error instanceof ManifestError && label !== undefined) throw new ManifestError(relabel(error.issues));
+    throw error;
+  }
+  try {
+    const issues = relabel(report.issues);
+    if (issues.length > 0 && !options.allowPartial) throw new ManifestError(issues);
     if (report.valid === 0) {
-      throw new ManifestError(report.issues.length > 0 ? report.issues : [{ file: manifest.label, line: 1, message: 'no rows to enqueue' }]);
+      throw new ManifestError(issues.length > 0 ? issues : [{ file: label ?? manifest.label, line: 1, message: 'no rows to enqueue' }]);
     }
+    options.accept?.(report);
 
-    await handle.batches.create(batchId, manifest.label, {
+    await handle.batches.create(batchId, options.sourceLabel ?? manifest.label, {
       ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
       ...(options.budget ? { budget: options.budget } : {}),
     });
@@ -124,7 +142,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
       alreadyPresent,
       invalid: report.rows - report.valid - report.skippedEmpty,
       skippedEmpty: report.skippedEmpty,
-      issues: report.issues,
+      issues,
       estimatedSeconds: report.estimatedSeconds,
       report,
     };

@@ -3,18 +3,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
-import {
-  ManifestError,
-  readManifest,
-  validateManifest,
-  type ManifestDefaults,
-  type ManifestFormat,
-  type ManifestIssue,
-  type ManifestOptions,
-  type ManifestRecord,
-  type ManifestRow,
-} from '../manifest/index.js';
-import { checkBatchId, enqueueRows, generateBatchId } from '../queue/producer.js';
+import { ManifestError, type ManifestDefaults, type ManifestFormat, type ManifestIssue } from '../manifest/index.js';
+import { checkBatchId, enqueueManifest, generateBatchId } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { AppError, UsageError } from '../shared/errors.js';
 
@@ -96,40 +86,32 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
   }
   const staged = await stage(input, options);
   try {
-    const manifestOptions: ManifestOptions = {
+    const { maxTalks } = options;
+    const result = await enqueueManifest(handle, staged.path, {
       ...(options.template !== undefined ? { template: options.template } : {}),
       ...(options.nameTemplate !== undefined ? { nameTemplate: options.nameTemplate } : {}),
       ...(options.defaults !== undefined ? { defaults: options.defaults } : {}),
       ...(staged.format !== undefined ? { format: staged.format } : {}),
-    };
-    // Temp paths mean nothing to the caller: issues name the input instead.
-    const relabel = (issues: readonly ManifestIssue[]): ManifestIssue[] => issues.map((issue) => ({ ...issue, file: staged.label }));
-    let report;
-    try {
-      report = await validateManifest(staged.path, manifestOptions);
-    } catch (error) {
-      if (error instanceof ManifestError) throw new ManifestError(relabel(error.issues));
-      throw error;
-    }
-    const issues = relabel(report.issues);
-    if (issues.length > 0 && options.allowPartial !== true) throw new ManifestError(issues);
-    if (report.valid === 0) throw new ManifestError(issues.length > 0 ? issues : [{ file: staged.label, line: 0, message: 'no rows to enqueue' }]);
-    if (options.maxTalks !== undefined && report.valid > options.maxTalks) throw new TooManyRowsError(report.valid, options.maxTalks);
-
-    await handle.batches.create(batchId, options.source ?? staged.label, {
+      batchId,
+      allowPartial: options.allowPartial === true,
       ...(callbackUrl !== undefined ? { callbackUrl } : {}),
       // Workers enforce it too, so rows added to the batch later cannot spend past it either.
-      ...(options.maxTalks !== undefined ? { budget: { maxTalks: options.maxTalks } } : {}),
+      ...(maxTalks !== undefined ? { budget: { maxTalks } } : {}),
+      // Temp paths mean nothing to the caller: issues name the input instead.
+      issueLabel: staged.label,
+      sourceLabel: options.source ?? staged.label,
+      accept: (report) => {
+        if (maxTalks !== undefined && report.valid > maxTalks) throw new TooManyRowsError(report.valid, maxTalks);
+      },
     });
-    const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(readManifest(staged.path, manifestOptions)));
     return {
-      batchId,
-      added,
-      alreadyPresent,
-      invalid: report.rows - report.valid - report.skippedEmpty,
-      skippedEmpty: report.skippedEmpty,
-      estimatedSeconds: report.estimatedSeconds,
-      issues,
+      batchId: result.batchId,
+      added: result.added,
+      alreadyPresent: result.alreadyPresent,
+      invalid: result.invalid,
+      skippedEmpty: result.skippedEmpty,
+      estimatedSeconds: result.estimatedSeconds,
+      issues: result.issues,
     };
   } finally {
     await staged.cleanup();
@@ -146,10 +128,6 @@ export function checkCallbackUrl(value: string, allowHttp: boolean): string {
   }
   if (url.protocol !== 'https:' && !(allowHttp && url.protocol === 'http:')) throw new UsageError('callbackUrl must be an https URL');
   return url.href;
-}
-
-async function* validRows(records: AsyncIterable<ManifestRecord>): AsyncGenerator<ManifestRow> {
-  for await (const record of records) if (record.ok === true) yield record.row;
 }
 
 interface Staged {
