@@ -1,4 +1,22 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+
+/** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
+class LuaScript {
+  readonly #sha: string;
+  constructor(readonly body: string) {
+    this.#sha = createHash('sha1').update(body).digest('hex');
+  }
+
+  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return redis.eval(this.body, keys.length, ...keys, ...args);
+    }
+  }
+}
 
 export interface BatchBudget {
   /** Talks this batch may create at most (each create is paid). */
@@ -14,7 +32,7 @@ export type BudgetVerdict = 'ok' | 'max-talks' | 'max-video-seconds';
  * reservation (a retry, a resumed job) passes without counting twice.
  * KEYS[1] batch hash, KEYS[2] set of members that hold a reservation; ARGV[1] member, ARGV[2] seconds.
  */
-const RESERVE_BUDGET = `
+const RESERVE_BUDGET = new LuaScript(`
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end
 local maxTalks = tonumber(redis.call('HGET', KEYS[1], 'maxTalks') or '')
 local maxSeconds = tonumber(redis.call('HGET', KEYS[1], 'maxVideoSeconds') or '')
@@ -24,14 +42,45 @@ if maxSeconds and used + tonumber(ARGV[2]) > maxSeconds then return -2 end
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HINCRBYFLOAT', KEYS[1], 'videoSecondsReserved', ARGV[2])
 return 1
-`;
+`);
 
-const RELEASE_BUDGET = `
+const RELEASE_BUDGET = new LuaScript(`
 if redis.call('SREM', KEYS[2], ARGV[1]) == 1 then
   redis.call('HINCRBYFLOAT', KEYS[1], 'videoSecondsReserved', -tonumber(ARGV[2]))
 end
 return 1
-`;
+`);
+
+/*
+ * A worker takes a row: the row joins its batch's ledger if it is new there (a job another BullMQ
+ * client added, docs/api.md), and is marked active. One round trip per row instead of two.
+ * KEYS[1] rows zset, KEYS[2] active set, KEYS[3] batch hash; ARGV[1] row key, ARGV[2] line.
+ * Returns 1 when the row was new to the batch.
+ */
+const TAKE_ROW = new LuaScript(`
+local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
+redis.call('SADD', KEYS[2], ARGV[1])
+return added
+`);
+
+/* KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set; ARGV[1] row key. */
+const SET_OUTCOME = new LuaScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+`);
+
+/*
+ * Claims the finish of a batch whose every row has an outcome: true for exactly one caller.
+ * KEYS[1] batch hash, KEYS[2] rows zset, KEYS[3] done set, KEYS[4] failed set; ARGV[1] the time.
+ */
+const CLAIM_FINISHED = new LuaScript(`
+local total = redis.call('ZCARD', KEYS[2])
+if total == 0 or redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4]) < total then return 0 end
+return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1])
+`);
 
 export interface BatchMeta {
   id: string;
@@ -110,15 +159,28 @@ export class BatchStore {
     return added;
   }
 
+  /**
+   * Adds row keys (idempotent) in one command; returns how many were new to the batch. For the
+   * producer, which only needs the count: one ZADD per chunk instead of one per row.
+   */
+  async addRowsCounting(id: string, rows: readonly BatchRowRef[]): Promise<number> {
+    if (rows.length === 0) return 0;
+    const pairs: Array<string | number> = [];
+    for (const row of rows) pairs.push(row.line, row.rowKey);
+    const added = await this.#redis.zadd(this.#key(id, 'rows'), 'NX', ...pairs);
+    if (added > 0) await this.#redis.hdel(this.#key(id), 'finishedAt');
+    return added;
+  }
+
   /** Takes budget for one create; `member` is the row key plus its retry generation. */
   async reserveBudget(id: string, member: string, seconds: number): Promise<BudgetVerdict> {
-    const result = Number(await this.#redis.eval(RESERVE_BUDGET, 2, this.#key(id), this.#key(id, 'spent'), member, String(seconds)));
+    const result = Number(await RESERVE_BUDGET.run(this.#redis, [this.#key(id), this.#key(id, 'spent')], [member, String(seconds)]));
     return result === 1 ? 'ok' : result === -1 ? 'max-talks' : 'max-video-seconds';
   }
 
   /** Gives a reservation back when the create certainly did not happen (D-ID refused the row). */
   async releaseBudget(id: string, member: string, seconds: number): Promise<void> {
-    await this.#redis.eval(RELEASE_BUDGET, 2, this.#key(id), this.#key(id, 'spent'), member, String(seconds));
+    await RELEASE_BUDGET.run(this.#redis, [this.#key(id), this.#key(id, 'spent')], [member, String(seconds)]);
   }
 
   async areDone(id: string, rowKeys: readonly string[]): Promise<boolean[]> {
@@ -131,22 +193,18 @@ export class BatchStore {
     await this.#redis.sadd(this.#key(id, 'active'), rowKey);
   }
 
+  /** A worker takes the row: adds it to the batch when it is new there (returns true then) and marks it active. */
+  async takeRow(id: string, row: BatchRowRef): Promise<boolean> {
+    const added = await TAKE_ROW.run(this.#redis, [this.#key(id, 'rows'), this.#key(id, 'active'), this.#key(id)], [row.rowKey, row.line]);
+    return Number(added) === 1;
+  }
+
   async markDone(id: string, rowKey: string): Promise<void> {
-    await this.#redis
-      .multi()
-      .sadd(this.#key(id, 'done'), rowKey)
-      .srem(this.#key(id, 'failed'), rowKey)
-      .srem(this.#key(id, 'active'), rowKey)
-      .exec();
+    await SET_OUTCOME.run(this.#redis, [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active')], [rowKey]);
   }
 
   async markFailed(id: string, rowKey: string): Promise<void> {
-    await this.#redis
-      .multi()
-      .sadd(this.#key(id, 'failed'), rowKey)
-      .srem(this.#key(id, 'done'), rowKey)
-      .srem(this.#key(id, 'active'), rowKey)
-      .exec();
+    await SET_OUTCOME.run(this.#redis, [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active')], [rowKey]);
   }
 
   /** A row handed back to the queue (shutdown, credits): no longer held by anyone. */
@@ -226,8 +284,7 @@ export class BatchStore {
 
   /** True for exactly one caller once every row has an outcome: that caller writes the report. */
   async claimFinished(id: string): Promise<boolean> {
-    const counts = await this.counts(id);
-    if (counts.total === 0 || counts.done + counts.failed < counts.total) return false;
-    return (await this.#redis.hsetnx(this.#key(id), 'finishedAt', new Date().toISOString())) === 1;
+    const keys = [this.#key(id), this.#key(id, 'rows'), this.#key(id, 'done'), this.#key(id, 'failed')];
+    return Number(await CLAIM_FINISHED.run(this.#redis, keys, [new Date().toISOString()])) === 1;
   }
 }

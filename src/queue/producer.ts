@@ -66,6 +66,8 @@ async function* validRows(records: AsyncIterable<ManifestRecord>): AsyncGenerato
 /**
  * Adds already-validated rows to a batch, `chunkSize` jobs per addBulk (one round trip, atomic).
  * Rows the batch has finished are skipped; rows already queued are left to BullMQ's job-id check.
+ * One chunk is written while the next is read: reading the manifest (our CPU) overlaps Redis running
+ * the previous addBulk. Chunks are still written one after another, each jobs first, ledger second.
  */
 export async function enqueueRows(
   handle: QueueHandle,
@@ -76,10 +78,7 @@ export async function enqueueRows(
   let chunk: ManifestRow[] = [];
   let added = 0;
   let alreadyPresent = 0;
-  const flush = async (): Promise<void> => {
-    if (chunk.length === 0) return;
-    const batch = chunk;
-    chunk = [];
+  const write = async (batch: ManifestRow[]): Promise<void> => {
     const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
     const pending = batch.filter((_, index) => !done[index]);
     // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next
@@ -89,16 +88,31 @@ export async function enqueueRows(
         pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
       );
     }
-    const fresh = await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
-    const newRows = fresh.filter(Boolean).length;
+    const newRows = await handle.batches.addRowsCounting(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
     added += newRows;
     alreadyPresent += batch.length - newRows;
   };
-  for await (const row of rows) {
-    chunk.push(row);
-    if (chunk.length >= chunkSize) await flush();
+  let writing: Promise<void> = Promise.resolve();
+  const flush = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    const batch = chunk;
+    chunk = [];
+    await writing;
+    writing = write(batch);
+    // Rejections surface at the next flush or at the end; until then, no unhandled-rejection crash.
+    writing.catch(() => undefined);
+  };
+  try {
+    for await (const row of rows) {
+      chunk.push(row);
+      if (chunk.length >= chunkSize) await flush();
+    }
+    await flush();
+  } finally {
+    // Never return (or throw) with a chunk still being written.
+    await writing.catch(() => undefined);
   }
-  await flush();
+  await writing;
   return { added, alreadyPresent };
 }
 

@@ -9,6 +9,10 @@ export class AdaptiveConcurrency {
   #successes = 0;
   #lastDecreaseAt = Number.NEGATIVE_INFINITY;
   #current: number;
+  /** The burst of 429s now being read as a plan's render cap: when it began, and the limit before it. */
+  #capBurst: { at: number; from: number } | undefined;
+  /** The most renders in flight any 429 of the current burst saw. */
+  #burstMax = 0;
 
   constructor(
     private readonly queue: Pick<Queue, 'setGlobalConcurrency' | 'getGlobalConcurrency'>,
@@ -42,18 +46,53 @@ export class AdaptiveConcurrency {
    *   straight to it (down from a high ceiling, or back from a failed probe one above the cap). With
    *   every slot rendering, the 429 says something else (a request rate, a shared account): the
    *   limit is cut by the decrease factor.
+   * @param recount reads that number again. Creates answered in the same instant as this 429 may not
+   *   be counted yet (responses are handled in socket order, not in the order D-ID answered them),
+   *   so it is read once more a moment later, and the later 429s of the burst count too: the cap is
+   *   at least the most renders seen at once, so the limit is raised to that, never past where it was
+   *   before the burst.
    */
-  async onRateLimited(rendering?: number): Promise<void> {
+  async onRateLimited(rendering?: number, recount?: () => Promise<number>): Promise<void> {
     const now = (this.options.now ?? Date.now)();
     this.#successes = 0;
     // One burst of 429s (every slot over the cap answering at once) is one signal, not many.
-    if (now - this.#lastDecreaseAt < (this.options.cooldownMs ?? 1_000)) return;
+    if (now - this.#lastDecreaseAt < (this.options.cooldownMs ?? 1_000)) {
+      if (rendering !== undefined) {
+        this.#burstMax = Math.max(this.#burstMax, rendering);
+        await this.#raiseWithinBurst(this.#capBurst, rendering);
+      }
+      return;
+    }
     this.#lastDecreaseAt = now;
+    this.#capBurst = undefined;
+    this.#burstMax = rendering ?? 0;
     const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
     const cut = Math.floor(shared * (this.options.decreaseFactor ?? 0.75));
-    const next = Math.max(1, rendering !== undefined && rendering > 0 && rendering < shared ? rendering : cut);
+    // Includes what the burst's other 429s saw while the shared value was being read.
+    const seen = this.#burstMax;
+    const capSeen = seen > 0 && seen < shared;
+    const next = Math.max(1, capSeen ? seen : cut);
     if (next < shared) await this.queue.setGlobalConcurrency(next);
     this.#current = Math.min(next, shared);
+    const burst = capSeen ? { at: now, from: shared } : undefined;
+    this.#capBurst = burst;
+    if (burst && recount) {
+      const timer = setTimeout(() => {
+        recount()
+          .then((count) => this.#raiseWithinBurst(burst, count))
+          .catch(() => undefined);
+      }, RECOUNT_AFTER_MS);
+      timer.unref();
+    }
+  }
+
+  async #raiseWithinBurst(burst: { at: number; from: number } | undefined, rendering: number): Promise<void> {
+    const now = (this.options.now ?? Date.now)();
+    if (!burst || burst !== this.#capBurst || now - burst.at >= (this.options.cooldownMs ?? 1_000)) return;
+    if (rendering > this.#current && rendering < burst.from) {
+      await this.queue.setGlobalConcurrency(rendering);
+      this.#current = rendering;
+    }
   }
 
   async onCreated(): Promise<void> {
@@ -71,3 +110,6 @@ export class AdaptiveConcurrency {
     }
   }
 }
+
+/** How long after the first 429 of a burst the renders in flight are counted again. */
+const RECOUNT_AFTER_MS = 100;

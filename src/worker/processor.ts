@@ -97,9 +97,8 @@ export function createProcessor(deps: ProcessorDeps) {
     };
 
     // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
-    const [unknownRow] = await deps.batches.addRows(payload.batchId, [{ rowKey: payload.rowKey, line: payload.line ?? 0 }]);
+    const unknownRow = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 });
     if (unknownRow) await deps.batches.create(payload.batchId, 'bullmq');
-    await deps.batches.markActive(payload.batchId, payload.rowKey);
     let releaseBudget: () => Promise<void> = async () => {};
     /** Whether this try added the row to the render tracker already. */
     let tracked = false;
@@ -201,7 +200,7 @@ export function createProcessor(deps: ProcessorDeps) {
     async function onCreateError(error: unknown): Promise<never> {
       if (error instanceof DidRateLimitError) {
         if (Date.now() >= rateLimitedUntil) rateLimitStreak += 1;
-        await deps.concurrency.onRateLimited(await deps.rendering.count());
+        await deps.concurrency.onRateLimited(await deps.rendering.count(), () => deps.rendering.count());
         // A plan's render cap frees a slot as soon as any render finishes: start short, grow fast.
         const wait = error.retryAfterMs ?? withJitter(Math.min(10_000, 250 * 2 ** Math.min(rateLimitStreak - 1, 6)));
         rateLimitedUntil = Math.max(rateLimitedUntil, Date.now() + wait);
