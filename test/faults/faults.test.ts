@@ -173,7 +173,8 @@ describe('fault suite', () => {
     expect(stats.duplicateUserData).toEqual([]);
     expect(stats.totalCreates).toBe(200);
     expect(stats.responsesByStatus['429']).toBeGreaterThan(0);
-    expect(stats.responsesByStatus['504']).toBeGreaterThan(0);
+    // 504-after-create at 2 % of ~200 creates can draw none (~2 % of runs), so it is reported, not
+    // asserted; worker.test.ts proves adoption after a 504 with every create answering one.
     await expectCompleteVideos(s, 'chaos', 200);
   });
 
