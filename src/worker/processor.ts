@@ -291,10 +291,9 @@ export function createProcessor(deps: ProcessorDeps) {
       }
     }
 
-    /** With webhooks on, polling is only the fallback: slow. */
+    /** With webhooks on, polling is only the fallback: slow, three times the poll ceiling. */
     function fallbackDelay(): number {
-      const base = Math.min(config.pollMaxMs, config.pollInitialMs * 1.5 ** Math.max(0, state.polls - 1));
-      return withJitter(Math.max(base, config.pollMaxMs) * 3, () => 0.5 + Math.random() / 2);
+      return withJitter(config.pollMaxMs * 3, () => 0.5 + Math.random() / 2);
     }
 
     /** Waits `ms` or until woken; on shutdown, checkpoints and hands the row back. */

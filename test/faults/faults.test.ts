@@ -9,7 +9,7 @@ import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';
 import { redisUrl } from '../helpers/context.js';
-import { FIXTURE_SHA256, row } from '../helpers/harness.js';
+import { FIXTURE_SHA256, row, untilBatchFinished } from '../helpers/harness.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 /** Everything one fault scenario needs: the simulator, its own queue, worker processes to kill. */
@@ -72,15 +72,8 @@ async function enqueue(s: Scenario, batchId: string, count: number): Promise<voi
   await enqueueRows(s.handle, batchId, Array.from({ length: count }, (_, i) => row(i)));
 }
 
-async function waitForBatch(s: Scenario, batchId: string, timeout = 240_000) {
-  await vi.waitFor(
-    async () => {
-      const counts = await s.handle.batches.counts(batchId);
-      expect(counts.done + counts.failed).toBe(counts.total);
-    },
-    { timeout, interval: 250 },
-  );
-  return s.handle.batches.counts(batchId);
+function waitForBatch(s: Scenario, batchId: string, timeout = 240_000) {
+  return untilBatchFinished(s.handle.batches, batchId, timeout, 250);
 }
 
 async function expectCompleteVideos(s: Scenario, batchId: string, count: number): Promise<void> {

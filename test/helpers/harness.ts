@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { expect, vi } from 'vitest';
 import type { Config } from '../../src/config/index.js';
 import type { ManifestRow } from '../../src/manifest/index.js';
 import { enqueueRows } from '../../src/queue/producer.js';
+import type { BatchCounts, BatchStore } from '../../src/queue/batches.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
@@ -63,4 +65,16 @@ export async function startHarness(knobs: Partial<SimulatorKnobs> = {}, override
       await simulator.close();
     },
   };
+}
+
+/** Waits until every row of the batch has an outcome (done or failed), then returns its counts. */
+export async function untilBatchFinished(batches: BatchStore, batchId: string, timeout: number, interval = 100): Promise<BatchCounts> {
+  await vi.waitFor(
+    async () => {
+      const counts = await batches.counts(batchId);
+      expect(counts.done + counts.failed).toBe(counts.total);
+    },
+    { timeout, interval },
+  );
+  return batches.counts(batchId);
 }

@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { jobIdFor } from '../../src/queue/payload.js';
-import { FIXTURE_SHA256, row, startHarness, type Harness } from '../helpers/harness.js';
+import { FIXTURE_SHA256, row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -11,15 +11,8 @@ afterEach(async () => {
   harness = undefined;
 });
 
-async function waitForBatch(h: Harness, batchId: string, timeout = 30_000) {
-  await vi.waitFor(
-    async () => {
-      const counts = await h.handle.batches.counts(batchId);
-      expect(counts.done + counts.failed).toBe(counts.total);
-    },
-    { timeout, interval: 100 },
-  );
-  return h.handle.batches.counts(batchId);
+function waitForBatch(h: Harness, batchId: string, timeout = 30_000) {
+  return untilBatchFinished(h.handle.batches, batchId, timeout);
 }
 
 async function expectVideos(h: Harness, batchId: string, count: number): Promise<void> {
