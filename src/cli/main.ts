@@ -11,6 +11,7 @@ import { serveCommand } from './commands/serve.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
 import { workerCommand } from './commands/worker.js';
+import { boundHeapGrowth } from './heap.js';
 
 const HELP = `talkbatch: personalised talking-head videos from spreadsheets, through D-ID's talks API
 
@@ -36,6 +37,7 @@ Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest er
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === 'run' || command === 'validate' || command === 'enqueue') boundHeapGrowth();
   switch (command) {
     case 'run':
       return runCommand(rest);

@@ -7,6 +7,7 @@ import { ManifestError } from './issues.js';
 import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
+import { RowSpool } from './row-spool.js';
 import { localManifest, sourceLabel } from './spool.js';
 import { templateVariablesRaw } from './template.js';
 import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ManifestSource, ValidationReport } from './types.js';
@@ -21,6 +22,9 @@ type EngineEvent =
   | { kind: 'invalid'; line: number; issues: ManifestIssue[] }
   | { kind: 'empty'; line: number }
   | { kind: 'issue'; issue: ManifestIssue };
+
+/** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
+const ASCII = /^[\x00-\x7f]*$/;
 
 const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
 
@@ -218,7 +222,7 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
           firstLineOfKey.set(built.rowKey, line);
           if (built.outputName !== undefined) {
             // Case-insensitive: two names differing only in case collide on macOS and Windows.
-            const nameKey = built.outputName.normalize('NFC').toLowerCase();
+            const nameKey = (ASCII.test(built.outputName) ? built.outputName : built.outputName.normalize('NFC')).toLowerCase();
             const nameLine = firstLineOfName.get(nameKey);
             if (nameLine !== undefined) {
               built.issues.push(issueAt(file, line, `duplicate output name "${built.outputName}" (first used on line ${nameLine})`, 'name', ctx.columnNumbers.get('name')));
@@ -254,7 +258,7 @@ async function* recordsOf(events: AsyncIterable<EngineEvent>): AsyncGenerator<Ma
   }
 }
 
-async function summarise(path: string, file: string, options: ManifestOptions): Promise<ValidationReport> {
+async function summarise(path: string, file: string, options: ManifestOptions, keep?: RowSpool): Promise<ValidationReport> {
   const report: ValidationReport = {
     file,
     format: options.format ?? detectFormat(path, ''),
@@ -276,11 +280,14 @@ async function summarise(path: string, file: string, options: ManifestOptions): 
       case 'columns':
         report.columns = event.columns;
         break;
-      case 'row':
+      case 'row': {
         report.rows++;
         report.valid++;
         seconds += event.row.estimatedSeconds ?? 0;
+        const writing = keep?.add(event.row);
+        if (writing) await writing;
         break;
+      }
       case 'invalid':
         report.rows++;
         report.issues.push(...event.issues);
@@ -305,12 +312,21 @@ async function summarise(path: string, file: string, options: ManifestOptions): 
 export interface OpenedManifest {
   /** How issues name the source: the path, `stdin`, or the URL without credentials or secret query values. */
   readonly label: string;
-  /** Reads every row (streaming) and summarises: counts, every issue sorted by line, total seconds. */
-  validate(): Promise<ValidationReport>;
+  /**
+   * Reads every row (streaming) and summarises: counts, every issue sorted by line, total seconds. With
+   * `keepValidRows`, the valid rows are also kept in a temp file for validRows() (see RowSpool).
+   */
+  validate(options?: { keepValidRows?: boolean }): Promise<ValidationReport>;
   /** Streams the records, one per data row, in file order. */
   records(): AsyncGenerator<ManifestRecord>;
-  /** Deletes the temp copy, if any. */
+  /** The valid rows in file order: those the last validate({ keepValidRows: true }) kept, else read again. */
+  validRows(): AsyncGenerator<ManifestRow>;
+  /** Deletes the temp copies, if any. */
   close(): Promise<void>;
+}
+
+async function* validRecords(records: AsyncIterable<ManifestRecord>): AsyncGenerator<ManifestRow> {
+  for await (const record of records) if (record.ok === true) yield record.row;
 }
 
 /**
@@ -322,11 +338,34 @@ export async function openManifest(source: ManifestSource, options: ManifestOpti
   const problems = optionIssues(sourceLabel(source), options);
   if (problems.length > 0) throw new ManifestError(problems);
   const local = await localManifest(source, options.source);
+  let kept: RowSpool | undefined;
+  const forget = async (): Promise<void> => {
+    const spool = kept;
+    kept = undefined;
+    await spool?.remove();
+  };
   return {
     label: local.label,
-    validate: () => summarise(local.path, local.label, options),
+    validate: async ({ keepValidRows = false } = {}) => {
+      await forget();
+      if (!keepValidRows) return summarise(local.path, local.label, options);
+      const spool = await RowSpool.create();
+      try {
+        const report = await summarise(local.path, local.label, options, spool);
+        await spool.finish();
+        kept = spool;
+        return report;
+      } catch (error) {
+        await spool.remove();
+        throw error;
+      }
+    },
     records: () => recordsOf(run(local.path, local.label, options)),
-    close: local.cleanup,
+    validRows: () => (kept ? kept.rows() : validRecords(recordsOf(run(local.path, local.label, options)))),
+    close: async () => {
+      await forget();
+      await local.cleanup();
+    },
   };
 }
 

@@ -30,7 +30,8 @@ export function sourceLabel(source: ManifestSource): string {
   return isUrlSource(source) ? redactUrlText(source) : source;
 }
 
-async function tempFolder(): Promise<{ dir: string; remove: () => Promise<void> }> {
+/** A private temp folder (mkdtemp makes it 0700); remove() deletes it and is safe to call twice. */
+export async function tempFolder(): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'talkbatch-manifest-'));
   let removed = false;
   return {

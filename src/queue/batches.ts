@@ -64,6 +64,17 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return added
 `);
 
+/*
+ * Rows join the batch (those it has keep their line); a batch that grows is no longer finished. One round trip.
+ * KEYS[1] rows zset, KEYS[2] batch hash; ARGV line, row key, line, row key, ... Returns how many rows were new.
+ */
+const ADD_ROWS = new LuaScript(`
+local added = redis.call('ZADD', KEYS[1], 'NX', unpack(ARGV))
+if added > 0 then redis.call('HDEL', KEYS[2], 'finishedAt') end
+return added
+`);
+const ADD_ROWS_SLICE = 1000;
+
 /* KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set; ARGV[1] row key. */
 const SET_OUTCOME = new LuaScript(`
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -164,12 +175,19 @@ export class BatchStore {
    * producer, which only needs the count: one ZADD per chunk instead of one per row.
    */
   async addRowsCounting(id: string, rows: readonly BatchRowRef[]): Promise<number> {
-    if (rows.length === 0) return 0;
-    const pairs: Array<string | number> = [];
-    for (const row of rows) pairs.push(row.line, row.rowKey);
-    const added = await this.#redis.zadd(this.#key(id, 'rows'), 'NX', ...pairs);
-    if (added > 0) await this.#redis.hdel(this.#key(id), 'finishedAt');
+    let added = 0;
+    // In slices: Lua's unpack() takes a few thousand arguments at most.
+    for (let start = 0; start < rows.length; start += ADD_ROWS_SLICE) {
+      const args: Array<string | number> = [];
+      for (const row of rows.slice(start, start + ADD_ROWS_SLICE)) args.push(row.line, row.rowKey);
+      added += Number(await ADD_ROWS.run(this.#redis, [this.#key(id, 'rows'), this.#key(id)], args));
+    }
     return added;
+  }
+
+  /** Whether any row of the batch is done: when none is, enqueueing need not ask row by row. */
+  async hasDoneRows(id: string): Promise<boolean> {
+    return (await this.#redis.exists(this.#key(id, 'done'))) === 1;
   }
 
   /** Takes budget for one create; `member` is the row key plus its retry generation. */

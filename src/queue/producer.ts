@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { JobPayloadV1, JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
+import { JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
 import type { BatchBudget } from './batches.js';
 import type { QueueHandle } from './talk-queue.js';
-import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRecord, type ManifestRow, type ManifestSource, type ValidationReport } from '../manifest/index.js';
+import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ManifestSource, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
 
 export interface EnqueueOptions extends ManifestOptions {
@@ -46,8 +46,13 @@ export function checkBatchId(id: string): string {
   return parsed.data;
 }
 
+/**
+ * The job payload for a row the manifest reader built. The reader has already checked the row (its talk
+ * against D-ID's schema, its key and file name), so this only assembles; `JobPayloadV1` parses payloads
+ * that come from outside (the HTTP API, other BullMQ clients) instead.
+ */
 export function payloadFor(batchId: string, row: ManifestRow): JobPayload {
-  return JobPayloadV1.parse({
+  return {
     v: PAYLOAD_VERSION,
     batchId,
     rowKey: row.rowKey,
@@ -56,18 +61,18 @@ export function payloadFor(batchId: string, row: ManifestRow): JobPayload {
     output: { name: row.outputName },
     input: row.input,
     estimatedSeconds: row.estimatedSeconds,
-  });
+    generation: 0,
+  };
 }
 
-async function* validRows(records: AsyncIterable<ManifestRecord>): AsyncGenerator<ManifestRow> {
-  for await (const record of records) if (record.ok === true) yield record.row;
-}
+/** Chunks written at once: enough that Redis always has the next addBulk queued while we build one more. */
+const CHUNKS_IN_FLIGHT = 4;
 
 /**
  * Adds already-validated rows to a batch, `chunkSize` jobs per addBulk (one round trip, atomic).
  * Rows the batch has finished are skipped; rows already queued are left to BullMQ's job-id check.
- * One chunk is written while the next is read: reading the manifest (our CPU) overlaps Redis running
- * the previous addBulk. Chunks are still written one after another, each jobs first, ledger second.
+ * Up to four chunks are written at once, so reading the manifest and building jobs (our CPU) overlaps
+ * Redis running the addBulks before them. Within a chunk the order holds: jobs first, ledger second.
  */
 export async function enqueueRows(
   handle: QueueHandle,
@@ -78,9 +83,12 @@ export async function enqueueRows(
   let chunk: ManifestRow[] = [];
   let added = 0;
   let alreadyPresent = 0;
+  // A row finishing while this runs is one this call added, still held by BullMQ under its job id; so when
+  // no row is done at the start, no chunk needs to ask.
+  const anyDone = await handle.batches.hasDoneRows(batchId);
   const write = async (batch: ManifestRow[]): Promise<void> => {
-    const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
-    const pending = batch.filter((_, index) => !done[index]);
+    const done = anyDone ? await handle.batches.areDone(batchId, batch.map((row) => row.rowKey)) : [];
+    const pending = anyDone ? batch.filter((_, index) => !done[index]) : batch;
     // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next
     // run, never a ledger row without a job.
     if (pending.length > 0) {
@@ -92,15 +100,22 @@ export async function enqueueRows(
     added += newRows;
     alreadyPresent += batch.length - newRows;
   };
-  let writing: Promise<void> = Promise.resolve();
+  const writing = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
   const flush = async (): Promise<void> => {
     if (chunk.length === 0) return;
     const batch = chunk;
     chunk = [];
-    await writing;
-    writing = write(batch);
-    // Rejections surface at the next flush or at the end; until then, no unhandled-rejection crash.
-    writing.catch(() => undefined);
+    const written: Promise<void> = write(batch).then(
+      () => void writing.delete(written),
+      (error: unknown) => {
+        writing.delete(written);
+        failure ??= { error };
+      },
+    );
+    writing.add(written);
+    if (writing.size >= CHUNKS_IN_FLIGHT) await Promise.race(writing);
+    if (failure) throw failure.error;
   };
   try {
     for await (const row of rows) {
@@ -110,15 +125,15 @@ export async function enqueueRows(
     await flush();
   } finally {
     // Never return (or throw) with a chunk still being written.
-    await writing.catch(() => undefined);
+    await Promise.all(writing);
   }
-  await writing;
+  if (failure) throw failure.error;
   return { added, alreadyPresent };
 }
 
 /**
- * Validates the whole manifest first (nothing is spent on a bad sheet), then streams it again into
- * BullMQ in chunks. Job id `<batchId>-<rowKey>` plus the batch ledger make a second run a no-op.
+ * Validates the whole manifest first (nothing is spent on a bad sheet), keeping the valid rows in a temp
+ * file, then streams them into BullMQ in chunks. Job id `<batchId>-<rowKey>` plus the batch ledger make a second run a no-op.
  * `source` is a path, `-` (standard input) or an https URL: those two are read once into a temp file,
  * so validation and enqueueing see the same rows.
  */
@@ -130,7 +145,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
   let report: ValidationReport;
   try {
     manifest = await openManifest(source, options);
-    report = await manifest.validate();
+    report = await manifest.validate({ keepValidRows: true });
   } catch (error) {
     await manifest?.close();
     if (error instanceof ManifestError && label !== undefined) throw new ManifestError(relabel(error.issues));
@@ -148,7 +163,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
       ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
       ...(options.budget ? { budget: options.budget } : {}),
     });
-    const { added, alreadyPresent } = await enqueueRows(handle, batchId, validRows(manifest.records()), options.chunkSize);
+    const { added, alreadyPresent } = await enqueueRows(handle, batchId, manifest.validRows(), options.chunkSize);
 
     return {
       batchId,
