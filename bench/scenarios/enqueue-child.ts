@@ -1,18 +1,28 @@
 /*
  * One enqueue measurement in a fresh process, so its peak RSS is its own. Prints one JSON line.
- *   tsx bench/scenarios/enqueue-child.ts talkbatch <redisUrl> <csv>   enqueueManifest, as `talkbatch enqueue` does
- *   tsx bench/scenarios/enqueue-child.ts raw <redisUrl> <csv>         the same payloads, prepared first, then only queue.addBulk
+ *   tsx bench/scenarios/enqueue-child.ts talkbatch <redisUrl> <csv> [dist]   enqueueManifest, as `talkbatch enqueue` does
+ *   tsx bench/scenarios/enqueue-child.ts raw <redisUrl> <csv> [dist]         the same payloads, prepared first, then only queue.addBulk
+ * With [dist] (a build of src/, as `npm run build` makes it) talkbatch's code is the compiled JavaScript users run,
+ * not tsx's on-the-fly transform (which adds a helper call per function created).
  */
-import { loadConfig } from '../../src/config/index.js';
-import { readManifest } from '../../src/manifest/index.js';
-import { enqueueManifest, payloadFor } from '../../src/queue/producer.js';
-import { JOB_NAME, jobIdFor, type JobPayload } from '../../src/queue/payload.js';
-import { openQueue } from '../../src/queue/talk-queue.js';
+import { pathToFileURL } from 'node:url';
+import type * as ConfigModule from '../../src/config/index.js';
+import type * as ManifestModule from '../../src/manifest/index.js';
+import type * as PayloadModule from '../../src/queue/payload.js';
+import type * as ProducerModule from '../../src/queue/producer.js';
+import type * as TalkQueueModule from '../../src/queue/talk-queue.js';
+import type { JobPayload } from '../../src/queue/payload.js';
 import { TEMPLATE } from '../lib/rows.js';
 
 const CHUNK = 500;
-const [mode, redisUrl, csv] = process.argv.slice(2);
-if ((mode !== 'talkbatch' && mode !== 'raw') || !redisUrl || !csv) throw new Error('usage: enqueue-child.ts talkbatch|raw <redisUrl> <csv>');
+const [mode, redisUrl, csv, dist] = process.argv.slice(2);
+if ((mode !== 'talkbatch' && mode !== 'raw') || !redisUrl || !csv) throw new Error('usage: enqueue-child.ts talkbatch|raw <redisUrl> <csv> [dist]');
+const from = (path: string): string => (dist === undefined ? new URL(`../../src/${path}`, import.meta.url).href : pathToFileURL(`${dist}/${path}`).href);
+const { loadConfig } = (await import(from('config/index.js'))) as typeof ConfigModule;
+const { readManifest } = (await import(from('manifest/index.js'))) as typeof ManifestModule;
+const { enqueueManifest, payloadFor } = (await import(from('queue/producer.js'))) as typeof ProducerModule;
+const { JOB_NAME, jobIdFor } = (await import(from('queue/payload.js'))) as typeof PayloadModule;
+const { openQueue } = (await import(from('queue/talk-queue.js'))) as typeof TalkQueueModule;
 
 const config = loadConfig({ dotenvPath: false, env: { REDIS_URL: redisUrl, TALKBATCH_LOG_LEVEL: 'silent' } });
 const handle = await openQueue(config, redisUrl);

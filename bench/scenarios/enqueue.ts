@@ -19,9 +19,9 @@ interface ChildResult {
   maxRssMB: number;
 }
 
-function child(mode: 'talkbatch' | 'raw', redisUrl: string, csv: string): Promise<ChildResult> {
+function child(mode: 'talkbatch' | 'raw', redisUrl: string, csv: string, dist: string): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/scenarios/enqueue-child.ts', mode, redisUrl, csv], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/scenarios/enqueue-child.ts', mode, redisUrl, csv, dist], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     proc.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -35,12 +35,12 @@ function child(mode: 'talkbatch' | 'raw', redisUrl: string, csv: string): Promis
   });
 }
 
-/** talkbatch built as users run it (`node dist/cli/main.js`), into .tmp/, so the RSS is not the tsx loader's. */
-function buildCli(): string {
+/** talkbatch built as users run it (`node dist/cli/main.js`), into .tmp/: timings and RSS are of the compiled code. */
+function build(): string {
   const outDir = join(ROOT, '.tmp', 'bench-dist');
   const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: ROOT, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`tsc failed:\n${result.stdout}${result.stderr}`);
-  return join(outDir, 'cli', 'main.js');
+  return outDir;
 }
 
 /** Peak RSS (VmHWM, polled) and wall time of `talkbatch enqueue <csv>`. */
@@ -84,9 +84,11 @@ export const enqueue: Scenario = {
       const small = join(dir, 'small.csv');
       await writeBenchCsv(big, BIG);
       await writeBenchCsv(small, SMALL);
+      log('building talkbatch into .tmp/bench-dist');
+      const dist = build();
       const run = async (mode: 'talkbatch' | 'raw', csv: string): Promise<ChildResult> => {
         await redis.flush();
-        const result = await child(mode, redis.url, csv);
+        const result = await child(mode, redis.url, csv, dist);
         if (result.jobs !== result.rows) throw new Error(`${mode}: ${result.jobs} jobs for ${result.rows} rows`);
         log(`${mode} ${result.rows} rows: ${fixed(result.ms / 1000, 1)} s, ${fixed((result.rows / result.ms) * 1000, 0)} rows/s, peak RSS ${fixed(result.maxRssMB, 0)} MB`);
         return result;
@@ -104,8 +106,7 @@ export const enqueue: Scenario = {
       const rawRate = (raw.rows / raw.ms) * 1000;
 
       // Peak RSS of the real command, built: `talkbatch enqueue <csv>`.
-      log('building the CLI into .tmp/bench-dist for the RSS runs');
-      const cli = buildCli();
+      const cli = join(dist, 'cli', 'main.js');
       const rss = async (csv: string, rows: number): Promise<{ ms: number; peakRssMB: number }> => {
         await redis.flush();
         const result = await cliEnqueue(cli, redis.url, csv, dir);
