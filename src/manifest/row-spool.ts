@@ -68,7 +68,12 @@ export class RowSpool {
     this.#used = 0;
     this.#writing = true;
     try {
-      await this.file.write(this.#buffer, 0, used);
+      // write() may write less than asked (a signal, a nearly full disk): go on from where it stopped.
+      for (let written = 0; written < used; ) {
+        const { bytesWritten } = await this.file.write(this.#buffer, written, used - written);
+        if (bytesWritten === 0) throw new Error(`row spool ${this.path}: nothing written`);
+        written += bytesWritten;
+      }
     } finally {
       this.#writing = false;
     }
