@@ -1,3 +1,4 @@
+import { runBareBullmq } from '../baselines/bare-bullmq.js';
 import { benchRows } from '../lib/rows.js';
 import { fixed, type Scenario } from '../lib/report.js';
 import { startBenchRedis } from '../lib/redis.js';
@@ -38,6 +39,12 @@ export const overhead: Scenario = {
       const baseline = baselines.reduce<BaselineOutcome | undefined>((best, run) => (!best || run.ms < best.ms ? run : best), undefined);
       const outcome = outcomes.reduce((best, run) => (run.ms < best.ms ? run : best));
       const baselineRate = baseline ? (ROWS / baseline.ms) * 1000 : NaN;
+      // For scale: what BullMQ alone sends and runs per job (add + a worker that does nothing).
+      await redis.flush();
+      const bare = await runBareBullmq(redis, rows, CONCURRENCY);
+      const bareSent = bare.clientCommands / bare.jobs;
+      const bareServer = bare.serverCommands / bare.jobs;
+      log(`bare BullMQ (addBulk + no-op worker, concurrency ${CONCURRENCY}): ${fixed(bareSent, 1)} commands/job as sent, ${fixed(bareServer, 1)} incl. inside Lua`);
       const rate = (ROWS / outcome.ms) * 1000;
       const polls = pollsOf(outcome) / ROWS;
       const perRow = outcome.clientCommands / ROWS;
@@ -68,7 +75,7 @@ export const overhead: Scenario = {
             scenario: 'overhead',
             metric: 'Redis commands per row, as sent (a Lua script call = 1)',
             talkbatch: fixed(perRow, 1),
-            baseline: '0 (no Redis)',
+            baseline: `${fixed(bareSent, 1)} (bare BullMQ: add + no-op worker)`,
             target: `≤ 12 + ${fixed(polls, 2)} polls = ${fixed(commandTarget, 1)}`,
             met: perRow <= commandTarget,
           },
@@ -76,7 +83,7 @@ export const overhead: Scenario = {
             scenario: 'overhead',
             metric: 'Redis commands per row, INFO commandstats (incl. inside Lua)',
             talkbatch: fixed(serverPerRow, 1),
-            baseline: '',
+            baseline: `${fixed(bareServer, 1)} (bare BullMQ)`,
             target: '',
           },
         ],
@@ -85,6 +92,7 @@ export const overhead: Scenario = {
           concurrency: CONCURRENCY,
           talkbatch: { ms: outcome.ms, rate, failed: outcome.failed, pollsPerRow: polls, clientCommandsPerRow: perRow, serverCommandsPerRow: serverPerRow, clientCommandsByName: outcome.clientCommandsByName, serverCommandsByName: outcome.serverCommandsByName, cpuSeconds: outcome.cpu },
           baseline: baseline && { ms: baseline.ms, rate: baselineRate, failed: baseline.failed, cpuSeconds: baseline.cpu },
+          bareBullmq: { ...bare, clientCommandsPerJob: bareSent, serverCommandsPerJob: bareServer },
         },
       };
     } finally {
