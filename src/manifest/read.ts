@@ -325,8 +325,8 @@ export interface OpenedManifest {
   close(): Promise<void>;
 }
 
-async function* validRecords(records: AsyncIterable<ManifestRecord>): AsyncGenerator<ManifestRow> {
-  for await (const record of records) if (record.ok === true) yield record.row;
+async function* rowsOf(events: AsyncIterable<EngineEvent>): AsyncGenerator<ManifestRow> {
+  for await (const event of events) if (event.kind === 'row') yield event.row;
 }
 
 /**
@@ -361,7 +361,7 @@ export async function openManifest(source: ManifestSource, options: ManifestOpti
       }
     },
     records: () => recordsOf(run(local.path, local.label, options)),
-    validRows: () => (kept ? kept.rows() : validRecords(recordsOf(run(local.path, local.label, options)))),
+    validRows: () => (kept ? kept.rows() : rowsOf(run(local.path, local.label, options))),
     close: async () => {
       await forget();
       await local.cleanup();

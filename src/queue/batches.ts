@@ -156,25 +156,8 @@ export class BatchStore {
     return (await this.#redis.exists(this.#key(id))) === 1;
   }
 
-  /** Adds row keys (idempotent); returns which of them were new to the batch. */
-  async addRows(id: string, rows: readonly BatchRowRef[]): Promise<boolean[]> {
-    if (rows.length === 0) return [];
-    const pipeline = this.#redis.pipeline();
-    for (const row of rows) pipeline.zadd(this.#key(id, 'rows'), 'NX', row.line, row.rowKey);
-    const results = (await pipeline.exec()) ?? [];
-    const added = results.map(([error, value]) => {
-      if (error) throw error;
-      return value === 1;
-    });
-    if (added.some(Boolean)) await this.#redis.hdel(this.#key(id), 'finishedAt');
-    return added;
-  }
-
-  /**
-   * Adds row keys (idempotent) in one command; returns how many were new to the batch. For the
-   * producer, which only needs the count: one ZADD per chunk instead of one per row.
-   */
-  async addRowsCounting(id: string, rows: readonly BatchRowRef[]): Promise<number> {
+  /** Adds row keys (idempotent), one script call per 1,000 rows; returns how many were new to the batch. */
+  async addRows(id: string, rows: readonly BatchRowRef[]): Promise<number> {
     let added = 0;
     // In slices: Lua's unpack() takes a few thousand arguments at most.
     for (let start = 0; start < rows.length; start += ADD_ROWS_SLICE) {
@@ -205,10 +188,6 @@ export class BatchStore {
     if (rowKeys.length === 0) return [];
     const flags = await this.#redis.smismember(this.#key(id, 'done'), ...rowKeys);
     return flags.map((flag) => flag === 1);
-  }
-
-  async markActive(id: string, rowKey: string): Promise<void> {
-    await this.#redis.sadd(this.#key(id, 'active'), rowKey);
   }
 
   /** A worker takes the row: adds it to the batch when it is new there (returns true then) and marks it active. */

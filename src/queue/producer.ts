@@ -87,8 +87,11 @@ export async function enqueueRows(
   // no row is done at the start, no chunk needs to ask.
   const anyDone = await handle.batches.hasDoneRows(batchId);
   const write = async (batch: ManifestRow[]): Promise<void> => {
-    const done = anyDone ? await handle.batches.areDone(batchId, batch.map((row) => row.rowKey)) : [];
-    const pending = anyDone ? batch.filter((_, index) => !done[index]) : batch;
+    let pending = batch;
+    if (anyDone) {
+      const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
+      pending = batch.filter((_, index) => !done[index]);
+    }
     // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next
     // run, never a ledger row without a job.
     if (pending.length > 0) {
@@ -96,7 +99,7 @@ export async function enqueueRows(
         pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
       );
     }
-    const newRows = await handle.batches.addRowsCounting(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
+    const newRows = await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
     added += newRows;
     alreadyPresent += batch.length - newRows;
   };

@@ -340,7 +340,7 @@ export async function runScheduleTick(deps: TickDeps, rawData: unknown, saveBatc
   let manifest: OpenedManifest | undefined;
   try {
     manifest = await openManifest(data.manifest, { ...manifestOptionsOf(data.options), ...(deps.sourceOptions ? { source: deps.sourceOptions } : {}) });
-    const report = await manifest.validate();
+    const report = await manifest.validate({ keepValidRows: true });
     run.invalid = report.rows - report.valid - report.skippedEmpty;
     if (report.issues.length > 0 && !data.allowPartial) throw new ManifestError(report.issues);
 
@@ -380,9 +380,8 @@ export async function runScheduleTick(deps: TickDeps, rawData: unknown, saveBatc
       await deps.store.markMade(data.name, batchId, refs);
       run.added += result.added + result.alreadyPresent;
     };
-    for await (const record of manifest.records()) {
-      if (record.ok !== true) continue;
-      chunk.push(record.row);
+    for await (const row of manifest.validRows()) {
+      chunk.push(row);
       if (chunk.length >= (deps.chunkSize ?? 500)) await flush();
     }
     await flush();
