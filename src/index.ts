@@ -48,6 +48,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   dashboardWrite: 'TALKBATCH_DASHBOARD_WRITE',
   callbackSecret: 'TALKBATCH_CALLBACK_SECRET',
   maxBodyBytes: 'TALKBATCH_MAX_BODY_BYTES',
+  outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
 };
 
 /**

@@ -72,6 +72,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dashboardWrite: v.TALKBATCH_DASHBOARD_WRITE,
     callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
+    outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
   });
 }
 

@@ -57,6 +57,14 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_DASHBOARD_WRITE: z.preprocess(emptyToUndefined, bool(false)),
   TALKBATCH_CALLBACK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   TALKBATCH_MAX_BODY_BYTES: int(1_024, 1_073_741_824, 50 * 1024 * 1024),
+  TALKBATCH_OUTBOUND_ALLOW: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((entry) => entry.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^\s/:@?#[\]]+|[0-9a-fA-F:.]+)(?::\d{1,5})?$/, 'each entry must be a host name or IP address, optionally with :port')))
+      .optional(),
+  ),
 });
 
 export type EnvInput = z.input<typeof ENV_SCHEMA>;
@@ -106,4 +114,6 @@ export interface Config {
   /** Signs batch-finished callbacks (HMAC-SHA256); defaults to the webhook secret. */
   readonly callbackSecret: string | undefined;
   readonly maxBodyBytes: number;
+  /** Hosts (name or IP, optionally :port) that requests made on a user's behalf may reach although they are not public. */
+  readonly outboundAllow: readonly string[];
 }
