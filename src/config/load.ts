@@ -63,6 +63,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     lockMs: v.TALKBATCH_LOCK_MS,
     stalledIntervalMs: v.TALKBATCH_STALLED_INTERVAL_MS,
     maxStalled: v.TALKBATCH_MAX_STALLED,
+    fetchWatchdogMs: v.TALKBATCH_FETCH_WATCHDOG_MS,
     dockerHost: v.DOCKER_HOST,
     logLevel: v.TALKBATCH_LOG_LEVEL,
     logPretty: v.TALKBATCH_LOG_PRETTY,

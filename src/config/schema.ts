@@ -49,6 +49,7 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_LOCK_MS: int(1_000, 600_000, 30_000),
   TALKBATCH_STALLED_INTERVAL_MS: int(500, 600_000, 30_000),
   TALKBATCH_MAX_STALLED: int(1, 1_000, 25),
+  TALKBATCH_FETCH_WATCHDOG_MS: int(5_000, 3_600_000, 60_000),
   DOCKER_HOST: optionalString,
   TALKBATCH_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   TALKBATCH_LOG_PRETTY: z.preprocess(emptyToUndefined, bool(false).optional()),
@@ -106,6 +107,8 @@ export interface Config {
   readonly stalledIntervalMs: number;
   /** How often one job may be taken over from a dead worker before it fails. Steps are checkpointed, so high is safe. */
   readonly maxStalled: number;
+  /** A worker with free slots that took no row for this long while rows wait is replaced in-process. */
+  readonly fetchWatchdogMs: number;
   readonly dockerHost: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly logPretty: boolean | undefined;

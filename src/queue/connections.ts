@@ -122,10 +122,10 @@ export function createRedis(url: string, role: 'producer' | 'worker', extra: Red
         ...(target.tls ? { tls: {} } : {}),
       },
     };
-    return new Cluster(target.nodes, clusterOptions);
+    return quiet(new Cluster(target.nodes, clusterOptions));
   }
   if (target.kind === 'sentinel') {
-    return new Redis({
+    return quiet(new Redis({
       ...options,
       sentinels: target.sentinels,
       name: target.name,
@@ -134,12 +134,18 @@ export function createRedis(url: string, role: 'producer' | 'worker', extra: Red
       ...(target.sentinelUsername ? { sentinelUsername: target.sentinelUsername } : {}),
       ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
       ...(target.tls ? { tls: {}, sentinelTLS: {}, enableTLSForSentinelMode: true } : {}),
-      // Hear +switch-master from the Sentinels instead of waiting for the old primary's socket to die.
-      failoverDetector: true,
+      // Not ioredis' failoverDetector: its disconnect on +switch-master can end a client that is between
+      // reconnect attempts for good ("Connection is closed"), which the failover fault test caught.
       sentinelRetryStrategy: retryStrategy,
-    });
+    }));
   }
-  return url.startsWith('/') ? new Redis({ ...options, path: url }) : new Redis(url, options);
+  return quiet(url.startsWith('/') ? new Redis({ ...options, path: url }) : new Redis(url, options));
+}
+
+/** Connection errors reach callers through their commands, and workers log losing and regaining Redis once each. */
+function quiet<T extends RedisClient>(client: T): T {
+  client.on('error', () => {});
+  return client;
 }
 
 /** Connects, or throws a clear error naming the URL without its password. */

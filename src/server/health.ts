@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Cluster } from 'ioredis';
 import type { Config } from '../config/index.js';
-import { workerHeartbeatKey } from '../worker/create-worker.js';
+import { workerHeartbeatKey, type WorkerHealth } from '../worker/create-worker.js';
 import type { RedisClient } from '../queue/connections.js';
 
 export interface LiveWorker {
@@ -47,10 +47,18 @@ export async function liveWorkers(redis: RedisClient, prefix: string, queueName:
 }
 
 /** `GET /healthz` (the process answers) and `GET /readyz` (Redis answers; lists live workers). No auth: they reveal no secrets. */
-export function registerHealth(app: FastifyInstance, deps: { config: Pick<Config, 'prefix' | 'queueName'>; redis: RedisClient }): void {
+export function registerHealth(
+  app: FastifyInstance,
+  deps: { config: Pick<Config, 'prefix' | 'queueName'>; redis: RedisClient; workerHealth?: () => WorkerHealth | undefined },
+): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
+    // The worker in this process (serve): not ready while it has lost Redis or stopped running.
+    const worker = deps.workerHealth?.();
+    if (worker && (worker.redis === 'lost' || !worker.running)) {
+      return reply.code(503).send({ status: 'unavailable', redis: worker.redis === 'lost' ? 'unreachable' : 'ok', worker, workers: [] });
+    }
     try {
       await Promise.race([
         deps.redis.ping(),
@@ -60,6 +68,6 @@ export function registerHealth(app: FastifyInstance, deps: { config: Pick<Config
       return reply.code(503).send({ status: 'unavailable', redis: 'unreachable', workers: [] });
     }
     const workers = await liveWorkers(deps.redis, deps.config.prefix, deps.config.queueName).catch(() => []);
-    return reply.send({ status: 'ready', redis: 'ok', workers });
+    return reply.send({ status: 'ready', redis: 'ok', ...(worker ? { worker } : {}), workers });
   });
 }
