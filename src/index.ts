@@ -37,6 +37,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   lockMs: 'TALKBATCH_LOCK_MS',
   stalledIntervalMs: 'TALKBATCH_STALLED_INTERVAL_MS',
   maxStalled: 'TALKBATCH_MAX_STALLED',
+  fetchWatchdogMs: 'TALKBATCH_FETCH_WATCHDOG_MS',
   dockerHost: 'DOCKER_HOST',
   logLevel: 'TALKBATCH_LOG_LEVEL',
   logPretty: 'TALKBATCH_LOG_PRETTY',

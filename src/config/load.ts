@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from '../shared/errors.js';
+import { parseRedisTarget, topologyUrl } from '../queue/connections.js';
 import { ENV_SCHEMA, type Config, type EnvInput, type EnvName } from './schema.js';
 
 export interface LoadConfigOptions {
@@ -38,11 +39,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (v.TALKBATCH_POLL_MAX_MS < v.TALKBATCH_POLL_INITIAL_MS) {
     throw new ConfigError(['TALKBATCH_POLL_MAX_MS: must be at least TALKBATCH_POLL_INITIAL_MS']);
   }
+  const redisUrl = resolveRedisUrl(v);
   return Object.freeze({
     didApiKey: v.DID_API_KEY,
     didApiUrl: v.DID_API_URL.replace(/\/+$/, ''),
     elevenLabsApiKey: v.DID_ELEVENLABS_API_KEY,
-    redisUrl: v.REDIS_URL,
+    redisUrl,
     outDir: resolve(v.TALKBATCH_OUT_DIR),
     queueName: v.TALKBATCH_QUEUE,
     prefix: v.TALKBATCH_PREFIX,
@@ -61,6 +63,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     lockMs: v.TALKBATCH_LOCK_MS,
     stalledIntervalMs: v.TALKBATCH_STALLED_INTERVAL_MS,
     maxStalled: v.TALKBATCH_MAX_STALLED,
+    fetchWatchdogMs: v.TALKBATCH_FETCH_WATCHDOG_MS,
     dockerHost: v.DOCKER_HOST,
     logLevel: v.TALKBATCH_LOG_LEVEL,
     logPretty: v.TALKBATCH_LOG_PRETTY,
@@ -77,3 +80,31 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 }
 
 export { ENV_SCHEMA, SECRET_ENV_NAMES, type Config, type EnvName } from './schema.js';
+
+type ParsedEnv = ReturnType<typeof ENV_SCHEMA.parse>;
+
+/**
+ * REDIS_URL, or the topology URL built from REDIS_CLUSTER_NODES / REDIS_SENTINELS and their
+ * credentials. On a Cluster every key must share one slot, so the prefix must hold a hash tag.
+ */
+function resolveRedisUrl(v: ParsedEnv): string | undefined {
+  const given = [v.REDIS_URL && 'REDIS_URL', v.REDIS_CLUSTER_NODES && 'REDIS_CLUSTER_NODES', v.REDIS_SENTINELS && 'REDIS_SENTINELS'].filter(Boolean);
+  if (given.length > 1) throw new ConfigError([`${given.join(', ')}: set only one of them`]);
+  if (v.REDIS_SENTINELS && !v.REDIS_SENTINEL_NAME) throw new ConfigError(['REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the master name the Sentinels monitor)']);
+  const credentials = { tls: v.REDIS_TLS, username: v.REDIS_USERNAME, password: v.REDIS_PASSWORD };
+  let url: string | undefined;
+  try {
+    if (v.REDIS_CLUSTER_NODES) url = topologyUrl('cluster', v.REDIS_CLUSTER_NODES, credentials);
+    else if (v.REDIS_SENTINELS)
+      url = topologyUrl('sentinel', v.REDIS_SENTINELS, { ...credentials, name: v.REDIS_SENTINEL_NAME, sentinelPassword: v.REDIS_SENTINEL_PASSWORD });
+    else url = v.REDIS_URL;
+    if (url && parseRedisTarget(url).kind === 'cluster' && !/\{[^{}]+\}/.test(v.TALKBATCH_PREFIX)) {
+      throw new Error('TALKBATCH_PREFIX: on a Redis Cluster it must hold a hash tag such as {talkbatch}, so every key lands in one slot');
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    // Messages name the variable and the rule, never a password.
+    throw new ConfigError([error instanceof Error ? error.message : String(error)]);
+  }
+  return url;
+}

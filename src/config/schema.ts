@@ -10,7 +10,10 @@ const bool = (fallback: boolean) =>
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const redisUrl = z
   .string()
-  .refine((value) => /^(rediss?|redis\+unix|unix):\/\//.test(value) || value.startsWith('/'), 'must be a redis:// or rediss:// URL, or a unix socket path');
+  .refine(
+    (value) => /^(rediss?|redis\+unix|unix|rediss?\+cluster|rediss?\+sentinel):\/\//.test(value) || value.startsWith('/'),
+    'must be a redis://, rediss://, redis+cluster://, redis+sentinel:// URL, or a unix socket path',
+  );
 
 /**
  * Every setting talkbatch reads, keyed by its environment variable. This table is the single place
@@ -21,6 +24,13 @@ export const ENV_SCHEMA = z.object({
   DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
   DID_ELEVENLABS_API_KEY: optionalString,
   REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
+  REDIS_CLUSTER_NODES: optionalString,
+  REDIS_SENTINELS: optionalString,
+  REDIS_SENTINEL_NAME: optionalString,
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  REDIS_TLS: z.preprocess(emptyToUndefined, bool(false)),
   TALKBATCH_OUT_DIR: z.preprocess(emptyToUndefined, z.string().default('out')),
   TALKBATCH_QUEUE: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('talks')),
   TALKBATCH_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[^:\s]+$/, 'must not contain ":" or spaces').default('{talkbatch}')),
@@ -39,6 +49,7 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_LOCK_MS: int(1_000, 600_000, 30_000),
   TALKBATCH_STALLED_INTERVAL_MS: int(500, 600_000, 30_000),
   TALKBATCH_MAX_STALLED: int(1, 1_000, 25),
+  TALKBATCH_FETCH_WATCHDOG_MS: int(5_000, 3_600_000, 60_000),
   DOCKER_HOST: optionalString,
   TALKBATCH_LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   TALKBATCH_LOG_PRETTY: z.preprocess(emptyToUndefined, bool(false).optional()),
@@ -71,12 +82,16 @@ export type EnvInput = z.input<typeof ENV_SCHEMA>;
 export type EnvName = keyof typeof ENV_SCHEMA.shape;
 
 /** Names whose values are secrets: never printed, not even in validation errors. */
-export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL']);
+export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']);
 
 export interface Config {
   readonly didApiKey: string | undefined;
   readonly didApiUrl: string;
   readonly elevenLabsApiKey: string | undefined;
+  /**
+   * Where Redis is: REDIS_URL as given, or a `redis+cluster://` / `redis+sentinel://` URL built from
+   * REDIS_CLUSTER_NODES or REDIS_SENTINELS (see src/queue/connections.ts).
+   */
   readonly redisUrl: string | undefined;
   readonly outDir: string;
   readonly queueName: string;
@@ -100,6 +115,8 @@ export interface Config {
   readonly stalledIntervalMs: number;
   /** How often one job may be taken over from a dead worker before it fails. Steps are checkpointed, so high is safe. */
   readonly maxStalled: number;
+  /** A worker with free slots that took no row for this long while rows wait is replaced in-process. */
+  readonly fetchWatchdogMs: number;
   readonly dockerHost: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly logPretty: boolean | undefined;

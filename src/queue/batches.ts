@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connections.js';
 
 /** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
 class LuaScript {
@@ -8,7 +8,7 @@ class LuaScript {
     this.#sha = createHash('sha1').update(body).digest('hex');
   }
 
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
     } catch (error) {
@@ -127,10 +127,10 @@ export interface BatchRowRef {
  * a stall) changes nothing.
  */
 export class BatchStore {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #base: string;
 
-  constructor(redis: Redis, prefix: string, queueName: string) {
+  constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
     this.#base = `${prefix}:${queueName}`;
   }

@@ -1,10 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Queue, type JobSchedulerJson, type JobSchedulerTemplateOptions, type RepeatOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.js';
 import { ManifestError, formatIssue, openManifest, type ManifestRow, type OpenedManifest, type SourceOptions } from '../manifest/index.js';
 import type { Logger } from '../shared/logger.js';
-import { connectRedis, createRedis } from './connections.js';
+import { connectRedis, createRedis, type RedisClient } from './connections.js';
 import { jobIdFor } from './payload.js';
 import { enqueueRows } from './producer.js';
 import {
@@ -118,10 +117,10 @@ function parseMark(value: string | null): MadeMark | undefined {
 /** The schedules of one talk queue: BullMQ's job schedulers plus talkbatch's per-schedule records. */
 export class ScheduleStore {
   readonly queue: Queue<TickDataInput, ScheduleRun>;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #base: string;
 
-  constructor(queue: Queue<TickDataInput, ScheduleRun>, redis: Redis, prefix: string, queueName: string) {
+  constructor(queue: Queue<TickDataInput, ScheduleRun>, redis: RedisClient, prefix: string, queueName: string) {
     this.queue = queue;
     this.#redis = redis;
     this.#base = `${prefix}:${scheduleQueueName(queueName)}:schedule`;

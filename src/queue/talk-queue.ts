@@ -1,8 +1,7 @@
 import { Queue, type DefaultJobOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.js';
 import { BatchStore } from './batches.js';
-import { connectRedis, createRedis } from './connections.js';
+import { connectRedis, createRedis, type RedisClient } from './connections.js';
 import type { JobPayload, RowResult } from './payload.js';
 
 export type TalkQueue = Queue<JobPayload, RowResult>;
@@ -10,7 +9,7 @@ export type TalkQueue = Queue<JobPayload, RowResult>;
 export interface QueueHandle {
   queue: TalkQueue;
   batches: BatchStore;
-  redis: Redis;
+  redis: RedisClient;
   close(): Promise<void>;
 }
 

@@ -13,6 +13,7 @@ import { TalkbatchMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { registerReview } from './review.js';
 import { registerWebhook } from './webhook.js';
+import type { WorkerHealth } from '../worker/create-worker.js';
 
 export interface ServerDeps {
   config: Config;
@@ -28,6 +29,8 @@ export interface ServerDeps {
   /** Accept http:// callback URLs. For tests and local receivers only. */
   allowHttpCallbacks?: boolean;
   callbackRetry?: Partial<CallbackRetry>;
+  /** The worker running in this process, if any, for /readyz. */
+  workerHealth?: () => WorkerHealth | undefined;
 }
 
 export interface TalkbatchServer {
@@ -82,7 +85,7 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, 'not_found', 'no such route'));
   if (ownsFinisher) app.addHook('onClose', async () => finisher.close());
 
-  registerHealth(app, { config, redis: handle.redis });
+  registerHealth(app, { config, redis: handle.redis, ...(deps.workerHealth ? { workerHealth: deps.workerHealth } : {}) });
   registerWebhook(app, { config, handle, logger, did: deps.did });
 
   const requireKey = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {

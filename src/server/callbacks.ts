@@ -1,5 +1,4 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { request } from 'undici';
 import type { Config } from '../config/index.js';
 import type { BatchCounts } from '../queue/batches.js';
@@ -7,6 +6,7 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { writeBatchReport, type ReportFiles } from '../report/results.js';
 import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
+import type { RedisClient } from '../queue/connections.js';
 
 export const SIGNATURE_HEADER = 'x-talkbatch-signature';
 
@@ -64,10 +64,10 @@ export interface CallbackStatus {
 
 /** Every delivery attempt, kept in a Redis list next to the batch's ledger keys (same prefix and hash tag). */
 export class CallbackLog {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #base: string;
 
-  constructor(redis: Redis, prefix: string, queueName: string) {
+  constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
     this.#base = `${prefix}:${queueName}:batch:`;
   }

@@ -260,7 +260,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Redis answers; lists live workers',
           security: [],
-          responses: { '200': { description: 'ready' }, '503': { description: 'Redis does not answer' } },
+          responses: { '200': { description: 'ready' }, '503': { description: 'Redis does not answer, or the worker in this process has lost Redis' } },
         },
       },
       '/admin': { get: { summary: 'bull-board dashboard (bearer key, or ?key= once to set a cookie)', responses: { '200': { description: 'HTML' }, '401': UNAUTHORIZED } } },

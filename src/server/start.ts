@@ -81,6 +81,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       logger,
       metrics,
       finisher,
+      workerHealth: () => worker?.health(),
       ...(did ? { did } : {}),
       ...(options.allowHttpCallbacks ? { allowHttpCallbacks: true } : {}),
     });

@@ -4,7 +4,9 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
 import { DidClient, type DidApiError, type DidClientOptions, type DidPaymentRequiredError } from '../did/index.js';
 import { BatchStore } from '../queue/batches.js';
-import { createRedis } from '../queue/connections.js';
+import type { Redis } from 'ioredis';
+import { createRedis, parseRedisTarget } from '../queue/connections.js';
+import { ReplicaAck } from '../queue/replica-ack.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
 import type { JobPayload, RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
@@ -43,13 +45,29 @@ export function workerHeartbeatKey(prefix: string, queueName: string, workerId: 
 
 const HEARTBEAT_EVERY_MS = 5_000;
 const HEARTBEAT_TTL_MS = 15_000;
+/** How long a create waits for a replica to confirm its checkpoint before the row is handed back. */
+const REPLICA_ACK_TIMEOUT_MS = 1_000;
+const WATCHDOG_CHECK_MS = 5_000;
+
+export interface WorkerHealth {
+  redis: 'ok' | 'lost';
+  redisLostForMs?: number;
+  running: boolean;
+  rowsInFlight: number;
+  lastTakenAgoMs: number;
+  /** How often the watchdog replaced a worker that had stopped taking rows. */
+  restarts: number;
+}
 
 export interface TalkWorker {
   /** This process's worker id, as in its heartbeat key. */
   readonly id: string;
-  worker: Worker<JobPayload, RowResult>;
+  /** The BullMQ worker now running (the watchdog may have replaced a stuck one). */
+  readonly worker: Worker<JobPayload, RowResult>;
   queue: Queue<JobPayload, RowResult>;
   batches: BatchStore;
+  /** Whether this process reaches Redis and takes rows, for /readyz and logs. */
+  health(): WorkerHealth;
   /** Why the worker stopped taking jobs on its own (a rejected API key), if it did. */
   readonly fatal: Error | undefined;
   /** Resolves when the worker has stopped by itself (fatal) or via close(). */
@@ -81,6 +99,16 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const batches = new BatchStore(connection, config.prefix, config.queueName);
   const wakeups = new Wakeups(wakeChannel(config.prefix, config.queueName));
   await wakeups.listen(subscriber);
+  const replicaAck =
+    parseRedisTarget(redisUrl).kind === 'sentinel'
+      ? new ReplicaAck({
+          // Sentinel mode always yields a single-primary client; WAIT may block it, so it is nobody else's.
+          redis: createRedis(redisUrl, 'worker') as Redis,
+          markerKey: `${config.prefix}:${config.queueName}:replica-ack`,
+          timeoutMs: REPLICA_ACK_TIMEOUT_MS,
+          logger,
+        })
+      : undefined;
 
   const { publicUrl, webhookSecret } = config;
   const webhookUrlFor =
@@ -114,38 +142,52 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       void close();
     },
     onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
+    ...(replicaAck ? { replicaAck } : {}),
   });
 
-  const worker = new Worker<JobPayload, RowResult>(config.queueName, processor, {
-    connection,
-    prefix: config.prefix,
-    concurrency: config.workerConcurrency,
-    // BullMQ only honours queue.rateLimit() (our 429 back-off) when a limiter is set; this one never binds.
-    limiter: { max: 1_000_000, duration: 1_000 },
-    lockDuration: config.lockMs,
-    stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: config.maxStalled,
-  });
-  worker.on('error', (error) => logger.warn({ err: error.message }, 'worker connection error'));
-  worker.on('failed', (job: Job<JobPayload, RowResult> | undefined, error: Error) => {
-    if (!job) return;
-    void (async () => {
-      const state = await job.getState();
-      if (state !== 'failed') {
-        logger.warn({ jobId: job.id, attempt: job.attemptsMade, err: error.message }, 'row failed; will retry');
-        await batches.markReleased(job.data.batchId, job.data.rowKey);
-        return;
-      }
-      logger.error({ jobId: job.id, err: error.message }, 'row failed');
-      options.metrics?.onRowFailed?.();
-      await batches.markFailed(job.data.batchId, job.data.rowKey);
-      await finishIfLast(job.data.batchId);
-    })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
-  });
-  worker.on('completed', (job: Job<JobPayload, RowResult>) => {
-    options.metrics?.onRowCompleted?.(job.returnvalue);
-    void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
-  });
+  /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
+  let inFlight = 0;
+  let lastTakenAt = Date.now();
+  const makeWorker = (): Worker<JobPayload, RowResult> => {
+    const created = new Worker<JobPayload, RowResult>(config.queueName, processor, {
+      connection,
+      prefix: config.prefix,
+      concurrency: config.workerConcurrency,
+      // BullMQ only honours queue.rateLimit() (our 429 back-off) when a limiter is set; this one never binds.
+      limiter: { max: 1_000_000, duration: 1_000 },
+      lockDuration: config.lockMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalled,
+    });
+    created.on('error', (error) => logger.warn({ err: error.message }, 'worker connection error'));
+    created.on('active', () => {
+      inFlight += 1;
+      lastTakenAt = Date.now();
+    });
+    created.on('failed', (job: Job<JobPayload, RowResult> | undefined, error: Error) => {
+      inFlight = Math.max(0, inFlight - 1);
+      if (!job) return;
+      void (async () => {
+        const state = await job.getState();
+        if (state !== 'failed') {
+          logger.warn({ jobId: job.id, attempt: job.attemptsMade, err: error.message }, 'row failed; will retry');
+          await batches.markReleased(job.data.batchId, job.data.rowKey);
+          return;
+        }
+        logger.error({ jobId: job.id, err: error.message }, 'row failed');
+        options.metrics?.onRowFailed?.();
+        await batches.markFailed(job.data.batchId, job.data.rowKey);
+        await finishIfLast(job.data.batchId);
+      })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
+    });
+    created.on('completed', (job: Job<JobPayload, RowResult>) => {
+      inFlight = Math.max(0, inFlight - 1);
+      options.metrics?.onRowCompleted?.(job.returnvalue);
+      void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
+    });
+    return created;
+  };
+  let worker = makeWorker();
 
   async function finishIfLast(batchId: string): Promise<void> {
     if (await batches.claimFinished(batchId)) await options.onBatchFinished?.(batchId);
@@ -161,18 +203,67 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const heartbeat = setInterval(() => void beat(), HEARTBEAT_EVERY_MS);
   heartbeat.unref();
 
+  // Redis lost and back, said once each in the log; /readyz of `serve` reads it through health().
+  let redisLostAt: number | undefined;
+  connection.on('close', () => {
+    if (redisLostAt !== undefined || closing) return;
+    redisLostAt = Date.now();
+    logger.error('lost the connection to Redis; rows wait and the worker reconnects by itself');
+  });
+  connection.on('ready', () => {
+    if (redisLostAt === undefined) return;
+    logger.info({ downMs: Date.now() - redisLostAt }, 'Redis is back; taking rows again');
+    redisLostAt = undefined;
+  });
+
+  /*
+   * BullMQ workers have stopped fetching after a Sentinel failover while isRunning() stayed true
+   * (taskforcesh/bullmq #4378, #3185). If rows wait, this process has free slots, the queue is neither
+   * paused, rate limited nor at its global cap, and still nothing was taken for a while, the worker is
+   * replaced by a fresh one in this process; the old one finishes the rows it holds and closes.
+   */
+  let restarts = 0;
+  let watching = false;
+  const watchdog = setInterval(() => {
+    if (watching || closing || redisLostAt !== undefined) return;
+    watching = true;
+    void (async () => {
+      if (!worker.isRunning() || worker.isPaused() || inFlight >= config.workerConcurrency) return;
+      if (Date.now() - lastTakenAt < config.fetchWatchdogMs) return;
+      const [waiting, rateLimitTtl, globalCap, active, paused] = await Promise.all([
+        queue.getWaitingCount(),
+        queue.getRateLimitTtl(),
+        queue.getGlobalConcurrency(),
+        queue.getActiveCount(),
+        queue.isPaused(),
+      ]);
+      if (waiting === 0 || paused || rateLimitTtl > 0 || (globalCap !== null && active >= globalCap)) return;
+      restarts += 1;
+      logger.error({ waiting, inFlight, idleMs: Date.now() - lastTakenAt, restarts }, 'worker stopped taking rows while rows wait; starting a fresh one');
+      const stuck = worker;
+      lastTakenAt = Date.now();
+      worker = makeWorker();
+      void stuck.close().catch((err: unknown) => logger.warn({ err: String(err) }, 'stuck worker did not close cleanly'));
+    })()
+      .catch((err: unknown) => logger.warn({ err: String(err) }, 'worker watchdog check failed'))
+      .finally(() => (watching = false));
+  }, WATCHDOG_CHECK_MS);
+  watchdog.unref();
+
   let closing: Promise<void> | undefined;
   function close(closeOptions: { force?: boolean } = {}): Promise<void> {
     closing ??= (async () => {
       handback.abort(new Error('worker shutting down'));
       credits.stop();
       clearInterval(heartbeat);
+      clearInterval(watchdog);
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
       await connection.del(heartbeatKey).catch(() => undefined);
       await queue.close();
       await wakeups.close();
+      replicaAck?.close();
       if (ownsDid) await did.close();
       connection.disconnect();
       resolveStopped();
@@ -182,7 +273,17 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
 
   return {
     id: workerId,
-    worker,
+    get worker() {
+      return worker;
+    },
+    health: () => ({
+      redis: redisLostAt === undefined ? 'ok' : 'lost',
+      ...(redisLostAt !== undefined ? { redisLostForMs: Date.now() - redisLostAt } : {}),
+      running: worker.isRunning(),
+      rowsInFlight: inFlight,
+      lastTakenAgoMs: Date.now() - lastTakenAt,
+      restarts,
+    }),
     queue,
     batches,
     get fatal() {

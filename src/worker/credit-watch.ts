@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { DidClient, DidPaymentRequiredError } from '../did/index.js';
 import type { Logger } from '../shared/logger.js';
+import type { RedisClient } from '../queue/connections.js';
 
 /**
  * 402 means the account is out of credits: no row is at fault, so none fails. The queue is paused
@@ -14,7 +14,7 @@ export class CreditWatch extends EventEmitter {
   readonly #markerKey: string;
 
   constructor(
-    private readonly options: { queue: Queue; did: DidClient; redis: Redis; logger: Logger; intervalMs: number; keyPrefix: string },
+    private readonly options: { queue: Queue; did: DidClient; redis: RedisClient; logger: Logger; intervalMs: number; keyPrefix: string },
   ) {
     super();
     this.#markerKey = `${options.keyPrefix}:paused-for-credits`;

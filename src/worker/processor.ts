@@ -16,6 +16,7 @@ import {
 import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
+import type { ReplicaAck } from '../queue/replica-ack.js';
 import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -49,12 +50,16 @@ export interface ProcessorDeps {
   onAuthFailure: (error: DidApiError) => void;
   /** 402: pause the queue and watch credits. */
   onCreditsExhausted: (error: DidPaymentRequiredError) => Promise<void>;
+  /** Behind Sentinel: confirms a replica holds the "create in flight" checkpoint before the create is paid. */
+  replicaAck?: ReplicaAck;
 }
 
 type TalkJob = Job<JobPayload, RowResult>;
 
 const MAX_POLL_FAILURES = 10;
 const MAX_DOWNLOAD_TRIES = 4;
+/** How long a row waits after no replica confirmed its checkpoint (a replica catching up, a failover under way). */
+const REPLICA_WAIT_RETRY_MS = 2_000;
 
 /**
  * The step machine of one row: submit, wait for the render, download. The only place where errors
@@ -135,6 +140,11 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         releaseBudget = () => deps.batches.releaseBudget(payload.batchId, budgetMember, seconds);
         await checkpoint({ ...state, step: 'submitting', submitStartedAt: state.submitStartedAt ?? Date.now() });
+        if (deps.replicaAck && !(await deps.replicaAck.confirm())) {
+          // A failover now could lose the checkpoint, and with it the reconciliation that prevents a second payment.
+          log.warn('no Redis replica confirmed the checkpoint in time; handing the row back before creating its talk');
+          await handBack(REPLICA_WAIT_RETRY_MS);
+        }
         const webhook = deps.webhookUrlFor?.(jobId);
         try {
           const created = await did.createTalk(

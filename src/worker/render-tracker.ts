@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connections.js';
 
 /**
  * The jobs whose talks D-ID is rendering now, across every worker (a Redis set). When a create gets
@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
  */
 export class RenderTracker {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly key: string,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/connections.js';
 
 /**
  * Lets a webhook (or anything else that learns a talk is finished) cut a job's poll wait short. Wakes
@@ -14,12 +14,12 @@ export class Wakeups {
    * wake, so entries for other processes' jobs just expire.
    */
   readonly #early = new Map<string, number>();
-  #subscriber: Redis | undefined;
+  #subscriber: RedisClient | undefined;
 
   constructor(readonly channel: string) {}
 
   /** Starts listening on `subscriber` (a dedicated connection; it enters subscriber mode). */
-  async listen(subscriber: Redis): Promise<void> {
+  async listen(subscriber: RedisClient): Promise<void> {
     this.#subscriber = subscriber;
     subscriber.on('message', (channel: string, jobId: string) => {
       if (channel === this.channel) this.wake(jobId);
@@ -98,6 +98,6 @@ export function wakeChannel(prefix: string, queueName: string): string {
 }
 
 /** Wakes a job waiting on D-ID, wherever its worker runs. Returns how many worker processes heard it. */
-export function publishWake(redis: Redis, prefix: string, queueName: string, jobId: string): Promise<number> {
+export function publishWake(redis: RedisClient, prefix: string, queueName: string, jobId: string): Promise<number> {
   return redis.publish(wakeChannel(prefix, queueName), jobId);
 }

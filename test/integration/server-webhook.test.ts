@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DidClient } from '../../src/did/index.js';
-import { createRedis } from '../../src/queue/connections.js';
+import { createRedis, type RedisClient } from '../../src/queue/connections.js';
 import { jobIdFor } from '../../src/queue/payload.js';
 import { buildServer, type TalkbatchServer } from '../../src/server/index.js';
 import { webhookToken, webhookUrl } from '../../src/shared/webhook-token.js';
@@ -18,7 +17,7 @@ interface Setup {
   did: DidClient;
   url: string;
   wakes: string[];
-  subscriber: Redis;
+  subscriber: RedisClient;
 }
 
 let setup: Setup | undefined;
