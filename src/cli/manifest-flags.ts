@@ -1,5 +1,6 @@
 import { PROVIDER_TYPES, type ProviderType } from '../did/schemas.js';
 import type { ManifestDefaults, ManifestFormat, ManifestOptions } from '../manifest/index.js';
+import { encodingName, unknownEncodingMessage } from '../manifest/encoding.js';
 import { loadJobFile, mergeManifestOptions, readTemplateFile } from '../manifest/job-file.js';
 import { UsageError } from '../shared/errors.js';
 
@@ -15,6 +16,7 @@ export const MANIFEST_OPTIONS = {
   provider: { type: 'string' },
   ssml: { type: 'boolean' },
   format: { type: 'string' },
+  encoding: { type: 'string' },
 } as const;
 
 export const MANIFEST_HELP = `Manifest (a file, "-" for standard input, an https:// URL such as a Google Sheet published as CSV,
@@ -31,7 +33,9 @@ or an .xlsx workbook) and options:
   --voice ID             voice for rows without one (e.g. en-US-JennyNeural)
   --provider NAME        microsoft | elevenlabs | amazon | google | azure-openai
   --ssml                 scripts are SSML: sheet values put into the template are XML-escaped
-  --format F             csv | json | jsonl | xlsx (default: from the file name or content type)`;
+  --format F             csv | json | jsonl | xlsx (default: from the file name or content type)
+  --encoding E           text encoding of a CSV/JSON/JSONL file when it has no byte-order mark, e.g.
+                         windows-1252 (Excel's "CSV" on Windows) or utf-16le (default: utf-8)`;
 
 export interface ManifestFlags {
   job?: string;
@@ -45,6 +49,7 @@ export interface ManifestFlags {
   provider?: string;
   ssml?: boolean;
   format?: string;
+  encoding?: string;
 }
 
 const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
@@ -71,6 +76,7 @@ function optionsOfFlags(flags: ManifestFlags): ManifestOptions {
     throw new UsageError(`--provider must be one of ${PROVIDER_TYPES.join(', ')}`);
   }
   if (flags.format !== undefined && !(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError('--format must be csv, json, jsonl or xlsx');
+  if (flags.encoding !== undefined && encodingName(flags.encoding) === undefined) throw new UsageError(`--encoding: ${unknownEncodingMessage(flags.encoding)}`);
   const defaults: ManifestDefaults = {
     ...(flags.image !== undefined ? { imageUrl: flags.image } : {}),
     ...(flags.voice !== undefined ? { voice: flags.voice } : {}),
@@ -84,6 +90,7 @@ function optionsOfFlags(flags: ManifestFlags): ManifestOptions {
     ...(map !== undefined ? { map } : {}),
     ...(flags.sheet !== undefined ? { sheet: flags.sheet } : {}),
     ...(flags.format !== undefined ? { format: flags.format as ManifestFormat } : {}),
+    ...(flags.encoding !== undefined ? { encoding: flags.encoding } : {}),
     ...(Object.keys(defaults).length > 0 ? { defaults } : {}),
   };
 }

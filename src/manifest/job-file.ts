@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { UsageError } from '../shared/errors.js';
 import { closestName } from './columns.js';
+import { encodingName, unknownEncodingMessage } from './encoding.js';
 import { isUrlSource } from './remote.js';
 import { STDIN_SOURCE } from './spool.js';
 import type { ManifestDefaults, ManifestOptions } from './types.js';
@@ -38,6 +39,7 @@ export const JOB_FILE_SHAPE = {
   map: z.record(z.string(), text).optional(),
   sheet: text.optional(),
   format: z.enum(['csv', 'json', 'jsonl', 'xlsx']).optional(),
+  encoding: text.refine((label) => encodingName(label) !== undefined, { error: (issue) => unknownEncodingMessage(String(issue.input)) }).optional(),
   defaults: JobDefaultsSchema.optional(),
 };
 
@@ -170,6 +172,7 @@ export function jobOptions(spec: JobFileSpec, baseDir: string): JobFile['options
     ...(spec.map !== undefined ? { map: spec.map } : {}),
     ...(spec.sheet !== undefined ? { sheet: spec.sheet } : {}),
     ...(spec.format !== undefined ? { format: spec.format } : {}),
+    ...(spec.encoding !== undefined ? { encoding: spec.encoding } : {}),
     ...(Object.keys(defaults).length > 0 ? { defaults } : {}),
   };
 }

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../shared/errors.js';
-import { ensureProgram, fixHint, hostFacts, locateProgram, planProgram, ProgramUnavailableError, type SystemProgram } from '../shared/system-package.js';
+import { ensureProgram, fixHint, hostFacts, locateProgram, planProgram, ProgramUnavailableError, type HostFacts, type SystemProgram } from '../shared/system-package.js';
 
 /** No Redis could be found or started: exit code 2 with a one-line fix. */
 export class RedisUnavailableError extends AppError {
@@ -28,6 +28,8 @@ export interface EnsureRedisOptions {
   allowInstall?: boolean;
   /** Told about slow or surprising steps (an install, a container pull). */
   announce?: (message: string) => void;
+  /** This machine as seen by the install decision; given by tests that play a fresh machine. */
+  system?: { host: HostFacts; locate: (candidate: string) => string | undefined };
 }
 
 /** redis-server as Debian packages it; the Docker fix runs the official image and points REDIS_URL at it. */
@@ -45,7 +47,7 @@ export const REDIS_SERVER: SystemProgram = {
 
 export const REDIS_FIX_HINT = `Install Redis (${fixHint(REDIS_SERVER)}), or set REDIS_URL=redis://host:6379`;
 
-const TESTCONTAINERS_HINT = 'A Docker daemon is running: "npm install testcontainers" lets talkbatch start Redis in a container.';
+const TESTCONTAINERS_HINT = 'Docker is available: "npm install testcontainers" lets talkbatch start Redis in a container.';
 
 /**
  * A Redis to run on: REDIS_URL if given, else a private redis-server (temp dir, free port, noeviction,
@@ -55,8 +57,8 @@ const TESTCONTAINERS_HINT = 'A Docker daemon is running: "npm install testcontai
 export async function ensureRedis(options: EnsureRedisOptions = {}): Promise<RedisHandle> {
   if (options.redisUrl) return { url: options.redisUrl, source: 'external', stop: async () => {} };
 
-  const host = hostFacts();
-  const plan = planProgram(REDIS_SERVER, host, locateProgram);
+  const { host, locate } = options.system ?? { host: hostFacts(), locate: locateProgram };
+  const plan = planProgram(REDIS_SERVER, host, locate);
   if (plan.action === 'use') return startPrivateRedis({ binary: plan.path });
 
   const dockerWanted = Boolean(options.dockerHost) || existsSync('/var/run/docker.sock');
@@ -73,14 +75,14 @@ export async function ensureRedis(options: EnsureRedisOptions = {}): Promise<Red
 
   if (plan.action === 'install' && options.allowInstall !== false) {
     try {
-      return await startPrivateRedis({ binary: ensureProgram(REDIS_SERVER, (message) => options.announce?.(message), host) });
+      return await startPrivateRedis({ binary: ensureProgram(REDIS_SERVER, (message) => options.announce?.(message), host, locate) });
     } catch (error) {
       if (error instanceof ProgramUnavailableError) throw new RedisUnavailableError(`${error.message}${dockerNote}`);
       throw error;
     }
   }
   const reason = plan.action === 'fail' ? plan.message : `redis-server not found. ${fixHint(REDIS_SERVER)}`;
-  throw new RedisUnavailableError(`${reason}. Or set REDIS_URL=redis://host:6379.${dockerNote}`);
+  throw new RedisUnavailableError(`${reason}. Or set REDIS_URL to a Redis you already run.${dockerNote}`);
 }
 
 export interface PrivateRedisOptions {

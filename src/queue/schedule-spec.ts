@@ -45,6 +45,8 @@ export const StoredManifestOptions = z.strictObject({
   nameTemplate: z.string().optional(),
   format: z.enum(['csv', 'json', 'jsonl', 'xlsx']).optional(),
   sheet: z.string().optional(),
+  /** Text encoding when the file has no byte-order mark (see ManifestOptions.encoding). */
+  encoding: z.string().optional(),
   map: z.record(z.string(), z.string()).optional(),
   defaults: StoredDefaults.optional(),
 });

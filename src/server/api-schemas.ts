@@ -45,6 +45,7 @@ export const CsvQuerySchema = z.strictObject({
   voice: z.string().optional(),
   provider: z.enum(PROVIDER_TYPES).optional(),
   language: z.string().optional(),
+  encoding: z.string().optional().describe('the body\'s text encoding when it has no byte-order mark, e.g. windows-1252 (default: the Content-Type charset, else utf-8)'),
 });
 
 export const ListQuerySchema = z.object({

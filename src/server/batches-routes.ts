@@ -67,10 +67,12 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     let options: SubmitBatchOptions;
     if (Buffer.isBuffer(request.body)) {
       const query = parse(CsvQuerySchema, request.query, 'query');
-      const { imageUrl, voice, provider, language, ...rest } = query;
+      const { imageUrl, voice, provider, language, encoding, ...rest } = query;
       const defaults = defaultsFrom({ imageUrl, voice, provider, language });
+      const charset = /;\s*charset="?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1];
+      const textEncoding = encoding ?? charset;
       input = { csv: request.body };
-      options = { ...withoutUndefined(rest), ...(defaults ? { defaults } : {}) };
+      options = { ...withoutUndefined(rest), ...(defaults ? { defaults } : {}), ...(textEncoding !== undefined ? { encoding: textEncoding } : {}) };
     } else {
       const body = parse(CreateBatchSchema, request.body, 'body');
       const { defaults: givenDefaults, ...rest } = body.options ?? {};

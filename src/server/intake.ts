@@ -29,6 +29,8 @@ export interface SubmitBatchOptions {
   defaults?: ManifestDefaults;
   /** For `manifestPath` and `stream`: default from the file name, else sniffed. */
   format?: ManifestFormat;
+  /** Text encoding of byte inputs (a file, a stream, CSV bytes) without a byte-order mark, e.g. `windows-1252`. Default: UTF-8. */
+  encoding?: string;
   /** POSTed a signed summary when the batch finishes (https only). */
   callbackUrl?: string;
   /** Refuse the batch when it has more valid rows than this; also stored as the batch's talk budget, which workers enforce. */
@@ -92,6 +94,8 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       ...(options.nameTemplate !== undefined ? { nameTemplate: options.nameTemplate } : {}),
       ...(options.defaults !== undefined ? { defaults: options.defaults } : {}),
       ...(staged.format !== undefined ? { format: staged.format } : {}),
+      // Rows and CSV text are written out as UTF-8 here; only bytes from the caller can be in another encoding.
+      ...(options.encoding !== undefined && !('rows' in input) && !('csv' in input && typeof input.csv === 'string') ? { encoding: options.encoding } : {}),
       batchId,
       allowPartial: options.allowPartial === true,
       ...(callbackUrl !== undefined ? { callbackUrl } : {}),

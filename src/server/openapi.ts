@@ -120,7 +120,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Validate rows and enqueue them as a batch',
           description:
             'JSON body with "rows" or "csv", or a text/csv body with the options as query parameters. Any invalid row: 422 and nothing is enqueued.',
-          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'imageUrl', 'voice', 'provider', 'language'].map((name) => ({
+          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
             name,
             in: 'query',
             required: false,

@@ -1,15 +1,13 @@
-import { existsSync } from 'node:fs';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { writeBatchReport, type ReportFiles } from '../../src/report/results.js';
 import { row, startHarness, type Harness } from '../helpers/harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 // What this machine's Chromium needs to start headless as root without reaching for Google's servers.
 const CHROMIUM_ARGS = [
   '--headless',
@@ -88,14 +86,11 @@ async function serveFolder(root: string): Promise<{ server: Server; url: string 
 }
 
 async function launchChromium(): Promise<Browser> {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: the review-page browser test needs Debian's Chromium. ` +
-        'Install it with "sudo apt-get install -y chromium" (.ci/run does this on CI). Playwright cannot download browsers here.',
-    );
-  }
+  // Found or installed once per run by test/helpers/global-chromium.ts; playwright-core downloads no browsers.
+  const lookup = inject('chromium');
+  if ('missing' in lookup) throw new Error(lookup.missing);
   // chromium.launch starts from a fresh, empty profile in a temp folder of its own (and refuses --user-data-dir).
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  return chromium.launch({ executablePath: lookup.path, args: CHROMIUM_ARGS });
 }
 
 /** Visible cards' row keys, from their `row-<key>` ids. */

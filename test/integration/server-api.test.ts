@@ -153,6 +153,24 @@ describe('REST API', () => {
     expect(batch.counts).toMatchObject({ done: 2, failed: 0 });
   });
 
+  it('reads a windows-1252 CSV body by its charset or the encoding parameter', async () => {
+    // "José" and "€" in windows-1252: 0xE9 and 0x80.
+    const body = Buffer.concat([Buffer.from(`id,first_name,image_url\nw1,Jos`), Buffer.from([0xe9]), Buffer.from(`,${IMAGE}\n`)]);
+    const template = 'Hola {{first_name}}, son 9 \u20ac.';
+    const plain = await api(`/v1/batches?${new URLSearchParams({ batchId: 'cp-plain', template })}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body });
+    expect(plain.status).toBe(422);
+    expect(await plain.json()).toMatchObject({ issues: [{ line: 2, message: expect.stringContaining('--encoding windows-1252') as unknown }] });
+    for (const [batchId, type, extra] of [
+      ['cp-charset', 'text/csv; charset=windows-1252', {}],
+      ['cp-param', 'text/csv', { encoding: 'windows-1252' }],
+    ] as const) {
+      const created = await api(`/v1/batches?${new URLSearchParams({ batchId, template, ...extra })}`, { method: 'POST', headers: { 'content-type': type }, body });
+      expect(created.status, batchId).toBe(201);
+      const job = await harness.handle.queue.getJob(jobIdFor(batchId, 'w1'));
+      expect(job?.data.talk.script).toEqual({ type: 'text', input: 'Hola José, son 9 €.' });
+    }
+  });
+
   it('answers 422 with line, column and message for a bad row, and enqueues nothing', async () => {
     const rows = [...people('g', 2), { id: 'bad1', first_name: 'Bad', image_url: 'ftp://example.com/face.gif' }];
     const response = await postJson('/v1/batches', { rows, options: { batchId: 'bad-batch', template: 'Hello {{first_name}}, here you are.' } });

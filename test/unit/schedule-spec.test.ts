@@ -63,6 +63,17 @@ describe('schedule definitions', () => {
     expect(scheduleDefinition({ ...base, manifest: 'https://example.com/sheet.csv' }, resolve).manifest).toBe('https://example.com/sheet.csv');
   });
 
+  it('keep the manifest encoding, from options and from a schedule file', async () => {
+    const definition = scheduleDefinition({ ...base, manifest: 'jobs/welcome.csv', options: { encoding: 'windows-1252' } }, resolve);
+    expect(definition.options).toEqual({ encoding: 'windows-1252' });
+    const dir = await mkdtemp(join(tmpdir(), 'tb-schedule-encoding-'));
+    const file = join(dir, 'excel.schedule.yaml');
+    await writeFile(file, 'name: excel\nevery: 1h\nmanifest: sheet.csv\nencoding: windows-1252\n');
+    expect(loadScheduleFile(file).options).toMatchObject({ encoding: 'windows-1252' });
+    await writeFile(file, 'name: excel\nevery: 1h\nmanifest: sheet.csv\nencoding: klingon\n');
+    expect(() => loadScheduleFile(file)).toThrow(/encoding.*unknown encoding "klingon"/);
+  });
+
   it('refuse standard input, bad names and bad timing', () => {
     expect(() => scheduleDefinition({ ...base, manifest: '-' }, resolve)).toThrow(/reads its manifest again on every run/);
     expect(() => scheduleDefinition({ ...base, name: 'a:b', manifest: 'x.csv' }, resolve)).toThrow(/invalid schedule name "a:b"/);
