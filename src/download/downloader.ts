@@ -22,6 +22,8 @@ export class DownloadError extends AppError {
 }
 
 export interface DownloadOptions {
+  /** The file this row's talk wrote earlier (from the batch ledger): a file at the path is reused only when it is that one. */
+  owned?: { sha256: string };
   timeoutMs?: number;
   signal?: AbortSignal;
   dispatcher?: Dispatcher;
@@ -45,8 +47,9 @@ const VIDEO_TYPES = /^(video\/|application\/octet-stream|binary\/octet-stream|ap
  * when the server allows it.
  */
 export async function downloadVerified(url: string, path: string, options: DownloadOptions = {}): Promise<DownloadResult> {
-  const existing = await verifyExisting(path);
-  if (existing) return { path, ...existing, resumed: false, reused: true };
+  // Anything else at the path (another row's video, a stray file) is replaced by this row's verified download.
+  const existing = options.owned ? await verifyExisting(path) : undefined;
+  if (existing && existing.sha256 === options.owned?.sha256) return { path, ...existing, resumed: false, reused: true };
 
   await mkdir(dirname(path), { recursive: true });
   const partPath = `${path}.part`;
