@@ -73,6 +73,8 @@ describe('output names across submissions into one batch', () => {
         rowKey: 'intruder',
         talk: { source_url: IMAGE, script: { type: 'text', input: 'Hello intruder, this is your video.' } },
         output: { name: 'SAME.mp4' },
+        input: {},
+        generation: 0,
       },
       { jobId: jobIdFor('foreign', 'intruder'), attempts: 3 },
     );
