@@ -209,6 +209,7 @@ export function createProcessor(deps: ProcessorDeps) {
         };
       } catch (error) {
         if (!(error instanceof DownloadError)) throw error;
+        if (error.reason === 'file-name') await failRow({ code: error.code, kind: 'OutputNameUnusable', description: error.message });
         downloadError = error;
         log.warn({ talkId, attempt, reason: error.reason, err: error.message }, 'download failed');
         // Every failure but a short body may come from a stale link: fetch a fresh one next time.
