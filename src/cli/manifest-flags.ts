@@ -1,3 +1,4 @@
+import { loadConfig } from '../config/index.js';
 import { PROVIDER_TYPES, type ProviderType } from '../did/schemas.js';
 import type { ManifestDefaults, ManifestFormat, ManifestOptions } from '../manifest/index.js';
 import { encodingName, unknownEncodingMessage } from '../manifest/encoding.js';
@@ -113,5 +114,7 @@ export function manifestArgs(flags: ManifestFlags, positionals: readonly string[
     throw new UsageError(`${command} needs a manifest: a path, "-" for standard input, an https:// URL, or --job FILE with a manifest (see talkbatch ${command} --help)`);
   }
   const own = optionsOfFlags(flags);
-  return { manifest, options: job === undefined ? own : mergeManifestOptions(job.options, own) };
+  const options = job === undefined ? own : mergeManifestOptions(job.options, own);
+  // A manifest URL reaches only public addresses, or the hosts the operator opened.
+  return { manifest, options: { ...options, source: { ...options.source, outboundAllow: loadConfig().outboundAllow } } };
 }

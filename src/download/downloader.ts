@@ -5,7 +5,10 @@ import { dirname } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { AppError } from '../shared/errors.js';
 
-export type DownloadFailure = 'expired' | 'http' | 'type' | 'truncated' | 'network' | 'not-video';
+export type DownloadFailure = 'expired' | 'http' | 'type' | 'truncated' | 'network' | 'not-video' | 'file-name';
+
+/** File-system errors that the same name will meet again on every try. */
+const NAME_ERRORS = new Set(['ENAMETOOLONG', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EILSEQ']);
 
 export class DownloadError extends AppError {
   readonly code = 'DOWNLOAD_FAILED';
@@ -17,11 +20,13 @@ export class DownloadError extends AppError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.retryable = reason !== 'type' && reason !== 'not-video';
+    this.retryable = reason !== 'type' && reason !== 'not-video' && reason !== 'file-name';
   }
 }
 
 export interface DownloadOptions {
+  /** The file this row's talk wrote earlier (from the batch ledger): a file at the path is reused only when it is that one. */
+  owned?: { sha256: string };
   timeoutMs?: number;
   signal?: AbortSignal;
   dispatcher?: Dispatcher;
@@ -45,8 +50,21 @@ const VIDEO_TYPES = /^(video\/|application\/octet-stream|binary\/octet-stream|ap
  * when the server allows it.
  */
 export async function downloadVerified(url: string, path: string, options: DownloadOptions = {}): Promise<DownloadResult> {
-  const existing = await verifyExisting(path);
-  if (existing) return { path, ...existing, resumed: false, reused: true };
+  try {
+    return await download(url, path, options);
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (!(error instanceof DownloadError) && typeof code === 'string' && NAME_ERRORS.has(code)) {
+      throw new DownloadError('file-name', `cannot write the output file (${code}): the name does not suit the file system`, undefined, { cause: error });
+    }
+    throw error;
+  }
+}
+
+async function download(url: string, path: string, options: DownloadOptions): Promise<DownloadResult> {
+  // Anything else at the path (another row's video, a stray file) is replaced by this row's verified download.
+  const existing = options.owned ? await verifyExisting(path) : undefined;
+  if (existing && existing.sha256 === options.owned?.sha256) return { path, ...existing, resumed: false, reused: true };
 
   await mkdir(dirname(path), { recursive: true });
   const partPath = `${path}.part`;
@@ -74,7 +92,7 @@ export async function downloadVerified(url: string, path: string, options: Downl
     // Our partial file no longer matches what the server has: start again from nothing.
     await response.body.dump();
     await rm(partPath, { force: true });
-    return downloadVerified(url, path, options);
+    return download(url, path, options);
   }
   if (status === 403 || status === 401) {
     await response.body.dump();

@@ -1,8 +1,11 @@
+import { isWindowsReservedName, outputNameBytesProblem } from '../shared/file-names.js';
+
 /*
  * Output file names. A name must be a plain file name: the worker joins it to the output folder, so anything that
  * could leave that folder (separators, `..`, a leading dot, control characters) is an issue, never silently fixed.
- * Characters that only some file systems refuse (`< > : " | ? *`, trailing dots and spaces, DOS device names) are
- * replaced, so a name that works on Linux also works on Windows.
+ * Characters that only some file systems refuse (`< > : " | ? *`, trailing dots and spaces) are replaced, so a name
+ * that works on Linux also works on Windows; DOS device names (`CON`, `COM1.txt`) and names too long in bytes are
+ * issues, checked before anything is spent.
  */
 
 export const NAME_MAX = 150;
@@ -40,7 +43,9 @@ export function outputFileName(name: string, format: VideoFormat): { fileName: s
     base = name.slice(0, -match[0].length);
   }
   base = base.replace(/[<>:"|?*]/g, '_').replace(/[. ]+$/, '');
-  if (/^(con|prn|aux|nul|com\d|lpt\d)$/i.test(base)) base = `_${base}`;
   if (base === '') return { message: PLAIN_NAME_MESSAGE };
-  return { fileName: `${base}.${format}` };
+  if (isWindowsReservedName(base)) return { message: `name "${name}" is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), whatever follows the first dot; choose another` };
+  const fileName = `${base}.${format}`;
+  const tooLong = outputNameBytesProblem(fileName);
+  return tooLong === undefined ? { fileName } : { message: tooLong };
 }

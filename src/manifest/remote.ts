@@ -1,10 +1,11 @@
 import { open } from 'node:fs/promises';
-import { fetch } from 'undici';
+import { outboundFetch, OutboundRefusedError } from '../net/outbound.js';
 
 /*
- * Manifests at a URL (a Google Sheet published as CSV, a file on an intranet server). undici's fetch follows
- * redirects (published Google Sheets always redirect once); the whole download has a deadline and a size cap, and is
- * written to a file the caller owns. Errors and labels never carry credentials or secret-looking query values.
+ * Manifests at a URL (a Google Sheet published as CSV, a file on an intranet server). Fetched through outboundFetch:
+ * only public addresses (or hosts the operator opened with TALKBATCH_OUTBOUND_ALLOW), each redirect hop checked
+ * before it is followed (published Google Sheets always redirect once); the whole download has a deadline that fires
+ * whatever the garbage collector does, and a size cap, and is written to a file the caller owns. Errors and labels never carry credentials or secret-looking query values.
  */
 
 export const SOURCE_TIMEOUT_MS = 60_000;
@@ -91,6 +92,9 @@ function statusHint(status: number): string {
 
 function failureText(error: unknown, timeoutMs: number): string {
   if (error instanceof RemoteSourceError) return error.message;
+  if (error instanceof OutboundRefusedError) {
+    return error.reason === 'non-public-address' ? `${error.message} (an operator can open it with TALKBATCH_OUTBOUND_ALLOW)` : error.message;
+  }
   const name = (error as { name?: unknown } | null)?.name;
   if (name === 'TimeoutError') return `download did not finish within ${timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)} s`}`;
   const cause = (error as { cause?: unknown } | null)?.cause;
@@ -112,7 +116,7 @@ export interface Download {
  * Downloads `url` into `destination` (created). Throws RemoteSourceError for anything that leaves no usable file:
  * a non-2xx status, an HTML page, too big, too slow, unreachable.
  */
-export async function downloadTo(url: URL, destination: string, limits: { timeoutMs: number; maxBytes: number }): Promise<Download> {
+export async function downloadTo(url: URL, destination: string, limits: { timeoutMs: number; maxBytes: number; outboundAllow?: readonly string[] }): Promise<Download> {
   const problem = urlProblem(url);
   if (problem !== undefined) throw new RemoteSourceError(problem);
   const headers: Record<string, string> = {
@@ -130,11 +134,9 @@ export async function downloadTo(url: URL, destination: string, limits: { timeou
   }
   const tooBig = `download is larger than ${formatBytes(limits.maxBytes)}`;
   const abort = new AbortController();
-  const signal = AbortSignal.any([abort.signal, AbortSignal.timeout(limits.timeoutMs)]);
   const file = await open(destination, 'w');
   try {
-    const response = await fetch(target, { headers, redirect: 'follow', signal });
-    const finalUrl = new URL(response.url || target.href);
+    const { response, finalUrl } = await outboundFetch(target, { headers, timeoutMs: limits.timeoutMs, signal: abort.signal }, { allow: limits.outboundAllow ?? [] });
     if (!response.ok) {
       await response.body?.cancel().catch(() => undefined);
       throw new RemoteSourceError(`download failed: HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ''}${statusHint(response.status)}`);

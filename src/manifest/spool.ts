@@ -93,7 +93,7 @@ export async function localManifest(source: ManifestSource, options: SourceOptio
   const temp = await tempFolder();
   try {
     const partial = join(temp.dir, 'download');
-    const download = await downloadTo(url, partial, { timeoutMs: options.timeoutMs ?? SOURCE_TIMEOUT_MS, maxBytes });
+    const download = await downloadTo(url, partial, { timeoutMs: options.timeoutMs ?? SOURCE_TIMEOUT_MS, maxBytes, outboundAllow: options.outboundAllow ?? [] });
     // Named by what the server said it is, so format detection works as for a local file.
     const path = join(temp.dir, `manifest${extensionFor(download.contentType, download.finalUrl)}`);
     await rename(partial, path);

@@ -46,6 +46,8 @@ export interface SourceOptions {
   timeoutMs?: number;
   /** Standard input or a download larger than this is refused. Default 50 MB. */
   maxBytes?: number;
+  /** Hosts a manifest URL may reach although they are not public (config TALKBATCH_OUTBOUND_ALLOW). Default: none. */
+  outboundAllow?: readonly string[];
   /** What `-` reads. Default: process.stdin. */
   stdin?: AsyncIterable<Uint8Array | string> & { isTTY?: boolean };
 }

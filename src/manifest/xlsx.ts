@@ -6,10 +6,11 @@ import { readHeader } from './csv.js';
 import type { RawCell } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
 import type { ManifestIssue } from './types.js';
+import { workbookLimitProblem } from './xlsx-limits.js';
 
 /*
- * Excel (.xlsx) reader. The workbook is loaded whole (exceljs), so files over XLSX_MAX_BYTES are refused with a
- * pointer to CSV. One worksheet is read: the first, or the one named by `sheet`.
+ * Excel (.xlsx) reader. The workbook is loaded whole (exceljs), so files over XLSX_MAX_BYTES, and workbooks that
+ * unpack past WORKBOOK_LIMITS (checked while inflating, xlsx-limits.ts), are refused with a pointer to CSV. One worksheet is read: the first, or the one named by `sheet`.
  *
  * Line numbers are the sheet's row numbers and column numbers come from the cell address, so `people.xlsx:5:3` is
  * cell C5 as Excel shows it. The header is the first row with a value in it. Cells become the text a person sees:
@@ -123,6 +124,11 @@ export async function* readXlsx(path: string, file: string, namer: ColumnNamer =
   const { size } = await stat(path);
   if (size > XLSX_MAX_BYTES) {
     yield { kind: 'issue', issue: issueAt(file, 1, `workbook is larger than ${XLSX_MAX_BYTES / 1024 / 1024} MB; export the sheet as CSV UTF-8 for big batches`) };
+    return;
+  }
+  const tooBig = await workbookLimitProblem(path);
+  if (tooBig !== undefined) {
+    yield { kind: 'issue', issue: issueAt(file, 1, tooBig) };
     return;
   }
   const workbook = await loadWorkbook(path);

@@ -93,6 +93,51 @@ if total == 0 or redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4]) < t
 return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1])
 `);
 
+/*
+ * Output names belong to one row of a batch, whatever submission added it. All or nothing: when any name is held
+ * by another row, nothing is written and the first clash comes back as {name, owner, row}; else the names this
+ * call newly reserved come back (so a refused submission can give them back).
+ * KEYS[1] names hash (name key -> row key); ARGV name key, row key, name key, row key, ...
+ */
+const RESERVE_NAMES = new LuaScript(`
+for i = 1, #ARGV, 2 do
+  local owner = redis.call('HGET', KEYS[1], ARGV[i])
+  if owner and owner ~= ARGV[i + 1] then return {'taken', ARGV[i], owner, ARGV[i + 1]} end
+end
+local fresh = {'ok'}
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then fresh[#fresh + 1] = ARGV[i] end
+end
+return fresh
+`);
+
+/* Gives names back, each only while its row still holds it. KEYS[1] names hash; ARGV name key, row key, ... */
+const RELEASE_NAMES = new LuaScript(`
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+`);
+
+/** How names compare: case-insensitive and Unicode-normalised, as they collide on macOS and Windows file systems. */
+export function outputNameKey(name: string): string {
+  return name.normalize('NFC').toLowerCase();
+}
+
+export interface OutputNameClaim {
+  name: string;
+  rowKey: string;
+}
+
+export type NameReservation = { ok: true; reserved: OutputNameClaim[] } | { ok: false; name: string; owner: string; rowKey: string };
+
+/** Which row's talk wrote a file in the batch folder, recorded after the verified rename. */
+export interface OutputFileRecord {
+  rowKey: string;
+  talkId: string;
+  sha256: string;
+}
+
 export interface BatchMeta {
   id: string;
   createdAt: string;
@@ -135,7 +180,7 @@ export class BatchStore {
     this.#base = `${prefix}:${queueName}`;
   }
 
-  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent'): string {
+  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files'): string {
     return part ? `${this.#base}:batch:${id}:${part}` : `${this.#base}:batch:${id}`;
   }
 
@@ -166,6 +211,60 @@ export class BatchStore {
       added += Number(await ADD_ROWS.run(this.#redis, [this.#key(id, 'rows'), this.#key(id)], args));
     }
     return added;
+  }
+
+  /**
+   * Reserves output names for rows (idempotent for a row that holds its name already). Refuses all of them when
+   * any belongs to another row of the batch, from this submission or an earlier one.
+   */
+  async reserveNames(id: string, claims: readonly OutputNameClaim[]): Promise<NameReservation> {
+    const reserved: OutputNameClaim[] = [];
+    const byKey = new Map<string, OutputNameClaim>();
+    for (let start = 0; start < claims.length; start += ADD_ROWS_SLICE) {
+      const args: string[] = [];
+      for (const claim of claims.slice(start, start + ADD_ROWS_SLICE)) {
+        const key = outputNameKey(claim.name);
+        byKey.set(key, claim);
+        args.push(key, claim.rowKey);
+      }
+      const result = (await RESERVE_NAMES.run(this.#redis, [this.#key(id, 'names')], args)) as string[];
+      if (result[0] === 'taken') {
+        await this.releaseNames(id, reserved);
+        const claim = byKey.get(result[1] ?? '');
+        return { ok: false, name: claim?.name ?? result[1] ?? '', owner: result[2] ?? '', rowKey: result[3] ?? '' };
+      }
+      for (const key of result.slice(1)) {
+        const claim = byKey.get(key);
+        if (claim) reserved.push(claim);
+      }
+    }
+    return { ok: true, reserved };
+  }
+
+  /** Gives names back (a refused submission), each only while the same row still holds it. */
+  async releaseNames(id: string, claims: readonly OutputNameClaim[]): Promise<void> {
+    for (let start = 0; start < claims.length; start += ADD_ROWS_SLICE) {
+      const args = claims.slice(start, start + ADD_ROWS_SLICE).flatMap((claim) => [outputNameKey(claim.name), claim.rowKey]);
+      await RELEASE_NAMES.run(this.#redis, [this.#key(id, 'names')], args);
+    }
+  }
+
+  /** Records which row's talk wrote `name` (after the verified rename). */
+  async recordFile(id: string, name: string, record: OutputFileRecord): Promise<void> {
+    await this.#redis.hset(this.#key(id, 'files'), outputNameKey(name), JSON.stringify(record));
+  }
+
+  async fileRecord(id: string, name: string): Promise<OutputFileRecord | undefined> {
+    const value = await this.#redis.hget(this.#key(id, 'files'), outputNameKey(name));
+    if (value === null) return undefined;
+    try {
+      const parsed = JSON.parse(value) as Partial<OutputFileRecord>;
+      return typeof parsed.rowKey === 'string' && typeof parsed.talkId === 'string' && typeof parsed.sha256 === 'string'
+        ? { rowKey: parsed.rowKey, talkId: parsed.talkId, sha256: parsed.sha256 }
+        : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Whether any row of the batch is done: when none is, enqueueing need not ask row by row. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CreateTalkRequest } from '../did/schemas.js';
+import { isWindowsReservedName, outputNameBytesProblem } from '../shared/file-names.js';
 
 export const JOB_NAME = 'talk';
 export const PAYLOAD_VERSION = 1;
@@ -9,7 +10,10 @@ export const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
 export const ROW_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 const OUTPUT_NAME_PATTERN = /^(?!\.)[^/\\\0-\x1f]{1,150}\.(mp4|mov)$/;
 
-export const BatchId = z.string().regex(BATCH_ID_PATTERN, 'batch id: 1-80 letters, digits, "_", "." or "-", starting with a letter or digit');
+export const BatchId = z
+  .string()
+  .regex(BATCH_ID_PATTERN, 'batch id: 1-80 letters, digits, "_", "." or "-", starting with a letter or digit')
+  .refine((id) => !isWindowsReservedName(id), 'batch id: a Windows device name (CON, NUL, COM1, ...) cannot be a folder name');
 
 /** What the caller asks D-ID to make: a POST /talks body minus the parts the worker owns. */
 export const TalkSpec = CreateTalkRequest.omit({ user_data: true, webhook: true });
@@ -43,7 +47,13 @@ export const JobPayloadV1 = z.object({
   /** Manifest line the row came from, for reports. */
   line: z.number().int().positive().optional(),
   talk: TalkSpec,
-  output: z.object({ name: z.string().regex(OUTPUT_NAME_PATTERN, 'output name: a plain file name ending in .mp4 or .mov') }),
+  output: z.object({
+    name: z
+      .string()
+      .regex(OUTPUT_NAME_PATTERN, 'output name: a plain file name ending in .mp4 or .mov')
+      .refine((name) => !isWindowsReservedName(name), 'output name: a Windows device name (CON, NUL, COM1.txt.mp4, ...)')
+      .refine((name) => outputNameBytesProblem(name) === undefined, 'output name: too long in bytes for a file name'),
+  }),
   /** The row's original cells, echoed into the results report. */
   input: z.record(z.string(), z.string()).default({}),
   estimatedSeconds: z.number().nonnegative().nullable().optional(),

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
-import type { BatchBudget } from './batches.js';
+import type { BatchBudget, NameReservation } from './batches.js';
 import type { QueueHandle } from './talk-queue.js';
 import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ManifestSource, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
@@ -65,6 +65,16 @@ export function payloadFor(batchId: string, row: ManifestRow): JobPayload {
   };
 }
 
+/** Thrown when a row's output name belongs to another row of the batch; names the row and the owner. */
+export function nameTakenIssue(file: string, batchId: string, row: { line: number; outputName: string }, clash: Extract<NameReservation, { ok: false }>): ManifestIssue {
+  return {
+    file,
+    line: row.line,
+    column: 'name',
+    message: `output name "${clash.name}" already belongs to row "${clash.owner}" of batch ${batchId}; choose another name (nothing was enqueued from this row on)`,
+  };
+}
+
 /** Chunks written at once: enough that Redis always has the next addBulk queued while we build one more. */
 const CHUNKS_IN_FLIGHT = 4;
 
@@ -79,6 +89,7 @@ export async function enqueueRows(
   batchId: string,
   rows: AsyncIterable<ManifestRow> | Iterable<ManifestRow>,
   chunkSize = 500,
+  label = batchId,
 ): Promise<{ added: number; alreadyPresent: number }> {
   let chunk: ManifestRow[] = [];
   let added = 0;
@@ -88,6 +99,12 @@ export async function enqueueRows(
   const anyDone = await handle.batches.hasDoneRows(batchId);
   const write = async (batch: ManifestRow[]): Promise<void> => {
     let pending = batch;
+    // A name is the row's before its job exists: the worker's download can never land on another row's file.
+    const names = await handle.batches.reserveNames(batchId, batch.map((row) => ({ name: row.outputName, rowKey: row.rowKey })));
+    if (!names.ok) {
+      const row = batch.find((candidate) => candidate.rowKey === names.rowKey) ?? batch[0];
+      throw new ManifestError([nameTakenIssue(label, batchId, { line: row?.line ?? 0, outputName: names.name }, names)]);
+    }
     if (anyDone) {
       const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
       pending = batch.filter((_, index) => !done[index]);
@@ -162,11 +179,33 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
     }
     options.accept?.(report);
 
+    // Every name is reserved before anything is enqueued: a clash with an earlier submission refuses the whole
+    // submission (and gives back what this one reserved) before a talk is paid for.
+    const claimed: Array<{ name: string; rowKey: string }> = [];
+    const reserveChunk = async (rows: ManifestRow[]): Promise<void> => {
+      const result = await handle.batches.reserveNames(batchId, rows.map((row) => ({ name: row.outputName, rowKey: row.rowKey })));
+      if (!result.ok) {
+        await handle.batches.releaseNames(batchId, claimed);
+        const row = rows.find((candidate) => candidate.rowKey === result.rowKey) ?? rows[0];
+        throw new ManifestError([nameTakenIssue(label ?? manifest.label, batchId, { line: row?.line ?? 0, outputName: result.name }, result)]);
+      }
+      claimed.push(...result.reserved);
+    };
+    let pendingNames: ManifestRow[] = [];
+    for await (const row of manifest.validRows()) {
+      pendingNames.push(row);
+      if (pendingNames.length >= 1000) {
+        await reserveChunk(pendingNames);
+        pendingNames = [];
+      }
+    }
+    await reserveChunk(pendingNames);
+
     await handle.batches.create(batchId, options.sourceLabel ?? manifest.label, {
       ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
       ...(options.budget ? { budget: options.budget } : {}),
     });
-    const { added, alreadyPresent } = await enqueueRows(handle, batchId, manifest.validRows(), options.chunkSize);
+    const { added, alreadyPresent } = await enqueueRows(handle, batchId, manifest.validRows(), options.chunkSize, label ?? manifest.label);
 
     return {
       batchId,

@@ -45,7 +45,7 @@ export async function startScheduleWorker(options: ScheduleWorkerOptions): Promi
   const worker = new Worker<TickDataInput, ScheduleRun>(
     scheduleQueueName(config.queueName),
     (job: Job<TickDataInput, ScheduleRun>) =>
-      runScheduleTick({ talks, store, logger, ...(options.sourceOptions ? { sourceOptions: options.sourceOptions } : {}) }, job.data, async (batchId) => {
+      runScheduleTick({ talks, store, logger, sourceOptions: { outboundAllow: config.outboundAllow, ...options.sourceOptions } }, job.data, async (batchId) => {
         await job.updateData({ ...job.data, batchId });
       }),
     // One tick at a time per process: ticks are short, and each one streams a whole sheet.

@@ -128,6 +128,15 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       if (!talkId) {
         if (deps.handback.aborted) await handBack(0);
+        // Jobs from other BullMQ clients skipped the producer's reservation: the name is claimed here, before any spend.
+        const names = await deps.batches.reserveNames(payload.batchId, [{ name: payload.output.name, rowKey: payload.rowKey }]);
+        if (!names.ok) {
+          await failRow({
+            code: 'OUTPUT_NAME_TAKEN',
+            kind: 'OutputNameTaken',
+            description: `output name "${payload.output.name}" already belongs to row "${names.owner}" of this batch; no talk was created`,
+          });
+        }
         const budgetMember = `${payload.rowKey}#${payload.generation}`;
         const seconds = payload.estimatedSeconds ?? 0;
         const verdict = await deps.batches.reserveBudget(payload.batchId, budgetMember, seconds);
@@ -184,7 +193,18 @@ export function createProcessor(deps: ProcessorDeps) {
       const url = talk.result_url;
       if (!url) throw new DidProtocolError(`talk ${talkId} is done but has no result_url`);
       try {
-        const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(signal ? { signal } : {}) });
+        // A file already at the path counts as this row's only when the ledger says this row's talk wrote it.
+        const record = await deps.batches.fileRecord(payload.batchId, payload.output.name);
+        if (record !== undefined && record.rowKey !== payload.rowKey) {
+          await failRow({
+            code: 'OUTPUT_NAME_TAKEN',
+            kind: 'OutputNameTaken',
+            description: `output file "${payload.output.name}" was written by row "${record.rowKey}" of this batch; not overwritten`,
+          });
+        }
+        const owned = record !== undefined && record.talkId === talkId ? { sha256: record.sha256 } : undefined;
+        const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(owned ? { owned } : {}), ...(signal ? { signal } : {}) });
+        await deps.batches.recordFile(payload.batchId, payload.output.name, { rowKey: payload.rowKey, talkId, sha256: file.sha256 });
         await deps.batches.markDone(payload.batchId, payload.rowKey);
         log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
         return {
@@ -199,6 +219,7 @@ export function createProcessor(deps: ProcessorDeps) {
         };
       } catch (error) {
         if (!(error instanceof DownloadError)) throw error;
+        if (error.reason === 'file-name') await failRow({ code: error.code, kind: 'OutputNameUnusable', description: error.message });
         downloadError = error;
         log.warn({ talkId, attempt, reason: error.reason, err: error.message }, 'download failed');
         // Every failure but a short body may come from a stale link: fetch a fresh one next time.

@@ -52,7 +52,8 @@ afterEach(async () => {
 });
 
 async function startAll(): Promise<{ harness: Harness; worker: ScheduleWorker; store: ScheduleStore }> {
-  harness = await startHarness({ renderMs: 100 });
+  // Sheets served from this machine are opened with the allow-list, as an operator would.
+  harness = await startHarness({ renderMs: 100 }, { TALKBATCH_OUTBOUND_ALLOW: '127.0.0.1' });
   await harness.startWorker();
   scheduleWorker = await startScheduleWorker({ config: harness.config, redisUrl: harness.config.redisUrl as string, logger: silentLogger });
   return { harness, worker: scheduleWorker, store: scheduleWorker.store };

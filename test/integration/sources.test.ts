@@ -9,6 +9,9 @@ import { enqueueManifest } from '../../src/queue/producer.js';
 import { runCli } from '../helpers/cli.js';
 import { IMAGE, startHarness, type Harness } from '../helpers/harness.js';
 
+/** The test servers listen on this machine: opened with the allow-list, as an operator would. */
+const LOCAL = { outboundAllow: ['127.0.0.1'] };
+
 const CSV = `id,first_name,image_url\nana,Ana,${IMAGE}\nbo,Bo,${IMAGE}\n`;
 const JSONL = `{"id":"j1","image_url":"${IMAGE}","script":"Hello from JSONL"}\n{"id":"j2","image_url":"${IMAGE}","script":"Hello again"}\n`;
 
@@ -81,17 +84,17 @@ afterEach(async () => {
 
 describe('manifest sources: URLs', () => {
   it('reads CSV by content type, follows redirects, sniffs JSONL, and reads a workbook without a name', async () => {
-    expect(await validateManifest(`${base}/sheet.csv`, { template: 'Hi {{first_name}}, welcome!' })).toMatchObject({ file: `${base}/sheet.csv`, format: 'csv', valid: 2 });
+    expect(await validateManifest(`${base}/sheet.csv`, { template: 'Hi {{first_name}}, welcome!', source: LOCAL })).toMatchObject({ file: `${base}/sheet.csv`, format: 'csv', valid: 2 });
     hits.length = 0;
-    const moved = await validateManifest(`${base}/moved`, { template: 'Hi {{first_name}}, welcome!' });
+    const moved = await validateManifest(`${base}/moved`, { template: 'Hi {{first_name}}, welcome!', source: LOCAL });
     expect(moved).toMatchObject({ format: 'csv', valid: 2, issues: [] });
     expect(hits).toEqual(['/moved', '/hop', '/pub']);
-    expect(await validateManifest(`${base}/rows`)).toMatchObject({ format: 'jsonl', valid: 2 });
-    expect(await validateManifest(`${base}/book`)).toMatchObject({ format: 'xlsx', valid: 1 });
+    expect(await validateManifest(`${base}/rows`, { source: LOCAL })).toMatchObject({ format: 'jsonl', valid: 2 });
+    expect(await validateManifest(`${base}/book`, { source: LOCAL })).toMatchObject({ format: 'xlsx', valid: 1 });
   });
 
   it('a 404 is an error naming the URL, without the secret in its query', async () => {
-    const error = await validateManifest(`${base}/gone.csv?token=hunter2&gid=3`).catch((caught: unknown) => caught);
+    const error = await validateManifest(`${base}/gone.csv?token=hunter2&gid=3`, { source: LOCAL }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ManifestError);
     const [issue] = (error as ManifestError).issues;
     expect(formatIssue(issue as never)).toBe(
@@ -101,15 +104,15 @@ describe('manifest sources: URLs', () => {
   });
 
   it('an HTML page, too many bytes and too slow a server are clear errors', async () => {
-    await expect(validateManifest(`${base}/login`)).rejects.toMatchObject({ issues: [expect.objectContaining({ message: expect.stringMatching(/^the link returned a web page \(text\/html\)/) })] });
-    await expect(validateManifest(`${base}/huge`, { source: { maxBytes: 1_000 } })).rejects.toMatchObject({ issues: [expect.objectContaining({ message: 'download is larger than 1000 bytes' })] });
-    await expect(validateManifest(`${base}/slow`, { source: { timeoutMs: 300 } })).rejects.toMatchObject({ issues: [expect.objectContaining({ message: 'download did not finish within 300 ms' })] });
+    await expect(validateManifest(`${base}/login`, { source: LOCAL })).rejects.toMatchObject({ issues: [expect.objectContaining({ message: expect.stringMatching(/^the link returned a web page \(text\/html\)/) })] });
+    await expect(validateManifest(`${base}/huge`, { source: { ...LOCAL, maxBytes: 1_000 } })).rejects.toMatchObject({ issues: [expect.objectContaining({ message: 'download is larger than 1000 bytes' })] });
+    await expect(validateManifest(`${base}/slow`, { source: { ...LOCAL, timeoutMs: 300 } })).rejects.toMatchObject({ issues: [expect.objectContaining({ message: 'download did not finish within 300 ms' })] });
   });
 
   it('enqueueManifest downloads once: the batch records the URL and holds every row', async () => {
     harness = await startHarness();
     hits.length = 0;
-    const result = await enqueueManifest(harness.handle, `${base}/sheet.csv`, { template: 'Hi {{first_name}}, welcome!', batchId: 'from-url' });
+    const result = await enqueueManifest(harness.handle, `${base}/sheet.csv`, { template: 'Hi {{first_name}}, welcome!', batchId: 'from-url', source: LOCAL });
     expect(result).toMatchObject({ added: 2, invalid: 0 });
     expect(hits).toEqual(['/sheet.csv']);
     expect(await harness.handle.batches.get('from-url')).toMatchObject({ source: `${base}/sheet.csv`, total: 2 });

@@ -106,10 +106,11 @@ describe('file names', () => {
     expect(outputFileName('intro.mp4', 'mov')).toEqual({ message: 'name ends in .mp4 but result_format is mov' });
   });
 
-  it('replaces characters Windows refuses, and DOS device names', () => {
+  it('replaces characters Windows refuses, and refuses DOS device names in any form', () => {
     expect(outputFileName('Q&A: Ana? <1>|*"', 'mp4')).toEqual({ fileName: 'Q&A_ Ana_ _1____.mp4' });
     expect(outputFileName('intro. . ', 'mp4')).toEqual({ fileName: 'intro.mp4' });
-    expect(outputFileName('CON', 'mp4')).toEqual({ fileName: '_CON.mp4' });
+    expect(outputFileName('CON', 'mp4')).toEqual({ message: expect.stringMatching(/^name "CON" is a Windows device name/) });
+    expect(outputFileName('com1.txt.mp4', 'mp4')).toEqual({ message: expect.stringMatching(/Windows device name/) });
   });
 
   it('sanitises values substituted into a name template', () => {
