@@ -64,8 +64,9 @@ export function utf16WithoutBom(head: Uint8Array): 'utf-16le' | 'utf-16be' | und
     if (head[2 * pair] === 0) zeroFirst++;
     if (head[2 * pair + 1] === 0) zeroSecond++;
   }
-  if (zeroSecond >= pairs / 2 && zeroFirst === 0) return 'utf-16le';
-  if (zeroFirst >= pairs / 2 && zeroSecond === 0) return 'utf-16be';
+  // A few zeros on the other side are letters such as U+0100 (Ā); UTF-8 text never has this pattern.
+  if (zeroSecond >= pairs / 2 && zeroFirst <= zeroSecond / 16) return 'utf-16le';
+  if (zeroFirst >= pairs / 2 && zeroSecond <= zeroFirst / 16) return 'utf-16be';
   return undefined;
 }
 

@@ -4,6 +4,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Queue } from 'bullmq';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -73,6 +74,15 @@ describe('library API', () => {
     await expect(invalid).rejects.toBeInstanceOf(ManifestError);
     await expect(invalid).rejects.toMatchObject({ issues: [{ file: 'rows', line: 1, column: 'image_url' }] });
     expect(await tb.getBatch('lib-bad')).toBeUndefined();
+  });
+
+  it('takes the manifest encoding as an option (Excel\'s windows-1252 "CSV")', async () => {
+    const tb = await start();
+    const manifestPath = fileURLToPath(new URL('../../fixtures/manifests/good/excel-windows-1252.csv', import.meta.url));
+    await expect(tb.enqueueBatch({ manifestPath }, { batchId: 'lib-cp-plain' })).rejects.toMatchObject({
+      issues: [{ line: 2, message: expect.stringContaining('--encoding windows-1252') as unknown }],
+    });
+    expect(await tb.enqueueBatch({ manifestPath }, { batchId: 'lib-cp', encoding: 'windows-1252' })).toMatchObject({ added: 2, invalid: 0 });
   });
 
   it('cancels what has not started and times out waiting on a batch that cannot finish', async () => {

@@ -191,6 +191,18 @@ describe('schedule runs, one at a time', () => {
     expect(missing.error).toMatch(/people\.csv\.missing: file not found/);
   });
 
+  it('a schedule reads its sheet with its encoding (Excel\'s windows-1252 "CSV")', async () => {
+    const { talks, store, sheet } = await setup();
+    const deps = { talks, store, logger: silentLogger };
+    await writeFile(sheet, Buffer.concat([Buffer.from(`${HEADER}\nj,Jos`), Buffer.from([0xe9]), Buffer.from(`,${IMAGE}\n`)]));
+    const plain = await runScheduleTick(deps, definition({ name: 'cp-plain', manifest: sheet }));
+    expect(plain.error).toContain('--encoding windows-1252');
+    const decoded = await runScheduleTick(deps, definition({ name: 'cp', manifest: sheet, options: { template: TEMPLATE, encoding: 'windows-1252' } }));
+    expect(decoded).toMatchObject({ added: 1, error: null });
+    const [job] = await talks.queue.getJobs(['waiting', 'prioritized', 'delayed']);
+    expect(job?.data.talk.script).toEqual({ type: 'text', input: 'Hi José, here is your welcome video.' });
+  });
+
   it('a row marked pending by a run that died is made once: re-added only if its job never got there', async () => {
     const { talks, store, sheet } = await setup();
     const deps = { talks, store, logger: silentLogger };
