@@ -1,6 +1,6 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
-import { canonicalColumn, closestName, columnMapping, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
+import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
 import { HEAD_BYTES, detectFormat, headProblem, workbookHeadProblem } from './detect.js';
 import { ManifestError } from './issues.js';
@@ -21,7 +21,8 @@ type EngineEvent =
   | { kind: 'row'; row: ManifestRow }
   | { kind: 'invalid'; line: number; issues: ManifestIssue[] }
   | { kind: 'empty'; line: number }
-  | { kind: 'issue'; issue: ManifestIssue };
+  | { kind: 'issue'; issue: ManifestIssue }
+  | { kind: 'warning'; issue: ManifestIssue };
 
 /** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
 const ASCII = /^[\x00-\x7f]*$/;
@@ -115,6 +116,35 @@ function unmatchedMappings(file: string, line: number, options: ManifestOptions,
   return issues;
 }
 
+/**
+ * Columns talkbatch does not know and no template reads: D-ID would never see them, so they are reported instead
+ * of being dropped without a word. One a typo away from a field (`stich`) is a problem, since the row would be
+ * made without what the user asked for; any other (a CRM's `email`) is a warning.
+ */
+function unusedColumns(
+  file: string,
+  line: number,
+  columns: readonly string[],
+  options: ManifestOptions,
+  namer: ColumnNamer,
+  columnNumbers?: ReadonlyMap<string, number>,
+): EngineEvent[] {
+  const used = new Set<string>();
+  for (const template of [options.template, options.nameTemplate]) {
+    if (template !== undefined) for (const variable of templateVariablesRaw(template, namer)) used.add(variable.name);
+  }
+  const events: EngineEvent[] = [];
+  for (const column of columns) {
+    if (column === '' || KNOWN_COLUMNS.has(column) || used.has(column)) continue;
+    const guess = closestName(column, KNOWN_COLUMNS);
+    const hint = guess === undefined ? '' : ` (did you mean ${guess}?)`;
+    const message = `column "${column}" is not a D-ID field talkbatch knows and no template uses it, so D-ID will not get it${hint}`;
+    const typo = guess !== undefined && editDistance(column, guess) <= (column.length <= 5 ? 1 : 2);
+    events.push({ kind: typo ? 'issue' : 'warning', issue: issueAt(file, line, message, column, columnNumbers?.get(column)) });
+  }
+  return events;
+}
+
 /** File-level checks once the columns are known before the rows (CSV header, parsed JSON, a sheet's header). */
 function columnIssues(file: string, line: number, columns: readonly string[], options: ManifestOptions, mapping: ColumnMapping, matched: ReadonlySet<string>): ManifestIssue[] {
   const issues: ManifestIssue[] = unmatchedMappings(file, line, options, matched, columns);
@@ -197,11 +227,13 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
             for (const issue of issues) yield { kind: 'issue', issue };
             return;
           }
+          yield* unusedColumns(file, event.line, event.columns, options, mapping.namer, event.columnNumbers);
         } else {
           // JSONL: the columns are only known at the end; rows already reported each empty variable.
           for (const issue of unmatchedMappings(file, 1, options, matchedHeaders, event.columns)) yield { kind: 'issue', issue };
           for (const issue of unknownTemplateColumns(file, 1, options.template, 'template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
           for (const issue of unknownTemplateColumns(file, 1, options.nameTemplate, 'name template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
+          yield* unusedColumns(file, 1, event.columns, options, mapping.namer);
         }
         break;
       }
@@ -266,6 +298,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
     valid: 0,
     skippedEmpty: 0,
     issues: [],
+    warnings: [],
     estimatedSeconds: 0,
     columns: [],
   };
@@ -299,6 +332,9 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
       case 'issue':
         report.issues.push(event.issue);
         fileLevel.add(event.issue);
+        break;
+      case 'warning':
+        report.warnings.push(event.issue);
         break;
     }
   }

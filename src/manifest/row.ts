@@ -1,6 +1,7 @@
 import {
   AMAZON_VOICES,
   CreateTalkRequest,
+  OwnUserData,
   PROVIDER_TYPES,
   TalkConfig,
   type Provider,
@@ -84,6 +85,33 @@ const BODY_PATH_COLUMNS: Readonly<Record<string, string>> = {
   'config.fluent': 'fluent',
   'config.result_format': 'result_format',
   'config.pad_audio': 'pad_audio',
+  'config.logo': 'logo',
+  'config.driver_expressions': 'driver_expressions',
+  'config.align_driver': 'align_driver',
+  'config.align_expand_factor': 'align_expand_factor',
+  'config.auto_match': 'auto_match',
+  'config.motion_factor': 'motion_factor',
+  'config.normalization_factor': 'normalization_factor',
+  'config.sharpen': 'sharpen',
+  'config.output_resolution': 'output_resolution',
+  face: 'face',
+  driver_url: 'driver_url',
+  persist: 'persist',
+  result_url: 'result_url',
+  webhook: 'webhook',
+  user_data: 'user_data',
+  name: 'name',
+};
+
+/** Bare config columns and the type D-ID declares for them (the rest are the objects logo and driver_expressions). */
+const CONFIG_SCALARS: Readonly<Record<string, 'boolean' | 'number'>> = {
+  align_driver: 'boolean',
+  auto_match: 'boolean',
+  sharpen: 'boolean',
+  align_expand_factor: 'number',
+  motion_factor: 'number',
+  normalization_factor: 'number',
+  output_resolution: 'number',
 };
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -256,6 +284,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   const configObject = objects.config ?? jsonObjectCell('config');
   if (configObject !== undefined) {
     const parsed = TalkConfig.safeParse(configObject);
+    // The config cell's values arrive coerced to D-ID's types ("false" -> false, "0.0" -> 0).
     if (parsed.success) Object.assign(config, parsed.data);
     else for (const issue of parsed.error.issues) add('config', `${['config', ...issue.path.map(String)].join('.')}: ${issue.message}`);
   }
@@ -271,6 +300,14 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   }
   const pad = number('pad_audio', 0, 60);
   if (pad !== undefined) config.pad_audio = pad;
+  for (const [column, type] of Object.entries(CONFIG_SCALARS)) {
+    const value = type === 'boolean' ? bool(column) : number(column, 0, Infinity);
+    if (value !== undefined) config[column] = value;
+  }
+  for (const column of ['logo', 'driver_expressions']) {
+    const value = objects[column] ?? jsonObjectCell(column);
+    if (value !== undefined) config[column] = value;
+  }
   const videoFormat: VideoFormat = config.result_format === 'mov' ? 'mov' : 'mp4';
 
   // 6. Output name: the name cell, else the name template, else the id, else the row key.
@@ -310,6 +347,17 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   // 7. The body, checked against D-ID's schema as a last line of defence.
   const body: Record<string, unknown> = { source_url: image, script };
   if (Object.keys(config).length > 0) body.config = config;
+  if (nameCell !== undefined) body.name = nameCell;
+  for (const column of ['driver_url', 'result_url', 'webhook']) setIfGiven(body, column, get(column));
+  setIfGiven(body, 'persist', bool('persist'));
+  setIfGiven(body, 'face', objects.face ?? jsonObjectCell('face'));
+  const userData = get('user_data');
+  if (userData !== undefined) {
+    const own = OwnUserData.safeParse(userData);
+    if (own.success) body.user_data = own.data;
+    else add('user_data', `${own.error.issues[0]?.message ?? 'is invalid'} (got ${formatCount(userData.length)} characters)`);
+  }
+  if (issues.length > 0) return built;
   const parsed = CreateTalkRequest.safeParse(body);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -420,6 +468,9 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
 function columnForBodyPath(path: string): string | undefined {
   const exact = BODY_PATH_COLUMNS[path];
   if (exact !== undefined) return exact;
+  if (path.startsWith('face')) return 'face';
+  if (path.startsWith('config.logo')) return 'logo';
+  if (path.startsWith('config.driver_expressions')) return 'driver_expressions';
   if (path.startsWith('script.provider.voice_config')) return 'voice_config';
   if (path.startsWith('script.provider')) return 'provider';
   if (path.startsWith('config')) return 'config';

@@ -103,6 +103,8 @@ export interface ValidationReport {
   skippedEmpty: number;
   /** Every issue, sorted by line (stable: within a line, in the order found). */
   issues: ManifestIssue[];
+  /** What does not fail a row but the user should know, e.g. a column nothing uses (D-ID never gets it). */
+  warnings: ManifestIssue[];
   /** Sum over valid text rows, to 0.1 s. */
   estimatedSeconds: number;
   /** Canonical column names: the CSV header order, or first-seen order of JSON keys. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CreateTalkRequest } from '../did/schemas.js';
+import { CreateTalkRequest, OwnUserData } from '../did/schemas.js';
 
 export const JOB_NAME = 'talk';
 export const PAYLOAD_VERSION = 1;
@@ -11,8 +11,11 @@ const OUTPUT_NAME_PATTERN = /^(?!\.)[^/\\\0-\x1f]{1,150}\.(mp4|mov)$/;
 
 export const BatchId = z.string().regex(BATCH_ID_PATTERN, 'batch id: 1-80 letters, digits, "_", "." or "-", starting with a letter or digit');
 
-/** What the caller asks D-ID to make: a POST /talks body minus the parts the worker owns. */
-export const TalkSpec = CreateTalkRequest.omit({ user_data: true, webhook: true });
+/**
+ * What the caller asks D-ID to make: any POST /talks body (scalars coerced to D-ID's types). The caller's own
+ * `user_data` is sent with talkbatch's tag appended (see userDataFor); `webhook` is the row's own (see docs).
+ */
+export const TalkSpec = CreateTalkRequest.extend({ user_data: OwnUserData.optional() });
 
 export const StepName = z.enum(['submitting', 'rendering', 'downloading']);
 export type StepName = z.infer<typeof StepName>;
@@ -69,6 +72,20 @@ export interface RowResult {
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */
 export function talkTagFor(jobId: string, generation: number): string {
   return generation > 0 ? `${jobId}#${generation}` : jobId;
+}
+
+/**
+ * The user_data sent to D-ID: the caller's own value first, as given, then talkbatch's tag. Deterministic, so the
+ * talk of a lost create answer is found again by comparing the whole value.
+ */
+export function userDataFor(own: string | undefined, tag: string): string {
+  return own === undefined ? tag : `${own} [talkbatch ${tag}]`;
+}
+
+/** The POST /talks body for a row: its talk, user_data carrying talkbatch's tag, and the webhook D-ID should call. */
+export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webhook: string | undefined): z.infer<typeof CreateTalkRequest> {
+  const { webhook: _rowWebhook, ...rest } = talk;
+  return { ...rest, user_data: userDataFor(talk.user_data, tag), ...(webhook ? { webhook } : {}) };
 }
 
 export function jobIdFor(batchId: string, rowKey: string): string {

@@ -1,12 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { CreateTalkRequest } from '../did/schemas.js';
+import { CreateTalkValidator, findPackageFixture } from './did-document.js';
 import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
 import { planVideoResponse, s3ErrorXml } from './media.js';
 import { UrlSigner } from './presign.js';
@@ -74,6 +70,8 @@ export interface Simulator {
   stats(): SimulatorStats;
   /** The talk as GET /talks/{id} would answer now, or undefined when there is none. */
   talk(id: string): object | undefined;
+  /** The POST /talks body exactly as received (before D-ID's coercion), or undefined when there is no such talk. */
+  createRequest(id: string): unknown;
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -88,7 +86,7 @@ const CREDITS_VALID_FOR_MS = 30 * 24 * 60 * 60 * 1000;
 const noopLogger = { info: (): void => {}, warn: (): void => {} };
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
-  const video = await readFile(options.videoPath ?? findPackageVideo());
+  const video = await readFile(options.videoPath ?? findPackageFixture('media', 'talk.mp4'));
   const apiKeys = options.apiKeys ?? [DEFAULT_API_KEY];
   const firstKey = apiKeys[0];
   if (firstKey === undefined) throw new Error('startSimulator: apiKeys must hold at least one key');
@@ -107,21 +105,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     knobs: () => ({ ...simulator.knobs }),
     stats: () => simulator.stats(),
     talk: (id) => simulator.talkView(id),
+    createRequest: (id) => simulator.createRequest(id),
     resetStats: () => simulator.resetStats(),
     close: () => simulator.close(),
   };
-}
-
-/** Finds fixtures/media/talk.mp4 above this file, which sits at src/simulator/ under tsx and dist/src/simulator/ once built. */
-function findPackageVideo(): string {
-  let directory = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(directory, 'fixtures', 'media', 'talk.mp4');
-    if (existsSync(candidate)) return candidate;
-    const parent = resolve(directory, '..');
-    if (parent === directory) throw new Error('simulator: fixtures/media/talk.mp4 not found above the package; pass videoPath');
-    directory = parent;
-  }
 }
 
 interface DidSimulatorOptions {
@@ -150,6 +137,7 @@ class DidSimulator {
   readonly #random: () => number;
   readonly #logger: DidSimulatorOptions['logger'];
   readonly #talks = new TalkStore();
+  readonly #validator = new CreateTalkValidator();
   readonly #signer = new UrlSigner();
   readonly #rateLimiter = new RateLimiter();
   readonly #webhooks: WebhookDispatcher;
@@ -217,6 +205,10 @@ class DidSimulator {
   talkView(id: string, baseUrl = this.#url): Record<string, unknown> | undefined {
     const talk = this.#talks.get(id);
     return talk && this.#describe(talk, baseUrl);
+  }
+
+  createRequest(id: string): unknown {
+    return structuredClone(this.#talks.get(id)?.received);
   }
 
   close(): Promise<void> {
@@ -312,10 +304,9 @@ class DidSimulator {
       this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: `invalid JSON body: ${errorMessage(error)}` });
       return;
     }
-    const schema = this.knobs.allowHttpWebhooks ? CreateTalkRequestWithHttpWebhook : CreateTalkRequest;
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      this.#sendJson(exchange, 400, validationError(validationDetails(parsed.error.issues, json)));
+    const checked = this.#validator.check(json, { allowHttpWebhooks: this.knobs.allowHttpWebhooks });
+    if (!checked.ok) {
+      this.#sendJson(exchange, 400, validationError(checked.details));
       return;
     }
     if (this.knobs.credits < 1) {
@@ -334,7 +325,8 @@ class DidSimulator {
       createdAtMs: nowMs,
       renderMs: this.#jitteredRenderMs(),
       outcome: this.#drawOutcome(),
-      request: parsed.data,
+      request: checked.body,
+      received: json,
     });
     this.#recordCreate(talk, nowMs);
     if (talk.request.webhook !== undefined) {
@@ -569,38 +561,8 @@ function emptyCounters() {
   };
 }
 
-/** D-ID demands https webhooks; with allowHttpWebhooks the simulator also takes http ones (tests on localhost). */
-const CreateTalkRequestWithHttpWebhook = CreateTalkRequest.extend({
-  webhook: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').optional(),
-});
-
 function validationError(details: Record<string, { message: string }>): object {
   return { kind: 'ValidationError', description: 'Invalid request body', details };
-}
-
-/** zod issues as D-ID's `details`: `{"body.script.input": {"message": ...}}`, with D-ID's wording for missing and unknown fields. */
-function validationDetails(issues: readonly z.core.$ZodIssue[], body: unknown): Record<string, { message: string }> {
-  const details: Record<string, { message: string }> = {};
-  for (const issue of issues) {
-    const path = ['body', ...issue.path.map(String)].join('.');
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) details[`${path}.${key}`] = { message: `'${key}' is not allowed` };
-    } else if (issue.path.length > 0 && valueAt(body, issue.path) === undefined) {
-      details[path] = { message: `'${String(issue.path.at(-1))}' is required` };
-    } else {
-      details[path] = { message: issue.message };
-    }
-  }
-  return details;
-}
-
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (typeof current !== 'object' || current === null || !Object.hasOwn(current, key)) return undefined;
-    current = (current as Record<PropertyKey, unknown>)[key];
-  }
-  return current;
 }
 
 function isJsonContentType(header: string | undefined): boolean {

@@ -16,7 +16,7 @@ import {
 import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
-import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
+import { createTalkBody, JobPayloadV1, talkTagFor, userDataFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
@@ -107,7 +107,7 @@ export function createProcessor(deps: ProcessorDeps) {
 
     // ---- submitting: find the talk we may already have paid for, else create it -------------------
     if (state.step === 'submitting' || !state.talkId) {
-      const userData = talkTagFor(jobId, payload.generation);
+      const userData = userDataFor(payload.talk.user_data, talkTagFor(jobId, payload.generation));
       let talkId: string | undefined;
       if (state.submitStartedAt !== undefined) {
         // A create was in flight when the last try ended: it may have happened.
@@ -135,10 +135,11 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         releaseBudget = () => deps.batches.releaseBudget(payload.batchId, budgetMember, seconds);
         await checkpoint({ ...state, step: 'submitting', submitStartedAt: state.submitStartedAt ?? Date.now() });
-        const webhook = deps.webhookUrlFor?.(jobId);
+        // With talkbatch's receiver on, D-ID calls talkbatch, which calls the row's own webhook once the file is on disk.
+        const webhook = deps.webhookUrlFor?.(jobId) ?? payload.talk.webhook;
         try {
           const created = await did.createTalk(
-            { ...payload.talk, user_data: userData, ...(webhook ? { webhook } : {}) },
+            createTalkBody(payload.talk, talkTagFor(jobId, payload.generation), webhook),
             signal ? { signal } : {},
           );
           talkId = created.id;
