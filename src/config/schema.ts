@@ -18,6 +18,8 @@ const redisUrl = z
  */
 export const ENV_SCHEMA = z.object({
   DID_API_KEY: optionalString,
+  DID_API_USERNAME: optionalString,
+  DID_API_PASSWORD: optionalString,
   DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
   DID_ELEVENLABS_API_KEY: optionalString,
   REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
@@ -63,9 +65,10 @@ export type EnvInput = z.input<typeof ENV_SCHEMA>;
 export type EnvName = keyof typeof ENV_SCHEMA.shape;
 
 /** Names whose values are secrets: never printed, not even in validation errors. */
-export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL']);
+export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_API_USERNAME', 'DID_API_PASSWORD', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL']);
 
 export interface Config {
+  /** D-ID's key as it goes after `Basic ` (`<user>:<secret>`), whichever form it was given in. */
   readonly didApiKey: string | undefined;
   readonly didApiUrl: string;
   readonly elevenLabsApiKey: string | undefined;

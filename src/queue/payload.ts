@@ -35,7 +35,7 @@ export const WorkerState = z.object({
   /** Creates proven not to have happened (rejected before D-ID accepted them). */
   creates: z.number().int().nonnegative().default(0),
   /** Why the row failed for good (D-ID's kind and description), for the report. */
-  failure: z.object({ code: z.string(), kind: z.string(), description: z.string() }).optional(),
+  failure: z.object({ code: z.string(), kind: z.string(), description: z.string(), details: z.string().optional() }).optional(),
 });
 export type WorkerState = z.infer<typeof WorkerState>;
 

@@ -79,6 +79,8 @@ export interface Simulator {
 const DEFAULT_API_KEY = 'sim-user:sim-secret';
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_LIST_LIMIT = 100;
+/** D-ID's text limit without SSML tags (the published input description). */
+const MAX_SPOKEN_CHARS = 10_000;
 /** Reported by GET /credits when credits are unlimited, since JSON has no Infinity. */
 const UNLIMITED_CREDITS_REPORTED = 1_000_000;
 const TALK_ID_LENGTH = 21;
@@ -307,6 +309,12 @@ class DidSimulator {
     const checked = this.#validator.check(json, { allowHttpWebhooks: this.knobs.allowHttpWebhooks });
     if (!checked.ok) {
       this.#sendJson(exchange, 400, validationError(checked.details));
+      return;
+    }
+    const script = checked.body.script;
+    if (script.type === 'text' && script.input.replace(/<[^>]*>/g, '').length > MAX_SPOKEN_CHARS) {
+      // The published schema allows 40,000 characters; its description adds "10K excluding SSML tags".
+      this.#sendJson(exchange, 400, validationError({ 'body.script.input': { message: `must be at most ${MAX_SPOKEN_CHARS} characters excluding SSML tags` } }));
       return;
     }
     if (this.knobs.credits < 1) {

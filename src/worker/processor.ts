@@ -29,6 +29,24 @@ export interface RowFailure {
   code: string;
   kind: string;
   description: string;
+  /** D-ID's `details` (a ValidationError's per-field reasons) as JSON, bounded. */
+  details?: string;
+}
+
+/** D-ID's details may be anything; the report keeps at most this much of their JSON. */
+export const FAILURE_DETAILS_MAX = 2_000;
+
+/** D-ID's `details` as bounded JSON text, or undefined when there are none. */
+export function failureDetails(details: unknown): string | undefined {
+  if (details === undefined || details === null) return undefined;
+  let text: string;
+  try {
+    text = typeof details === 'string' ? details : JSON.stringify(details);
+  } catch {
+    return undefined;
+  }
+  if (text === undefined || text === '' || text === '{}') return undefined;
+  return text.length > FAILURE_DETAILS_MAX ? `${text.slice(0, FAILURE_DETAILS_MAX - 1)}…` : text;
 }
 
 export interface ProcessorDeps {
@@ -225,7 +243,8 @@ export function createProcessor(deps: ProcessorDeps) {
         // 400, 403 PermissionError, 404, 451...: D-ID said no to this row; asking again cannot help.
         await clearSubmit();
         await releaseBudget();
-        return failRow({ code: error.code, kind: error.kind, description: error.description });
+        const details = failureDetails(error.details);
+        return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
       }
       if (error instanceof DidConnectionError || error instanceof DidServerError || error instanceof DidProtocolError) {
         // Ambiguous: the talk may exist. Keep submitStartedAt so the next try looks before it creates.
