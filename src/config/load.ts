@@ -72,6 +72,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dashboardWrite: v.TALKBATCH_DASHBOARD_WRITE,
     callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
+    localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
+    uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
   });
 }
 

@@ -59,6 +59,15 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_DASHBOARD_WRITE: z.preprocess(emptyToUndefined, bool(false)),
   TALKBATCH_CALLBACK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   TALKBATCH_MAX_BODY_BYTES: int(1_024, 1_073_741_824, 50 * 1024 * 1024),
+  TALKBATCH_LOCAL_MEDIA_DIRS: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((dir) => dir.trim()).filter(Boolean))
+      .pipe(z.array(z.string().refine((dir) => dir.startsWith('/'), 'each folder must be an absolute path')))
+      .optional(),
+  ),
+  TALKBATCH_UPLOAD_TTL_MS: int(60_000, 24 * 60 * 60_000, 20 * 60 * 60_000),
 });
 
 export type EnvInput = z.input<typeof ENV_SCHEMA>;
@@ -109,4 +118,8 @@ export interface Config {
   /** Signs batch-finished callbacks (HMAC-SHA256); defaults to the webhook secret. */
   readonly callbackSecret: string | undefined;
   readonly maxBodyBytes: number;
+  /** Folders a manifest sent through the REST API may name local images/audio in; none by default. */
+  readonly localMediaDirs: readonly string[];
+  /** How long an uploaded file's D-ID URL is reused; below D-ID's 24-48 h storage time. */
+  readonly uploadTtlMs: number;
 }

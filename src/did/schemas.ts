@@ -217,3 +217,27 @@ export const ErrorBody = z.union([
   z.looseObject({ kind: z.string(), description: z.string().optional(), details: z.unknown().optional() }),
   z.looseObject({ message: z.string() }),
 ]);
+
+/*
+ * talkbatch's side of D-ID's uploads: a talk may name local files (absolute paths) for its image and audio. Before
+ * the create, the worker uploads them through POST /images and POST /audios and puts D-ID's URLs in their place;
+ * a body sent to POST /talks never carries these fields (createTalkBody in src/queue/payload.ts).
+ */
+export const LocalAudioScript = z.strictObject({
+  type: z.literal('audio'),
+  subtitles: didBoolean.optional(),
+  /** Absolute path of a local audio file, uploaded through POST /audios. */
+  audio_file: z.string().min(1),
+});
+export const TalkWithFiles = CreateTalkRequest.extend({
+  /** Absolute path of a local image, uploaded through POST /images and sent as `source_url`. */
+  source_file: z.string().min(1).optional(),
+  script: z.union([Script, LocalAudioScript]),
+}).refine((talk) => !(talk.source_file !== undefined && talk.source_url !== undefined), { message: 'give source_url or source_file, not both', path: ['source_file'] });
+export type TalkWithFiles = z.infer<typeof TalkWithFiles>;
+
+/** D-ID's limits for uploads: images (FAQ: at most 10 MB) and audio (POST /audios: at most 6 MB). */
+export const UPLOAD_MAX_BYTES = { image: 10 * 1024 * 1024, audio: 6 * 1024 * 1024 } as const;
+
+export const UploadResponse = z.looseObject({ url: z.string().min(1), id: z.string().optional() });
+export type UploadResponse = z.infer<typeof UploadResponse>;

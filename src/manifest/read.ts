@@ -1,4 +1,5 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
@@ -8,7 +9,8 @@ import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
 import { RowSpool } from './row-spool.js';
-import { localManifest, sourceLabel } from './spool.js';
+import { isUrlSource } from './remote.js';
+import { localManifest, sourceLabel, STDIN_SOURCE } from './spool.js';
 import { templateVariablesRaw } from './template.js';
 import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ManifestSource, ValidationReport } from './types.js';
 import { imageUrlMessage } from './urls.js';
@@ -197,6 +199,7 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
   const ctx: RowContext = { file, defaults: options.defaults ?? {}, namer: mapping.namer, columnNumbers: new Map() };
   if (options.template !== undefined) ctx.template = options.template;
   if (options.nameTemplate !== undefined) ctx.nameTemplate = options.nameTemplate;
+  if (options.localMedia !== undefined) ctx.localMedia = options.localMedia;
   // Only keys and names are kept, never rows: memory grows with the number of rows by a few dozen bytes each.
   const firstLineOfKey = new Map<string, number>();
   const firstLineOfName = new Map<string, number>();
@@ -344,6 +347,18 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
   return report;
 }
 
+/**
+ * Local files in image_url/audio_url: a manifest file names them relative to its folder, standard input relative
+ * to the working directory; a manifest fetched from a URL names none (nobody who can publish a sheet may make
+ * talkbatch read this machine's files). A caller's own policy (the REST API's) wins.
+ */
+function withLocalMediaPolicy(source: ManifestSource, options: ManifestOptions): ManifestOptions {
+  if (options.localMedia !== undefined) return options;
+  if (source === STDIN_SOURCE) return { ...options, localMedia: { baseDir: process.cwd() } };
+  if (isUrlSource(source)) return { ...options, localMedia: { baseDir: process.cwd(), roots: [], refusal: 'a manifest fetched from a URL may not do' } };
+  return { ...options, localMedia: { baseDir: dirname(resolve(source)) } };
+}
+
 /** A manifest opened once and readable many times (standard input and URLs are copied to a temp file). */
 export interface OpenedManifest {
   /** How issues name the source: the path, `stdin`, or the URL without credentials or secret query values. */
@@ -370,7 +385,8 @@ async function* rowsOf(events: AsyncIterable<EngineEvent>): AsyncGenerator<Manif
  * again with the same content. Throws ManifestError when the options are invalid or the source cannot be had at all
  * (missing file, HTTP 404, ...). Call close() when done.
  */
-export async function openManifest(source: ManifestSource, options: ManifestOptions = {}): Promise<OpenedManifest> {
+export async function openManifest(source: ManifestSource, given: ManifestOptions = {}): Promise<OpenedManifest> {
+  const options = withLocalMediaPolicy(source, given);
   const problems = optionIssues(sourceLabel(source), options);
   if (problems.length > 0) throw new ManifestError(problems);
   const local = await localManifest(source, options.source);

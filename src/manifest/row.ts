@@ -1,6 +1,6 @@
 import {
   AMAZON_VOICES,
-  CreateTalkRequest,
+  TalkWithFiles,
   OwnUserData,
   PROVIDER_TYPES,
   TalkConfig,
@@ -13,6 +13,7 @@ import { checkFileName, outputFileName, sanitizeNamePart, type VideoFormat } fro
 import { computeRowKey } from './row-key.js';
 import { escapeXml, renderWith } from './template.js';
 import type { ManifestDefaults, ManifestIssue, ManifestRow } from './types.js';
+import { checkLocalMedia, isLocalPath, type LocalMediaPolicy } from './local-media.js';
 import { audioUrlMessage, imageUrlMessage } from './urls.js';
 
 /** A value as read from the file: CSV gives strings, JSON any JSON value. */
@@ -36,6 +37,8 @@ export interface RowContext {
   namer?: ColumnNamer;
   /** Canonical name -> 1-based CSV column; empty for JSON. */
   columnNumbers: ReadonlyMap<string, number>;
+  /** Whether and where image_url/audio_url may name local files; undefined allows none. */
+  localMedia?: LocalMediaPolicy;
 }
 
 export type BuiltRow =
@@ -228,7 +231,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   const defaults = ctx.defaults;
   const ssml = bool('ssml') ?? defaults.ssml ?? false;
   const subtitles = bool('subtitles') ?? defaults.subtitles;
-  let script: CreateTalkRequest['script'] | undefined;
+  let script: TalkWithFiles['script'] | undefined;
   let scriptColumn = 'script';
   let estimatedSeconds: number | null = null;
   if (given('script') && given('audio_url')) add('audio_url', 'give either script or audio_url, not both');
@@ -258,7 +261,14 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   } else if (given('audio_url')) {
     // Voice columns mean nothing for an audio script; a sheet mixing text and audio rows may still fill them.
     const url = get('audio_url');
-    if (url !== undefined) {
+    if (url !== undefined && isLocalPath(url)) {
+      const local = checkLocalMedia(url, 'audio', ctx.localMedia);
+      if ('message' in local) add('audio_url', local.message);
+      else {
+        script = { type: 'audio', audio_file: local.path };
+        if (subtitles !== undefined) script.subtitles = subtitles;
+      }
+    } else if (url !== undefined) {
       const message = audioUrlMessage(url);
       if (message !== undefined) add('audio_url', message);
       else {
@@ -272,7 +282,12 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
 
   // 4. Image.
   const image = get('image_url') ?? (given('image_url') ? undefined : defaults.imageUrl);
-  if (image !== undefined) {
+  let imageFile: string | undefined;
+  if (image !== undefined && isLocalPath(image)) {
+    const local = checkLocalMedia(image, 'image', ctx.localMedia);
+    if ('message' in local) add('image_url', local.message);
+    else imageFile = local.path;
+  } else if (image !== undefined) {
     const message = imageUrlMessage(image);
     if (message !== undefined) add('image_url', message);
   } else if (!given('image_url')) {
@@ -345,7 +360,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   if (issues.length > 0 || script === undefined || image === undefined || outputName === undefined) return built;
 
   // 7. The body, checked against D-ID's schema as a last line of defence.
-  const body: Record<string, unknown> = { source_url: image, script };
+  const body: Record<string, unknown> = imageFile === undefined ? { source_url: image, script } : { source_file: imageFile, script };
   if (Object.keys(config).length > 0) body.config = config;
   if (nameCell !== undefined) body.name = nameCell;
   for (const column of ['driver_url', 'result_url', 'webhook']) setIfGiven(body, column, get(column));
@@ -358,7 +373,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
     else add('user_data', `${own.error.issues[0]?.message ?? 'is invalid'} (got ${formatCount(userData.length)} characters)`);
   }
   if (issues.length > 0) return built;
-  const parsed = CreateTalkRequest.safeParse(body);
+  const parsed = TalkWithFiles.safeParse(body);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CreateTalkRequest, OwnUserData } from '../did/schemas.js';
+import { OwnUserData, TalkWithFiles, type CreateTalkRequest } from '../did/schemas.js';
 
 export const JOB_NAME = 'talk';
 export const PAYLOAD_VERSION = 1;
@@ -15,7 +15,7 @@ export const BatchId = z.string().regex(BATCH_ID_PATTERN, 'batch id: 1-80 letter
  * What the caller asks D-ID to make: any POST /talks body (scalars coerced to D-ID's types). The caller's own
  * `user_data` is sent with talkbatch's tag appended (see userDataFor); `webhook` is the row's own (see docs).
  */
-export const TalkSpec = CreateTalkRequest.extend({ user_data: OwnUserData.optional() });
+export const TalkSpec = TalkWithFiles.safeExtend({ user_data: OwnUserData.optional() });
 
 export const StepName = z.enum(['submitting', 'rendering', 'downloading']);
 export type StepName = z.infer<typeof StepName>;
@@ -82,10 +82,33 @@ export function userDataFor(own: string | undefined, tag: string): string {
   return own === undefined ? tag : `${own} [talkbatch ${tag}]`;
 }
 
-/** The POST /talks body for a row: its talk, user_data carrying talkbatch's tag, and the webhook D-ID should call. */
-export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webhook: string | undefined): z.infer<typeof CreateTalkRequest> {
-  const { webhook: _rowWebhook, ...rest } = talk;
-  return { ...rest, user_data: userDataFor(talk.user_data, tag), ...(webhook ? { webhook } : {}) };
+/** D-ID's URLs for a talk's local files, once uploaded. */
+export interface UploadedMedia {
+  sourceUrl?: string;
+  audioUrl?: string;
+}
+
+/**
+ * The POST /talks body for a row: its talk with uploaded files' URLs in place of their paths, user_data carrying
+ * talkbatch's tag, and the webhook D-ID should call.
+ */
+export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webhook: string | undefined, uploaded: UploadedMedia = {}): CreateTalkRequest {
+  const { webhook: _rowWebhook, source_file: sourceFile, script, ...rest } = talk;
+  if (sourceFile !== undefined && uploaded.sourceUrl === undefined) throw new Error('createTalkBody: the local image is not uploaded yet');
+  let sent: CreateTalkRequest['script'];
+  if ('audio_file' in script) {
+    if (uploaded.audioUrl === undefined) throw new Error('createTalkBody: the local audio is not uploaded yet');
+    sent = { type: 'audio', audio_url: uploaded.audioUrl, ...(script.subtitles === undefined ? {} : { subtitles: script.subtitles }) };
+  } else {
+    sent = script;
+  }
+  return {
+    ...rest,
+    ...(uploaded.sourceUrl === undefined ? {} : { source_url: uploaded.sourceUrl }),
+    script: sent,
+    user_data: userDataFor(talk.user_data, tag),
+    ...(webhook ? { webhook } : {}),
+  };
 }
 
 export function jobIdFor(batchId: string, rowKey: string): string {

@@ -107,11 +107,17 @@ function recordFor(
     errorKind: status === 'failed' ? (failure?.kind ?? 'Error') : null,
     errorDescription: status === 'failed' ? (failure?.description ?? failedReason) : null,
     errorDetails: status === 'failed' ? (failure?.details ?? null) : null,
-    script: data.talk?.script ? (data.talk.script.type === 'text' ? data.talk.script.input : data.talk.script.audio_url) : null,
+    script: scriptText(data.talk?.script),
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
   };
+}
+
+function scriptText(script: JobPayload['talk']['script'] | undefined): string | null {
+  if (!script) return null;
+  if (script.type === 'text') return script.input;
+  return 'audio_file' in script ? script.audio_file : script.audio_url;
 }
 
 export interface ReportFiles {

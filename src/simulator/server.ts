@@ -58,6 +58,8 @@ export interface SimulatorStats {
   webhooksSent: number;
   /** Webhook attempts that failed (each retry counts). */
   webhookFailures: number;
+  /** Files accepted by POST /images and POST /audios. */
+  uploads: number;
 }
 
 export interface Simulator {
@@ -79,6 +81,9 @@ export interface Simulator {
 const DEFAULT_API_KEY = 'sim-user:sim-secret';
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_LIST_LIMIT = 100;
+/** D-ID's upload limits: images 10 MB (FAQ), audio 6 MB (POST /audios). */
+const UPLOAD_LIMITS = { image: 10 * 1024 * 1024, audio: 6 * 1024 * 1024 } as const;
+const MULTIPART_OVERHEAD = 64 * 1024;
 /** D-ID's text limit without SSML tags (the published input description). */
 const MAX_SPOKEN_CHARS = 10_000;
 /** Reported by GET /credits when credits are unlimited, since JSON has no Infinity. */
@@ -250,6 +255,8 @@ class DidSimulator {
     if (talkId !== undefined && method === 'GET') return this.#api(exchange, () => this.#getTalk(exchange, talkId));
     if (talkId !== undefined && method === 'DELETE') return this.#api(exchange, () => this.#deleteTalk(exchange, talkId));
     if (path === '/credits' && method === 'GET') return this.#api(exchange, () => this.#getCredits(exchange));
+    if (path === '/images' && method === 'POST') return this.#api(exchange, () => this.#upload(exchange, 'image'));
+    if (path === '/audios' && method === 'POST') return this.#api(exchange, () => this.#upload(exchange, 'audio'));
     this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no route for ${method} ${path}` });
   }
 
@@ -347,6 +354,49 @@ class DidSimulator {
       return;
     }
     this.#sendJson(exchange, 201, { id: talk.id, object: 'talk', created_by: SIMULATED_OWNER, created_at: new Date(nowMs).toISOString(), status: 'created' });
+  }
+
+  /** POST /images and POST /audios: multipart with one file field (`image` / `audio`), answered as the document says. */
+  async #upload(exchange: Exchange, kind: 'image' | 'audio'): Promise<void> {
+    const limit = UPLOAD_LIMITS[kind];
+    const body = await readBody(exchange.req, limit + MULTIPART_OVERHEAD);
+    const contentType = exchange.req.headers['content-type'] ?? '';
+    if (body === 'too-large') {
+      this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
+      return;
+    }
+    let file: File | undefined;
+    try {
+      const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+      const field = form.get(kind);
+      file = typeof field === 'object' && field !== null ? (field as File) : undefined;
+    } catch {
+      file = undefined;
+    }
+    if (file === undefined) {
+      this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: `multipart/form-data with a "${kind}" file field is required` });
+      return;
+    }
+    const bytes = Buffer.from(await file.arrayBuffer());
+    if (bytes.length > limit) {
+      this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
+      return;
+    }
+    const imageType = kind === 'image' ? imageTypeOf(bytes) : undefined;
+    if (kind === 'image' && imageType === undefined) {
+      this.#sendJson(exchange, 415, { kind: 'UnsupportedMimeTypeError', description: 'The provided mime type is not supported', details: { received: file.type, supported: ['image/jpeg', 'image/png'] } });
+      return;
+    }
+    if (kind === 'audio' && !/^(audio|video)\//.test(file.type)) {
+      this.#sendJson(exchange, 415, { kind: 'UnsupportedMimeTypeError', description: 'The provided mime type is not supported', details: { received: file.type, supported: ['audio/*', 'video/*'] } });
+      return;
+    }
+    this.#counters.uploads++;
+    const id = randomBytes(TALK_ID_LENGTH).toString('base64url').slice(0, TALK_ID_LENGTH);
+    const owner = encodeURIComponent(SIMULATED_OWNER);
+    // D-ID stores audio as 16 kHz WAV; images keep their type. Both URLs match the talk schema's patterns.
+    const url = kind === 'image' ? `s3://d-id-images-prod/${owner}/${id}/image.${imageType}` : `s3://d-id-audios-prod/${owner}/${id}/audio.wav`;
+    this.#sendJson(exchange, 201, kind === 'image' ? { id, url } : { id, url, duration: 2 });
   }
 
   #recordCreate(talk: SimulatedTalk, nowMs: number): void {
@@ -566,11 +616,18 @@ function emptyCounters() {
     downloads: 0,
     webhooksSent: 0,
     webhookFailures: 0,
+    uploads: 0,
   };
 }
 
 function validationError(details: Record<string, { message: string }>): object {
   return { kind: 'ValidationError', description: 'Invalid request body', details };
+}
+
+function imageTypeOf(bytes: Buffer): 'jpg' | 'png' | undefined {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpg';
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'png';
+  return undefined;
 }
 
 function isJsonContentType(header: string | undefined): boolean {

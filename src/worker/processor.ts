@@ -16,12 +16,13 @@ import {
 import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
-import { createTalkBody, JobPayloadV1, talkTagFor, userDataFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
+import { createTalkBody, JobPayloadV1, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
+import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
 
 /** Why a row failed for good, kept in the job's data for the results report. */
@@ -63,6 +64,8 @@ export interface ProcessorDeps {
   handback: AbortSignal;
   /** The webhook URL for a job, when webhooks are on. */
   webhookUrlFor?: (jobId: string) => string | undefined;
+  /** Local images and audio named by rows: uploaded once per content, URL remembered. */
+  uploads?: UploadCache;
   /** 401 or a malformed-key 403: the worker must stop taking jobs. */
   onAuthFailure: (error: DidApiError) => void;
   /** 402: pause the queue and watch credits. */
@@ -141,6 +144,8 @@ export function createProcessor(deps: ProcessorDeps) {
       }
       if (!talkId) {
         if (deps.handback.aborted) await handBack(0);
+        // Before the budget and the create checkpoint: an upload is free, and a failed one must not look like a create in flight.
+        const uploaded = await uploadLocalFiles();
         const budgetMember = `${payload.rowKey}#${payload.generation}`;
         const seconds = payload.estimatedSeconds ?? 0;
         const verdict = await deps.batches.reserveBudget(payload.batchId, budgetMember, seconds);
@@ -157,7 +162,7 @@ export function createProcessor(deps: ProcessorDeps) {
         const webhook = deps.webhookUrlFor?.(jobId) ?? payload.talk.webhook;
         try {
           const created = await did.createTalk(
-            createTalkBody(payload.talk, talkTagFor(jobId, payload.generation), webhook),
+            createTalkBody(payload.talk, talkTagFor(jobId, payload.generation), webhook, uploaded),
             signal ? { signal } : {},
           );
           talkId = created.id;
@@ -251,6 +256,32 @@ export function createProcessor(deps: ProcessorDeps) {
         log.warn({ err: (error as Error).message }, 'create failed ambiguously; the next try reconciles first');
       }
       throw error;
+    }
+
+    async function uploadLocalFiles(): Promise<UploadedMedia> {
+      const { talk } = payload;
+      const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
+      if (talk.source_file === undefined && audioFile === undefined) return {};
+      if (!deps.uploads) throw new UnrecoverableError('LOCAL_FILE: this worker cannot upload local files');
+      const options = signal ? { signal } : {};
+      try {
+        const uploaded: UploadedMedia = {};
+        if (talk.source_file !== undefined) uploaded.sourceUrl = await deps.uploads.urlFor('image', talk.source_file, options);
+        if (audioFile !== undefined) uploaded.audioUrl = await deps.uploads.urlFor('audio', audioFile, options);
+        return uploaded;
+      } catch (error) {
+        if (error instanceof LocalFileError) return failRow({ code: 'LOCAL_FILE', kind: 'LocalFileError', description: error.message });
+        if (error instanceof DidAuthError && !(error.status === 403 && error.kind === 'PermissionError')) {
+          deps.onAuthFailure(error);
+          return handBack(config.creditCheckMs);
+        }
+        if (error instanceof DidApiError && !(error instanceof DidServerError) && !(error instanceof DidRateLimitError)) {
+          // D-ID refused the file itself (not an image, too large, moderation): asking again cannot help.
+          const details = failureDetails(error.details);
+          return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
+        }
+        throw error;
+      }
     }
 
     async function clearSubmit(): Promise<void> {
