@@ -50,6 +50,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   maxBodyBytes: 'TALKBATCH_MAX_BODY_BYTES',
   localMediaDirs: 'TALKBATCH_LOCAL_MEDIA_DIRS',
   uploadTtlMs: 'TALKBATCH_UPLOAD_TTL_MS',
+  outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
 };
 
 /**

@@ -74,6 +74,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
     localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
     uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
+    outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
   });
 }
 

@@ -68,6 +68,14 @@ export const ENV_SCHEMA = z.object({
       .optional(),
   ),
   TALKBATCH_UPLOAD_TTL_MS: int(60_000, 24 * 60 * 60_000, 20 * 60 * 60_000),
+  TALKBATCH_OUTBOUND_ALLOW: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((entry) => entry.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^\s/:@?#[\]]+|[0-9a-fA-F:.]+)(?::\d{1,5})?$/, 'each entry must be a host name or IP address, optionally with :port')))
+      .optional(),
+  ),
 });
 
 export type EnvInput = z.input<typeof ENV_SCHEMA>;
@@ -122,4 +130,6 @@ export interface Config {
   readonly localMediaDirs: readonly string[];
   /** How long an uploaded file's D-ID URL is reused; below D-ID's 24-48 h storage time. */
   readonly uploadTtlMs: number;
+  /** Hosts (name or IP, optionally :port) that requests made on a user's behalf may reach although they are not public. */
+  readonly outboundAllow: readonly string[];
 }

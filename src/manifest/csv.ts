@@ -6,10 +6,11 @@ import { detectDelimiter } from './detect.js';
 import type { RawCell } from './row.js';
 import { countLineBreaks, issueAt, type SourceEvent } from './source.js';
 import type { ManifestIssue } from './types.js';
-import { Utf8Guard, encodingMessage } from './utf8.js';
+import { DEFAULT_ENCODING, decodingStage } from './encoding.js';
+import { encodingMessage } from './utf8.js';
 
 /*
- * CSV reader: file -> UTF-8 guard -> csv-parse (streaming, so memory stays flat however long the sheet is).
+ * CSV reader: file -> UTF-8 guard, or conversion to UTF-8 (encoding.ts) -> csv-parse (streaming, so memory stays flat however long the sheet is).
  *
  * Line numbers: csv-parse's `info.lines` (option `info`) is the line a record *ends* on and counts a CRLF inside a quoted cell as
  * two lines, so the start line is computed from `raw` instead: `raw` holds the record's text plus the blank lines
@@ -115,9 +116,15 @@ function parseErrorIssue(error: unknown, startLine: number, file: string): Manif
   }
 }
 
-export async function* readCsv(path: string, file: string, head: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
+export async function* readCsv(
+  path: string,
+  file: string,
+  head: string,
+  namer: ColumnNamer = canonicalColumn,
+  encoding: string = DEFAULT_ENCODING,
+): AsyncGenerator<SourceEvent> {
   const source = createReadStream(path);
-  const guard = new Utf8Guard();
+  const guard = decodingStage(encoding);
   const parser = parse({
     delimiter: detectDelimiter(head),
     bom: true,

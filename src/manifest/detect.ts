@@ -101,12 +101,10 @@ export function workbookHeadProblem(head: Uint8Array): string | undefined {
 }
 
 /**
- * A problem recognisable from the first bytes alone (wrong encoding, a workbook read as text), else undefined.
- * Text formats only: an .xlsx workbook is a zip archive and is read by its own reader.
+ * A problem recognisable from the first bytes alone (a workbook read as text), else undefined. Text formats only:
+ * an .xlsx workbook is a zip archive and is read by its own reader. Encodings are told apart in encoding.ts.
  */
 export function headProblem(head: Uint8Array): string | undefined {
-  const [a, b] = [head[0], head[1]];
-  if ((a === 0xff && b === 0xfe) || (a === 0xfe && b === 0xff)) return 'file is UTF-16; save it as UTF-8 (in Excel: "CSV UTF-8")';
   if (isZip(head)) return 'file is a zip archive (an .xlsx workbook?); name it .xlsx, pass --format xlsx, or export the sheet as CSV UTF-8';
   if (isOle(head)) return OLE_MESSAGE;
   return undefined;

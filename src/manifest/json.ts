@@ -4,7 +4,8 @@ import { createInterface } from 'node:readline';
 import { canonicalColumn, type ColumnNamer } from './columns.js';
 import type { CellValue, RawCell } from './row.js';
 import { countLineBreaks, issueAt, jsonErrorText, type SourceEvent } from './source.js';
-import { Utf8Guard, checkUtf8, encodingMessage } from './utf8.js';
+import { DEFAULT_ENCODING, decodeWhole, decodingStage } from './encoding.js';
+import { encodingMessage } from './utf8.js';
 
 /*
  * JSON and JSONL readers.
@@ -113,19 +114,19 @@ export function rowStartLines(text: string): number[] {
   return lines;
 }
 
-export async function* readJson(path: string, file: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
+export async function* readJson(path: string, file: string, namer: ColumnNamer = canonicalColumn, encoding: string = DEFAULT_ENCODING): AsyncGenerator<SourceEvent> {
   const { size } = await stat(path);
   if (size > JSON_MAX_BYTES) {
     yield { kind: 'issue', issue: issueAt(file, 1, `JSON file is larger than ${JSON_MAX_BYTES / 1024 / 1024} MB; use JSONL (one object per line) for big batches`) };
     return;
   }
   const bytes = await readFile(path);
-  const problem = checkUtf8(bytes);
-  if (problem !== undefined) {
-    yield { kind: 'issue', issue: issueAt(file, problem.line, encodingMessage(problem)) };
+  const decoded = decodeWhole(bytes, encoding);
+  if ('problem' in decoded) {
+    yield { kind: 'issue', issue: issueAt(file, decoded.problem.line, encodingMessage(decoded.problem)) };
     return;
   }
-  const text = stripBom(bytes.toString('utf8'));
+  const text = decoded.text;
   if (text.trim() === '') {
     yield { kind: 'issue', issue: issueAt(file, 1, 'file is empty') };
     return;
@@ -165,9 +166,9 @@ export async function* readJson(path: string, file: string, namer: ColumnNamer =
   }
 }
 
-export async function* readJsonl(path: string, file: string, namer: ColumnNamer = canonicalColumn): AsyncGenerator<SourceEvent> {
+export async function* readJsonl(path: string, file: string, namer: ColumnNamer = canonicalColumn, encoding: string = DEFAULT_ENCODING): AsyncGenerator<SourceEvent> {
   const source = createReadStream(path);
-  const guard = new Utf8Guard();
+  const guard = decodingStage(encoding);
   source.on('error', (error) => guard.destroy(error));
   const lines = createInterface({ input: source.pipe(guard), crlfDelay: Infinity });
   const columns = new Set<string>();

@@ -4,6 +4,7 @@ import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
 import { HEAD_BYTES, detectFormat, headProblem, workbookHeadProblem } from './detect.js';
+import { decodeHead, encodingName, resolveEncoding, unknownEncodingMessage } from './encoding.js';
 import { ManifestError } from './issues.js';
 import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
@@ -39,6 +40,9 @@ function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   };
   if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json, jsonl or xlsx (got "${String(options.format)}")`);
   if (options.sheet !== undefined && (typeof options.sheet !== 'string' || options.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
+  if (options.encoding !== undefined && (typeof options.encoding !== 'string' || encodingName(options.encoding) === undefined)) {
+    fail('encoding', unknownEncodingMessage(String(options.encoding)));
+  }
   for (const problem of columnMapping(options.map).problems) fail('map', problem);
   const defaults = options.defaults ?? {};
   if (defaults.imageUrl !== undefined) {
@@ -167,7 +171,9 @@ function columnIssues(file: string, line: number, columns: readonly string[], op
 /** The engine over a local file; `file` is how issues name it. Options were checked by openManifest. */
 async function* run(path: string, file: string, options: ManifestOptions): AsyncGenerator<EngineEvent> {
   const head = await readHead(path, file);
-  const headText = new TextDecoder('utf-8').decode(head.bytes);
+  const decoding = resolveEncoding(head.bytes, options.encoding);
+  const encoding = 'encoding' in decoding ? decoding.encoding : 'utf-8';
+  const headText = decodeHead(head.bytes, encoding);
   const format = options.format ?? detectFormat(path, headText, head.bytes);
   yield { kind: 'format', format };
   const known = head.size <= HEAD_BYTES;
@@ -179,6 +185,13 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
   if (binary !== undefined) {
     yield { kind: 'issue', issue: issueAt(file, 1, binary) };
     return;
+  }
+  if (format !== 'xlsx' && 'problem' in decoding) {
+    yield { kind: 'issue', issue: issueAt(file, 1, decoding.problem) };
+    return;
+  }
+  if (options.encoding !== undefined && format === 'xlsx') {
+    yield { kind: 'issue', issue: issueAt(file, 1, 'encoding applies to CSV, JSON and JSONL files only (an .xlsx workbook names its own)', 'encoding') };
   }
   if (options.sheet !== undefined && format !== 'xlsx') {
     yield { kind: 'issue', issue: issueAt(file, 1, `sheet applies to .xlsx workbooks only (this is ${format})`, 'sheet') };
@@ -206,11 +219,11 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
 
   const events: AsyncGenerator<SourceEvent> =
     format === 'csv'
-      ? readCsv(path, file, headText, headerNamer)
+      ? readCsv(path, file, headText, headerNamer, encoding)
       : format === 'json'
-        ? readJson(path, file, headerNamer)
+        ? readJson(path, file, headerNamer, encoding)
         : format === 'jsonl'
-          ? readJsonl(path, file, headerNamer)
+          ? readJsonl(path, file, headerNamer, encoding)
           : readXlsx(path, file, headerNamer, options.sheet);
   for await (const event of events) {
     switch (event.kind) {

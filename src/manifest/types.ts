@@ -60,6 +60,11 @@ export interface ManifestOptions {
   /** The worksheet of an .xlsx workbook to read. Default: the first one. */
   sheet?: string;
   /**
+   * Text encoding of a CSV, JSON or JSONL file, e.g. `windows-1252` (Excel's "CSV" on Windows) or `utf-16le`.
+   * Default: UTF-8. A byte-order mark at the start of the file wins (Excel's "Unicode Text" is UTF-16 LE with one).
+   */
+  encoding?: string;
+  /**
    * talkbatch field -> the sheet's header for it, e.g. `{ image_url: 'Headshot' }`. Matched like headers (case,
    * spaces and camelCase do not matter); templates may use either name.
    */

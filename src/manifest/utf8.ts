@@ -129,5 +129,5 @@ export function checkUtf8(bytes: Uint8Array): EncodingProblem | undefined {
 
 export function encodingMessage(problem: EncodingProblem): string {
   const hex = problem.byte.toString(16).toUpperCase().padStart(2, '0');
-  return `not valid UTF-8 (byte 0x${hex}); save the file as UTF-8 (in Excel: "CSV UTF-8")`;
+  return `not valid UTF-8 (byte 0x${hex}); if Excel saved it as "CSV" on Windows, pass --encoding windows-1252 (the "encoding" option of job files, schedules and the API), else save it as UTF-8 (in Excel: "CSV UTF-8")`;
 }

@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppError } from '../shared/errors.js';
+import { ensureProgram, fixHint, hostFacts, locateProgram, planProgram, ProgramUnavailableError, type SystemProgram } from '../shared/system-package.js';
 
 /** No Redis could be found or started: exit code 2 with a one-line fix. */
 export class RedisUnavailableError extends AppError {
@@ -29,31 +30,57 @@ export interface EnsureRedisOptions {
   announce?: (message: string) => void;
 }
 
-export const REDIS_FIX_HINT =
-  'Install Redis (Debian/Ubuntu: sudo apt-get install -y redis-server; macOS: brew install redis), start a Docker daemon, or set REDIS_URL=redis://host:6379';
+/** redis-server as Debian packages it; the Docker fix runs the official image and points REDIS_URL at it. */
+export const REDIS_SERVER: SystemProgram = {
+  purpose: 'talkbatch',
+  candidates: ['redis-server'],
+  debianPackage: 'redis-server',
+  debianPath: '/usr/bin/redis-server',
+  fixes: {
+    debian: 'sudo apt-get install -y redis-server',
+    macos: 'brew install redis',
+    docker: 'docker run -d -p 6379:6379 redis:7 and set REDIS_URL=redis://127.0.0.1:6379',
+  },
+};
+
+export const REDIS_FIX_HINT = `Install Redis (${fixHint(REDIS_SERVER)}), or set REDIS_URL=redis://host:6379`;
+
+const TESTCONTAINERS_HINT = 'A Docker daemon is running: "npm install testcontainers" lets talkbatch start Redis in a container.';
 
 /**
  * A Redis to run on: REDIS_URL if given, else a private redis-server (temp dir, free port, noeviction,
- * AOF) stopped with the handle, else a testcontainers Redis, else Debian's package installed on the spot.
+ * AOF) stopped with the handle, else a testcontainers Redis when Docker runs and the optional
+ * testcontainers package is installed, else Debian's package installed on the spot (root only).
  */
 export async function ensureRedis(options: EnsureRedisOptions = {}): Promise<RedisHandle> {
   if (options.redisUrl) return { url: options.redisUrl, source: 'external', stop: async () => {} };
 
-  let binary = findOnPath('redis-server');
-  if (binary) return startPrivateRedis({ binary });
+  const host = hostFacts();
+  const plan = planProgram(REDIS_SERVER, host, locateProgram);
+  if (plan.action === 'use') return startPrivateRedis({ binary: plan.path });
 
-  if (options.dockerHost || existsSync('/var/run/docker.sock')) {
-    const container = await startRedisContainer(options.announce).catch(() => undefined);
-    if (container) return container;
+  const dockerWanted = Boolean(options.dockerHost) || existsSync('/var/run/docker.sock');
+  let dockerNote = '';
+  if (dockerWanted) {
+    const testcontainers = await loadTestcontainers();
+    if (testcontainers) {
+      const container = await startRedisContainer(testcontainers, options.announce).catch(() => undefined);
+      if (container) return container;
+    } else {
+      dockerNote = ` ${TESTCONTAINERS_HINT}`;
+    }
   }
 
-  if (options.allowInstall !== false && canInstallWithApt()) {
-    options.announce?.('redis-server is not installed; installing Debian\'s "redis-server" package with apt-get (one time)...');
-    installWithApt();
-    binary = findOnPath('redis-server') ?? (existsSync('/usr/bin/redis-server') ? '/usr/bin/redis-server' : undefined);
-    if (binary) return startPrivateRedis({ binary });
+  if (plan.action === 'install' && options.allowInstall !== false) {
+    try {
+      return await startPrivateRedis({ binary: ensureProgram(REDIS_SERVER, (message) => options.announce?.(message), host) });
+    } catch (error) {
+      if (error instanceof ProgramUnavailableError) throw new RedisUnavailableError(`${error.message}${dockerNote}`);
+      throw error;
+    }
   }
-  throw new RedisUnavailableError(`redis-server not found. ${REDIS_FIX_HINT}`);
+  const reason = plan.action === 'fail' ? plan.message : `redis-server not found. ${fixHint(REDIS_SERVER)}`;
+  throw new RedisUnavailableError(`${reason}. Or set REDIS_URL=redis://host:6379.${dockerNote}`);
 }
 
 export interface PrivateRedisOptions {
@@ -70,7 +97,7 @@ export interface PrivateRedis extends RedisHandle {
 }
 
 export async function startPrivateRedis(options: PrivateRedisOptions = {}): Promise<PrivateRedis> {
-  const binary = options.binary ?? findOnPath('redis-server');
+  const binary = options.binary ?? locateProgram('redis-server');
   if (!binary) throw new RedisUnavailableError(`redis-server not found. ${REDIS_FIX_HINT}`);
   const ownsDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'talkbatch-redis-')));
@@ -156,25 +183,30 @@ export function freePort(): Promise<number> {
   });
 }
 
-function findOnPath(command: string): string | undefined {
-  const lookup = spawnSync('sh', ['-c', 'command -v "$0"', command], { encoding: 'utf8' });
-  const found = lookup.status === 0 ? lookup.stdout.trim() : '';
-  return found || undefined;
+/** The slice of testcontainers this module uses; the package is an optional peer dependency. */
+interface ContainerBuilder {
+  withCommand(command: string[]): ContainerBuilder;
+  withExposedPorts(...ports: number[]): ContainerBuilder;
+  withWaitStrategy(strategy: unknown): ContainerBuilder;
+  start(): Promise<{ getHost(): string; getMappedPort(port: number): number; stop(): Promise<unknown> }>;
+}
+interface Testcontainers {
+  GenericContainer: new (image: string) => ContainerBuilder;
+  Wait: { forLogMessage(message: string): unknown };
 }
 
-function canInstallWithApt(): boolean {
-  return process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/etc/debian_version') && Boolean(findOnPath('apt-get'));
-}
-
-function installWithApt(): void {
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', 'redis-server']]) {
-    const result = spawnSync('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (result.status !== 0) throw new RedisUnavailableError(`apt-get ${args.join(' ')} failed (exit ${result.status}). ${REDIS_FIX_HINT}`);
+/** testcontainers only when the user installed it: it pulls ssh2 and native add-ons talkbatch otherwise never needs. */
+async function loadTestcontainers(): Promise<Testcontainers | undefined> {
+  const name = 'testcontainers';
+  try {
+    return (await import(name)) as Testcontainers;
+  } catch {
+    return undefined;
   }
 }
 
-async function startRedisContainer(announce?: (message: string) => void): Promise<RedisHandle | undefined> {
-  const { GenericContainer, Wait } = await import('testcontainers');
+async function startRedisContainer(testcontainers: Testcontainers, announce?: (message: string) => void): Promise<RedisHandle> {
+  const { GenericContainer, Wait } = testcontainers;
   announce?.('redis-server is not installed; starting Redis in a Docker container (testcontainers)...');
   const container = await new GenericContainer('redis:7-alpine')
     .withCommand(['redis-server', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction'])

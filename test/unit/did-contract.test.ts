@@ -13,7 +13,10 @@ import { didCreateTalkValidator } from '../helpers/openapi.js';
 
 const validate = didCreateTalkValidator();
 const FIXTURES = fileURLToPath(new URL('../../fixtures/manifests/', import.meta.url));
-const OPTIONS: Record<string, ManifestOptions> = { 'people.csv': { template: 'Hi {{ first_name }}, welcome to {{company|our team}}!' } };
+const OPTIONS: Record<string, ManifestOptions> = {
+  'people.csv': { template: 'Hi {{ first_name }}, welcome to {{company|our team}}!' },
+  'excel-windows-1252.csv': { encoding: 'windows-1252' },
+};
 const LONGEST_JOB_ID = `${'b'.repeat(80)}-${'r'.repeat(100)}`;
 
 async function rowsOf(path: string, options: ManifestOptions): Promise<ManifestRow[]> {

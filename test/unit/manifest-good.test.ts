@@ -7,7 +7,11 @@ import { readManifest, validateManifest, type ManifestOptions, type ManifestRow 
 
 const GOOD = fileURLToPath(new URL('../../fixtures/manifests/good/', import.meta.url));
 const PEOPLE_TEMPLATE = 'Hi {{ first_name }}, welcome to {{company|our team}}!';
-const OPTIONS: Record<string, ManifestOptions> = { 'people.csv': { template: PEOPLE_TEMPLATE } };
+const OPTIONS: Record<string, ManifestOptions> = {
+  'people.csv': { template: PEOPLE_TEMPLATE },
+  // Excel's "CSV" on Windows: nothing in the bytes says so, the user does.
+  'excel-windows-1252.csv': { encoding: 'windows-1252' },
+};
 
 async function rowsOf(name: string): Promise<ManifestRow[]> {
   const rows: ManifestRow[] = [];
@@ -42,6 +46,17 @@ describe('good manifests', () => {
       expect(row.talk).not.toHaveProperty('webhook');
       expect(row.outputName).toMatch(/^[^/\\]+\.(mp4|mov)$/);
     }
+  });
+
+  it.each(['excel-unicode-text.txt', 'utf16be-bom.csv', 'excel-windows-1252.csv'])('%s: Excel\'s export reads as the text it holds', async (name) => {
+    const report = await validateManifest(join(GOOD, name), OPTIONS[name] ?? {});
+    expect(report).toMatchObject({ format: 'csv', rows: 2, valid: 2, issues: [], columns: ['id', 'first_name', 'last_name', 'image_url', 'script'] });
+    const rows = await rowsOf(name);
+    expect(rows.map((row) => row.line)).toEqual([2, 3]);
+    expect(rows[0]?.input).toMatchObject({ id: 'jose', first_name: 'José', last_name: 'García' });
+    expect(rows[0]?.talk.script).toEqual({ type: 'text', input: 'Hola José, tu plan cuesta 9 € al mes.' });
+    expect(rows[1]?.input).toMatchObject({ first_name: 'Lena', last_name: 'Müller' });
+    expect(rows[1]?.talk.script).toEqual({ type: 'text', input: 'Grüß dich, Lena Müller! Dein Gutschein: 5 €.' });
   });
 
   it('people.csv: template rendered per row, fallback for the empty company', async () => {
