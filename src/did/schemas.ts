@@ -232,8 +232,13 @@ export const LocalAudioScript = z.strictObject({
 export const TalkWithFiles = CreateTalkRequest.extend({
   /** Absolute path of a local image, uploaded through POST /images and sent as `source_url`. */
   source_file: z.string().min(1).optional(),
+  /** A share link (Google Drive, Dropbox, an image URL without .jpg/.png): fetched, checked to be an image, uploaded. */
+  source_link: z.url({ protocol: /^https?$/ }).optional(),
   script: z.union([Script, LocalAudioScript]),
-}).refine((talk) => !(talk.source_file !== undefined && talk.source_url !== undefined), { message: 'give source_url or source_file, not both', path: ['source_file'] });
+}).refine((talk) => [talk.source_url, talk.source_file, talk.source_link].filter((value) => value !== undefined).length <= 1, {
+  message: 'give one of source_url, source_file and source_link',
+  path: ['source_file'],
+});
 export type TalkWithFiles = z.infer<typeof TalkWithFiles>;
 
 /** D-ID's limits for uploads: images (FAQ: at most 10 MB) and audio (POST /audios: at most 6 MB). */

@@ -28,6 +28,38 @@ export function isLocalPath(value: string): boolean {
 
 const HEAD_BYTES = 16;
 
+/**
+ * An image link D-ID cannot take as it is, which talkbatch fetches, checks and uploads instead: a Google Drive or
+ * Dropbox share link (rewritten to its direct download), or any https URL whose path does not end in .jpg/.jpeg/.png
+ * (http only for localhost, as for manifest URLs). Undefined for anything else.
+ */
+export function shareLink(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  const local = url.hostname === 'localhost' || url.hostname === '127.0.0.1' || url.hostname === '[::1]';
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && local)) return undefined;
+  const host = url.hostname.toLowerCase();
+  if (host === 'drive.google.com' || host === 'docs.google.com') {
+    const id = /\/d\/([\w-]+)/.exec(url.pathname)?.[1] ?? url.searchParams.get('id');
+    return id ? `https://drive.google.com/uc?export=download&id=${encodeURIComponent(id)}` : undefined;
+  }
+  if (host === 'dropbox.com' || host.endsWith('.dropbox.com')) {
+    url.searchParams.delete('dl');
+    url.searchParams.set('dl', '1');
+    return url.href;
+  }
+  return /\.(?:jpe?g|png)$/i.test(url.pathname) ? undefined : url.href;
+}
+
+/** Whether these first bytes start a JPEG or PNG image. */
+export function isImageBytes(head: Uint8Array): boolean {
+  return sniff(Buffer.from(head.buffer, head.byteOffset, Math.min(head.byteLength, HEAD_BYTES)), 'image');
+}
+
 function sniff(head: Buffer, kind: MediaKind): boolean {
   const ascii = (start: number, text: string): boolean => head.subarray(start, start + text.length).toString('latin1') === text;
   if (kind === 'image') {

@@ -13,7 +13,7 @@ import { checkFileName, outputFileName, sanitizeNamePart, type VideoFormat } fro
 import { computeRowKey } from './row-key.js';
 import { escapeXml, renderWith } from './template.js';
 import type { ManifestDefaults, ManifestIssue, ManifestRow } from './types.js';
-import { checkLocalMedia, isLocalPath, type LocalMediaPolicy } from './local-media.js';
+import { checkLocalMedia, isLocalPath, shareLink, type LocalMediaPolicy } from './local-media.js';
 import { audioUrlMessage, imageUrlMessage } from './urls.js';
 
 /** A value as read from the file: CSV gives strings, JSON any JSON value. */
@@ -283,7 +283,10 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   // 4. Image.
   const image = get('image_url') ?? (given('image_url') ? undefined : defaults.imageUrl);
   let imageFile: string | undefined;
-  if (image !== undefined && isLocalPath(image)) {
+  const imageLink = image === undefined ? undefined : shareLink(image);
+  if (imageLink !== undefined) {
+    // Fetched, checked and uploaded by the worker (src/worker/uploads.ts).
+  } else if (image !== undefined && isLocalPath(image)) {
     const local = checkLocalMedia(image, 'image', ctx.localMedia);
     if ('message' in local) add('image_url', local.message);
     else imageFile = local.path;
@@ -360,7 +363,8 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   if (issues.length > 0 || script === undefined || image === undefined || outputName === undefined) return built;
 
   // 7. The body, checked against D-ID's schema as a last line of defence.
-  const body: Record<string, unknown> = imageFile === undefined ? { source_url: image, script } : { source_file: imageFile, script };
+  const body: Record<string, unknown> =
+    imageFile !== undefined ? { source_file: imageFile, script } : imageLink !== undefined ? { source_link: imageLink, script } : { source_url: image, script };
   if (Object.keys(config).length > 0) body.config = config;
   if (nameCell !== undefined) body.name = nameCell;
   for (const column of ['driver_url', 'result_url', 'webhook']) setIfGiven(body, column, get(column));

@@ -93,8 +93,8 @@ export interface UploadedMedia {
  * talkbatch's tag, and the webhook D-ID should call.
  */
 export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webhook: string | undefined, uploaded: UploadedMedia = {}): CreateTalkRequest {
-  const { webhook: _rowWebhook, source_file: sourceFile, script, ...rest } = talk;
-  if (sourceFile !== undefined && uploaded.sourceUrl === undefined) throw new Error('createTalkBody: the local image is not uploaded yet');
+  const { webhook: _rowWebhook, source_file: sourceFile, source_link: sourceLink, script, ...rest } = talk;
+  if ((sourceFile !== undefined || sourceLink !== undefined) && uploaded.sourceUrl === undefined) throw new Error('createTalkBody: the image is not uploaded yet');
   let sent: CreateTalkRequest['script'];
   if ('audio_file' in script) {
     if (uploaded.audioUrl === undefined) throw new Error('createTalkBody: the local audio is not uploaded yet');

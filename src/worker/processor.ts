@@ -261,12 +261,15 @@ export function createProcessor(deps: ProcessorDeps) {
     async function uploadLocalFiles(): Promise<UploadedMedia> {
       const { talk } = payload;
       const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
-      if (talk.source_file === undefined && audioFile === undefined) return {};
+      if (talk.source_file === undefined && talk.source_link === undefined && audioFile === undefined) return {};
       if (!deps.uploads) throw new UnrecoverableError('LOCAL_FILE: this worker cannot upload local files');
       const options = signal ? { signal } : {};
       try {
         const uploaded: UploadedMedia = {};
         if (talk.source_file !== undefined) uploaded.sourceUrl = await deps.uploads.urlFor('image', talk.source_file, options);
+        if (talk.source_link !== undefined) {
+          uploaded.sourceUrl = await deps.uploads.urlForLink(talk.source_link, { allow: config.outboundAllow }, { ...options, timeoutMs: config.downloadTimeoutMs });
+        }
         if (audioFile !== undefined) uploaded.audioUrl = await deps.uploads.urlFor('audio', audioFile, options);
         return uploaded;
       } catch (error) {

@@ -3,6 +3,8 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import { UPLOAD_MAX_BYTES } from '../did/schemas.js';
 import type { DidClient, RequestOptions } from '../did/client.js';
+import { isImageBytes } from '../manifest/local-media.js';
+import { OutboundRefusedError, outboundFetch, type OutboundPolicy } from '../net/outbound.js';
 import { sleep } from '../shared/clock.js';
 
 /*
@@ -51,9 +53,34 @@ export class UploadCache {
     return `${this.#keyPrefix}:uploads:${kind}:${sha256}`;
   }
 
+  /**
+   * A share link's image: fetched only from public addresses (outboundFetch), at most D-ID's image limit, checked
+   * to be a JPEG or PNG by its bytes, then uploaded like a local file (once per content).
+   */
+  async urlForLink(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<string> {
+    let bytes: Buffer;
+    try {
+      const { response } = await outboundFetch(new URL(link), { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) }, policy);
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
+      }
+      bytes = await readCapped(response, UPLOAD_MAX_BYTES.image);
+    } catch (error) {
+      if (error instanceof LocalFileError) throw error;
+      if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
+      throw error;
+    }
+    if (!isImageBytes(bytes)) throw new LocalFileError(`image link ${new URL(link).origin} does not serve a JPEG or PNG image (a share page rather than the file?)`);
+    return this.urlForBytes('image', bytes, link.toLowerCase().includes('.png') ? 'x.png' : 'x.jpg', options);
+  }
+
   /** D-ID's URL for the file: reused while remembered, else uploaded (and remembered). */
   async urlFor(kind: UploadKind, path: string, options: RequestOptions = {}): Promise<string> {
-    const bytes = await readLocal(kind, path);
+    return this.urlForBytes(kind, await readLocal(kind, path), path, options);
+  }
+
+  async urlForBytes(kind: UploadKind, bytes: Buffer, path: string, options: RequestOptions = {}): Promise<string> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const key = this.keyFor(kind, sha256);
     // Rows of one sheet often share a photo and run at once: one upload per content, in this process and across workers.
@@ -88,6 +115,25 @@ export class UploadCache {
     await this.#redis.set(key, uploaded.url, 'PX', this.#ttlMs);
     return uploaded.url;
   }
+}
+
+/** The response body, refused as soon as it passes `max` bytes. */
+async function readCapped(response: Response, max: number): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body?.getReader();
+  if (!reader) return Buffer.alloc(0);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel();
+      throw new LocalFileError(`image link serves more than ${max} bytes (D-ID's image limit)`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
 }
 
 async function readLocal(kind: UploadKind, path: string): Promise<Buffer> {
