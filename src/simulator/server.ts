@@ -482,7 +482,8 @@ class DidSimulator {
       return;
     }
 
-    const plan = planVideoResponse(this.#video.length, exchange.req.headers.range);
+    const video = this.knobs.stampTalkId ? stampedVideo(this.#video, talk.id) : this.#video;
+    const plan = planVideoResponse(video.length, exchange.req.headers.range);
     if (plan.status === 416) {
       this.#send(exchange, 416, s3ErrorXml('InvalidRange', 'The requested range is not satisfiable', this.#s3RequestIds()), {
         'content-type': 'application/xml',
@@ -490,12 +491,12 @@ class DidSimulator {
       });
       return;
     }
-    const bytes = this.#video.subarray(plan.start, plan.endInclusive + 1);
+    const bytes = video.subarray(plan.start, plan.endInclusive + 1);
     const headers: OutgoingHttpHeaders = {
       'content-type': 'video/mp4',
       'content-length': bytes.length,
       'accept-ranges': 'bytes',
-      etag: this.#videoEtag,
+      etag: video === this.#video ? this.#videoEtag : `"${createHash('md5').update(video).digest('hex')}"`,
       'last-modified': new Date(finishedAtMs(talk)).toUTCString(),
     };
     if (plan.contentRange !== undefined) headers['content-range'] = plan.contentRange;
@@ -622,6 +623,20 @@ function emptyCounters() {
 
 function validationError(details: Record<string, { message: string }>): object {
   return { kind: 'ValidationError', description: 'Invalid request body', details };
+}
+
+/** The video with a top-level ISO BMFF `free` box appended (players skip it) holding `talk_id=<id>`. */
+export function stampedVideo(video: Buffer, talkId: string): Buffer {
+  const payload = Buffer.from(`talk_id=${talkId}`, 'utf8');
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(8 + payload.length, 0);
+  header.write('free', 4, 'latin1');
+  return Buffer.concat([video, header, payload]);
+}
+
+/** The talk id a stamped video carries, or undefined. */
+export function talkIdInVideo(video: Buffer): string | undefined {
+  return /talk_id=(tlk_[\w-]+)$/.exec(video.subarray(-64).toString('latin1'))?.[1];
 }
 
 function imageTypeOf(bytes: Buffer): 'jpg' | 'png' | undefined {

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createTalkbatch, startSimulator, type Simulator, type Talkbatch } from '../../src/index.js';
 import { redisUrl } from '../helpers/context.js';
 import { didCreateTalkValidator } from '../helpers/openapi.js';
+import { talkIdInVideo } from '../../src/simulator/server.js';
 
 /*
  * Every D-ID field reaches the simulator (which checks D-ID's published schema), from a JSON row, a CSV sheet and a
@@ -112,3 +113,22 @@ async function firstTalkId(tb: Talkbatch, batchId: string, rowKey: string): Prom
   for await (const record of tb.batchResults(batchId)) if (record.rowKey === rowKey) return record.talkId;
   return undefined;
 }
+
+describe('each row\'s file holds its own talk', () => {
+  it('the MP4 of every row carries the id of the talk that row created', async () => {
+    const tb = await start();
+    simulator?.setKnobs({ stampTalkId: true });
+    await tb.startWorker();
+    const rows = Array.from({ length: 6 }, (_, i) => ({ id: `own-${i}`, image_url: 'https://d-id-public-bucket.s3.us-west-2.amazonaws.com/alice.jpg', script: `Hello number ${i}, this video is yours.` }));
+    await tb.enqueueBatch({ rows }, { batchId: 'own-files' });
+    await tb.waitForBatch('own-files', { timeoutMs: 20_000 });
+    const talkIds = new Set<string>();
+    for await (const record of tb.batchResults('own-files')) {
+      expect(record.status).toBe('done');
+      const video = readFileSync(join(tb.config.outDir, 'own-files', record.file ?? ''));
+      expect(talkIdInVideo(video)).toBe(record.talkId);
+      talkIds.add(record.talkId ?? '');
+    }
+    expect(talkIds.size).toBe(6);
+  });
+});
