@@ -41,7 +41,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   }
   const redisUrl = resolveRedisUrl(v);
   return Object.freeze({
-    didApiKey: v.DID_API_KEY,
+    didApiKey: didApiKeyFrom(v.DID_API_KEY, v.DID_API_USERNAME, v.DID_API_PASSWORD),
     didApiUrl: v.DID_API_URL.replace(/\/+$/, ''),
     elevenLabsApiKey: v.DID_ELEVENLABS_API_KEY,
     redisUrl,
@@ -75,8 +75,39 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dashboardWrite: v.TALKBATCH_DASHBOARD_WRITE,
     callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
+    localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
+    uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
   });
+}
+
+/** What may stand in an Authorization header after `Basic `: visible ASCII, no spaces (RFC 9110 token68 and D-ID's `user:secret`). */
+const HEADER_SAFE = /^[\x21-\x7e]+$/;
+
+/**
+ * The key in the form D-ID takes, from any reasonable way of pasting it: surrounding whitespace (a trailing newline
+ * from a file) trimmed, a pasted `Basic ` prefix removed, or `DID_API_USERNAME` + `DID_API_PASSWORD` as D-ID Studio
+ * shows them. A value no HTTP header can carry is a config error naming the variable, before any row is touched;
+ * the value itself is never printed.
+ */
+function didApiKeyFrom(key: string | undefined, username: string | undefined, password: string | undefined): string | undefined {
+  if (key !== undefined) {
+    const bare = key.trim().replace(/^(?:basic(?:\s+|$))+/i, '').trim();
+    if (bare === '') throw new ConfigError(['DID_API_KEY: holds only "Basic"; paste the key that follows it']);
+    if (!HEADER_SAFE.test(bare)) {
+      throw new ConfigError(['DID_API_KEY: contains spaces, line breaks or non-ASCII characters, so it cannot be sent in an Authorization header (paste the key exactly as D-ID shows it)']);
+    }
+    return bare;
+  }
+  if (username === undefined && password === undefined) return undefined;
+  if (username === undefined) throw new ConfigError(['DID_API_USERNAME: required with DID_API_PASSWORD (D-ID shows both with the key)']);
+  if (password === undefined) throw new ConfigError(['DID_API_PASSWORD: required with DID_API_USERNAME (D-ID shows both with the key)']);
+  for (const [name, value] of [['DID_API_USERNAME', username.trim()], ['DID_API_PASSWORD', password.trim()]] as const) {
+    if (!HEADER_SAFE.test(value) || (name === 'DID_API_USERNAME' && value.includes(':'))) {
+      throw new ConfigError([`${name}: contains characters that cannot be sent in an Authorization header (paste it exactly as D-ID shows it)`]);
+    }
+  }
+  return `${username.trim()}:${password.trim()}`;
 }
 
 export { ENV_SCHEMA, SECRET_ENV_NAMES, type Config, type EnvName } from './schema.js';

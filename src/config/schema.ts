@@ -21,6 +21,8 @@ const redisUrl = z
  */
 export const ENV_SCHEMA = z.object({
   DID_API_KEY: optionalString,
+  DID_API_USERNAME: optionalString,
+  DID_API_PASSWORD: optionalString,
   DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
   DID_ELEVENLABS_API_KEY: optionalString,
   REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
@@ -68,6 +70,15 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_DASHBOARD_WRITE: z.preprocess(emptyToUndefined, bool(false)),
   TALKBATCH_CALLBACK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   TALKBATCH_MAX_BODY_BYTES: int(1_024, 1_073_741_824, 50 * 1024 * 1024),
+  TALKBATCH_LOCAL_MEDIA_DIRS: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .transform((value) => value.split(',').map((dir) => dir.trim()).filter(Boolean))
+      .pipe(z.array(z.string().refine((dir) => dir.startsWith('/'), 'each folder must be an absolute path')))
+      .optional(),
+  ),
+  TALKBATCH_UPLOAD_TTL_MS: int(60_000, 24 * 60 * 60_000, 20 * 60 * 60_000),
   TALKBATCH_OUTBOUND_ALLOW: z.preprocess(
     emptyToUndefined,
     z
@@ -82,9 +93,10 @@ export type EnvInput = z.input<typeof ENV_SCHEMA>;
 export type EnvName = keyof typeof ENV_SCHEMA.shape;
 
 /** Names whose values are secrets: never printed, not even in validation errors. */
-export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']);
+export const SECRET_ENV_NAMES: ReadonlySet<EnvName> = new Set(['DID_API_KEY', 'DID_API_USERNAME', 'DID_API_PASSWORD', 'DID_ELEVENLABS_API_KEY', 'TALKBATCH_WEBHOOK_SECRET', 'TALKBATCH_API_KEYS', 'TALKBATCH_CALLBACK_SECRET', 'REDIS_URL', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']);
 
 export interface Config {
+  /** D-ID's key as it goes after `Basic ` (`<user>:<secret>`), whichever form it was given in. */
   readonly didApiKey: string | undefined;
   readonly didApiUrl: string;
   readonly elevenLabsApiKey: string | undefined;
@@ -131,6 +143,10 @@ export interface Config {
   /** Signs batch-finished callbacks (HMAC-SHA256); defaults to the webhook secret. */
   readonly callbackSecret: string | undefined;
   readonly maxBodyBytes: number;
+  /** Folders a manifest sent through the REST API may name local images/audio in; none by default. */
+  readonly localMediaDirs: readonly string[];
+  /** How long an uploaded file's D-ID URL is reused; below D-ID's 24-48 h storage time. */
+  readonly uploadTtlMs: number;
   /** Hosts (name or IP, optionally :port) that requests made on a user's behalf may reach although they are not public. */
   readonly outboundAllow: readonly string[];
 }

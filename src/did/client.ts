@@ -1,9 +1,9 @@
-import { Agent, errors as undiciErrors, request, type Dispatcher } from 'undici';
+import { Agent, FormData, errors as undiciErrors, request, type Dispatcher } from 'undici';
 import type { z } from 'zod';
 import { sleep, withJitter } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { DidApiError, DidConnectionError, DidProtocolError, DidServerError, DidTimeoutError } from './errors.js';
-import { CreateTalkResponse, Credits, Talk, TalkList, type CreateTalkRequest } from './schemas.js';
+import { CreateTalkResponse, Credits, Talk, TalkList, UploadResponse, type CreateTalkRequest } from './schemas.js';
 
 export interface DidClientOptions {
   apiKey: string;
@@ -67,6 +67,17 @@ export class DidClient {
     return this.#send('POST', '/talks', '/talks', CreateTalkResponse, { body, retries: 0, ...options });
   }
 
+  /**
+   * POST /images or POST /audios (multipart): D-ID keeps the file 24-48 h and answers a URL that talks accept.
+   * Not retried here: the worker decides (an upload is free, but a retry after a lost answer uploads twice).
+   */
+  upload(kind: 'image' | 'audio', file: { bytes: Uint8Array; name: string; type: string }, options: RequestOptions = {}): Promise<UploadResponse> {
+    const form = new FormData();
+    form.set(kind, new Blob([file.bytes], { type: file.type }), file.name);
+    const path = kind === 'image' ? '/images' : '/audios';
+    return this.#send('POST', path, path, UploadResponse, { form, retries: 0, ...options });
+  }
+
   getTalk(id: string, options: RequestOptions = {}): Promise<Talk> {
     return this.#send('GET', `/talks/${encodeURIComponent(id)}`, '/talks/:id', Talk, options);
   }
@@ -120,7 +131,7 @@ export class DidClient {
     path: string,
     route: string,
     schema: T,
-    options: RequestOptions & { body?: unknown; retries?: number },
+    options: RequestOptions & { body?: unknown; form?: FormData; retries?: number },
   ): Promise<z.infer<T>> {
     const retries = options.retries ?? (method === 'GET' ? this.#getRetries : 0);
     for (let attempt = 0; ; attempt += 1) {
@@ -141,7 +152,7 @@ export class DidClient {
     path: string,
     route: string,
     schema: T,
-    options: RequestOptions & { body?: unknown },
+    options: RequestOptions & { body?: unknown; form?: FormData },
   ): Promise<z.infer<T>> {
     const headers: Record<string, string> = { authorization: this.#authorization, accept: 'application/json' };
     if (options.body !== undefined) headers['content-type'] = 'application/json';
@@ -156,6 +167,7 @@ export class DidClient {
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
         ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+        ...(options.form !== undefined ? { body: options.form } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
       status = response.statusCode;

@@ -48,7 +48,8 @@ export function parseBoolean(value: string): boolean | { message: string } {
 /** A decimal number within [min, max]; a decimal comma ("0,5", common in `;` files) is accepted. */
 export function parseNumberInRange(value: string, min: number, max: number): number | { message: string } {
   const text = value.trim();
-  const fail = { message: `must be a number from ${min} to ${max} (got ${quoteValue(value)})` };
+  const range = max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`;
+  const fail = { message: `must be a number ${range} (got ${quoteValue(value)})` };
   if (!/^[+-]?(?:\d+(?:[.,]\d+)?|[.,]\d+)$/.test(text)) return fail;
   const n = Number(text.replace(',', '.'));
   if (!Number.isFinite(n) || n < min || n > max) return fail;

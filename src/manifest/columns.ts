@@ -20,15 +20,26 @@ const ALIASES: Readonly<Record<string, string>> = {
   audio: 'audio_url',
 };
 
-/** Columns with a meaning of their own; any other column is only a template variable. */
+/** Keys of D-ID's talk `config` that a sheet may give as columns of their own (bare name), deprecated ones included. */
+export const CONFIG_COLUMNS: ReadonlySet<string> = new Set([
+  'stitch', 'fluent', 'result_format', 'pad_audio', 'logo', 'driver_expressions',
+  'align_driver', 'align_expand_factor', 'auto_match', 'motion_factor', 'normalization_factor', 'sharpen', 'output_resolution',
+]);
+
+/** Top-level fields of D-ID's POST /talks a sheet may give as columns, named as D-ID names them. */
+export const TALK_FIELD_COLUMNS: ReadonlySet<string> = new Set(['face', 'driver_url', 'persist', 'result_url', 'webhook', 'user_data']);
+
+/** Columns with a meaning of their own; any other column must be a template variable (else it is reported). */
 export const KNOWN_COLUMNS: ReadonlySet<string> = new Set([
   'id', 'image_url', 'script', 'audio_url', 'name',
   'voice', 'provider', 'language', 'voice_style', 'voice_rate', 'voice_pitch', 'stability', 'similarity_boost', 'model_id',
-  'stitch', 'fluent', 'result_format', 'pad_audio', 'subtitles', 'ssml', 'config', 'voice_config',
+  'subtitles', 'ssml', 'config', 'voice_config',
+  ...CONFIG_COLUMNS,
+  ...TALK_FIELD_COLUMNS,
 ]);
 
-/** Columns whose JSON value may be an object (anywhere else an object or list is an issue). */
-export const OBJECT_COLUMNS: ReadonlySet<string> = new Set(['config', 'voice_config']);
+/** Columns whose value may be an object: nested in JSON rows, JSON text in CSV/XLSX cells (anywhere else an object or list is an issue). */
+export const OBJECT_COLUMNS: ReadonlySet<string> = new Set(['config', 'voice_config', 'face', 'logo', 'driver_expressions']);
 
 /** lower_snake_case without alias resolution: "First Name" -> first_name, "imageURL" -> image_url. */
 export function snakeCase(name: string): string {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
-import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
+import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { UsageError } from '../shared/errors.js';
 import { closestName } from './columns.js';
 import { encodingName, unknownEncodingMessage } from './encoding.js';
@@ -26,8 +26,8 @@ export const JobDefaultsSchema = z.strictObject({
   language: text.optional(),
   voice_config: z.record(z.string(), z.unknown()).optional(),
   config: TalkConfig.optional(),
-  subtitles: z.boolean().optional(),
-  ssml: z.boolean().optional(),
+  subtitles: didBoolean.optional(),
+  ssml: didBoolean.optional(),
 });
 
 /** The keys of a job file; schedule files take the same keys (see src/queue/schedule-file.ts). */

@@ -1,6 +1,7 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
-import { canonicalColumn, closestName, columnMapping, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
+import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
 import { HEAD_BYTES, detectFormat, headProblem, workbookHeadProblem } from './detect.js';
 import { decodeHead, encodingName, resolveEncoding, unknownEncodingMessage } from './encoding.js';
@@ -9,7 +10,8 @@ import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
 import { RowSpool } from './row-spool.js';
-import { localManifest, sourceLabel } from './spool.js';
+import { isUrlSource } from './remote.js';
+import { localManifest, sourceLabel, STDIN_SOURCE } from './spool.js';
 import { templateVariablesRaw } from './template.js';
 import type { ManifestFormat, ManifestIssue, ManifestOptions, ManifestRecord, ManifestRow, ManifestSource, ValidationReport } from './types.js';
 import { imageUrlMessage } from './urls.js';
@@ -22,7 +24,8 @@ type EngineEvent =
   | { kind: 'row'; row: ManifestRow }
   | { kind: 'invalid'; line: number; issues: ManifestIssue[] }
   | { kind: 'empty'; line: number }
-  | { kind: 'issue'; issue: ManifestIssue };
+  | { kind: 'issue'; issue: ManifestIssue }
+  | { kind: 'warning'; issue: ManifestIssue };
 
 /** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
 const ASCII = /^[\x00-\x7f]*$/;
@@ -119,6 +122,35 @@ function unmatchedMappings(file: string, line: number, options: ManifestOptions,
   return issues;
 }
 
+/**
+ * Columns talkbatch does not know and no template reads: D-ID would never see them, so they are reported instead
+ * of being dropped without a word. One a typo away from a field (`stich`) is a problem, since the row would be
+ * made without what the user asked for; any other (a CRM's `email`) is a warning.
+ */
+function unusedColumns(
+  file: string,
+  line: number,
+  columns: readonly string[],
+  options: ManifestOptions,
+  namer: ColumnNamer,
+  columnNumbers?: ReadonlyMap<string, number>,
+): EngineEvent[] {
+  const used = new Set<string>();
+  for (const template of [options.template, options.nameTemplate]) {
+    if (template !== undefined) for (const variable of templateVariablesRaw(template, namer)) used.add(variable.name);
+  }
+  const events: EngineEvent[] = [];
+  for (const column of columns) {
+    if (column === '' || KNOWN_COLUMNS.has(column) || used.has(column)) continue;
+    const guess = closestName(column, KNOWN_COLUMNS);
+    const hint = guess === undefined ? '' : ` (did you mean ${guess}?)`;
+    const message = `column "${column}" is not a D-ID field talkbatch knows and no template uses it, so D-ID will not get it${hint}`;
+    const typo = guess !== undefined && editDistance(column, guess) <= (column.length <= 5 ? 1 : 2);
+    events.push({ kind: typo ? 'issue' : 'warning', issue: issueAt(file, line, message, column, columnNumbers?.get(column)) });
+  }
+  return events;
+}
+
 /** File-level checks once the columns are known before the rows (CSV header, parsed JSON, a sheet's header). */
 function columnIssues(file: string, line: number, columns: readonly string[], options: ManifestOptions, mapping: ColumnMapping, matched: ReadonlySet<string>): ManifestIssue[] {
   const issues: ManifestIssue[] = unmatchedMappings(file, line, options, matched, columns);
@@ -180,6 +212,7 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
   const ctx: RowContext = { file, defaults: options.defaults ?? {}, namer: mapping.namer, columnNumbers: new Map() };
   if (options.template !== undefined) ctx.template = options.template;
   if (options.nameTemplate !== undefined) ctx.nameTemplate = options.nameTemplate;
+  if (options.localMedia !== undefined) ctx.localMedia = options.localMedia;
   // Only keys and names are kept, never rows: memory grows with the number of rows by a few dozen bytes each.
   const firstLineOfKey = new Map<string, number>();
   const firstLineOfName = new Map<string, number>();
@@ -210,11 +243,13 @@ async function* run(path: string, file: string, options: ManifestOptions): Async
             for (const issue of issues) yield { kind: 'issue', issue };
             return;
           }
+          yield* unusedColumns(file, event.line, event.columns, options, mapping.namer, event.columnNumbers);
         } else {
           // JSONL: the columns are only known at the end; rows already reported each empty variable.
           for (const issue of unmatchedMappings(file, 1, options, matchedHeaders, event.columns)) yield { kind: 'issue', issue };
           for (const issue of unknownTemplateColumns(file, 1, options.template, 'template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
           for (const issue of unknownTemplateColumns(file, 1, options.nameTemplate, 'name template', event.columns, mapping.namer)) yield { kind: 'issue', issue };
+          yield* unusedColumns(file, 1, event.columns, options, mapping.namer);
         }
         break;
       }
@@ -279,6 +314,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
     valid: 0,
     skippedEmpty: 0,
     issues: [],
+    warnings: [],
     estimatedSeconds: 0,
     columns: [],
   };
@@ -313,12 +349,27 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
         report.issues.push(event.issue);
         fileLevel.add(event.issue);
         break;
+      case 'warning':
+        report.warnings.push(event.issue);
+        break;
     }
   }
   const rank = (issue: ManifestIssue): number => (fileLevel.has(issue) ? 0 : 1);
   report.issues.sort((a, b) => a.line - b.line || rank(a) - rank(b)); // stable: otherwise in the order found
   report.estimatedSeconds = Math.round(seconds * 10) / 10;
   return report;
+}
+
+/**
+ * Local files in image_url/audio_url: a manifest file names them relative to its folder, standard input relative
+ * to the working directory; a manifest fetched from a URL names none (nobody who can publish a sheet may make
+ * talkbatch read this machine's files). A caller's own policy (the REST API's) wins.
+ */
+function withLocalMediaPolicy(source: ManifestSource, options: ManifestOptions): ManifestOptions {
+  if (options.localMedia !== undefined) return options;
+  if (source === STDIN_SOURCE) return { ...options, localMedia: { baseDir: process.cwd() } };
+  if (isUrlSource(source)) return { ...options, localMedia: { baseDir: process.cwd(), roots: [], refusal: 'a manifest fetched from a URL may not do' } };
+  return { ...options, localMedia: { baseDir: dirname(resolve(source)) } };
 }
 
 /** A manifest opened once and readable many times (standard input and URLs are copied to a temp file). */
@@ -347,7 +398,8 @@ async function* rowsOf(events: AsyncIterable<EngineEvent>): AsyncGenerator<Manif
  * again with the same content. Throws ManifestError when the options are invalid or the source cannot be had at all
  * (missing file, HTTP 404, ...). Call close() when done.
  */
-export async function openManifest(source: ManifestSource, options: ManifestOptions = {}): Promise<OpenedManifest> {
+export async function openManifest(source: ManifestSource, given: ManifestOptions = {}): Promise<OpenedManifest> {
+  const options = withLocalMediaPolicy(source, given);
   const problems = optionIssues(sourceLabel(source), options);
   if (problems.length > 0) throw new ManifestError(problems);
   const local = await localManifest(source, options.source);

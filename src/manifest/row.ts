@@ -1,6 +1,7 @@
 import {
   AMAZON_VOICES,
-  CreateTalkRequest,
+  TalkWithFiles,
+  OwnUserData,
   PROVIDER_TYPES,
   TalkConfig,
   type Provider,
@@ -12,6 +13,7 @@ import { checkFileName, outputFileName, sanitizeNamePart, type VideoFormat } fro
 import { computeRowKey } from './row-key.js';
 import { escapeXml, renderWith } from './template.js';
 import type { ManifestDefaults, ManifestIssue, ManifestRow } from './types.js';
+import { checkLocalMedia, isLocalPath, shareLink, type LocalMediaPolicy } from './local-media.js';
 import { audioUrlMessage, imageUrlMessage } from './urls.js';
 
 /** A value as read from the file: CSV gives strings, JSON any JSON value. */
@@ -35,6 +37,8 @@ export interface RowContext {
   namer?: ColumnNamer;
   /** Canonical name -> 1-based CSV column; empty for JSON. */
   columnNumbers: ReadonlyMap<string, number>;
+  /** Whether and where image_url/audio_url may name local files; undefined allows none. */
+  localMedia?: LocalMediaPolicy;
 }
 
 export type BuiltRow =
@@ -84,6 +88,33 @@ const BODY_PATH_COLUMNS: Readonly<Record<string, string>> = {
   'config.fluent': 'fluent',
   'config.result_format': 'result_format',
   'config.pad_audio': 'pad_audio',
+  'config.logo': 'logo',
+  'config.driver_expressions': 'driver_expressions',
+  'config.align_driver': 'align_driver',
+  'config.align_expand_factor': 'align_expand_factor',
+  'config.auto_match': 'auto_match',
+  'config.motion_factor': 'motion_factor',
+  'config.normalization_factor': 'normalization_factor',
+  'config.sharpen': 'sharpen',
+  'config.output_resolution': 'output_resolution',
+  face: 'face',
+  driver_url: 'driver_url',
+  persist: 'persist',
+  result_url: 'result_url',
+  webhook: 'webhook',
+  user_data: 'user_data',
+  name: 'name',
+};
+
+/** Bare config columns and the type D-ID declares for them (the rest are the objects logo and driver_expressions). */
+const CONFIG_SCALARS: Readonly<Record<string, 'boolean' | 'number'>> = {
+  align_driver: 'boolean',
+  auto_match: 'boolean',
+  sharpen: 'boolean',
+  align_expand_factor: 'number',
+  motion_factor: 'number',
+  normalization_factor: 'number',
+  output_resolution: 'number',
 };
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -200,7 +231,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   const defaults = ctx.defaults;
   const ssml = bool('ssml') ?? defaults.ssml ?? false;
   const subtitles = bool('subtitles') ?? defaults.subtitles;
-  let script: CreateTalkRequest['script'] | undefined;
+  let script: TalkWithFiles['script'] | undefined;
   let scriptColumn = 'script';
   let estimatedSeconds: number | null = null;
   if (given('script') && given('audio_url')) add('audio_url', 'give either script or audio_url, not both');
@@ -230,7 +261,14 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   } else if (given('audio_url')) {
     // Voice columns mean nothing for an audio script; a sheet mixing text and audio rows may still fill them.
     const url = get('audio_url');
-    if (url !== undefined) {
+    if (url !== undefined && isLocalPath(url)) {
+      const local = checkLocalMedia(url, 'audio', ctx.localMedia);
+      if ('message' in local) add('audio_url', local.message);
+      else {
+        script = { type: 'audio', audio_file: local.path };
+        if (subtitles !== undefined) script.subtitles = subtitles;
+      }
+    } else if (url !== undefined) {
       const message = audioUrlMessage(url);
       if (message !== undefined) add('audio_url', message);
       else {
@@ -244,7 +282,15 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
 
   // 4. Image.
   const image = get('image_url') ?? (given('image_url') ? undefined : defaults.imageUrl);
-  if (image !== undefined) {
+  let imageFile: string | undefined;
+  const imageLink = image === undefined ? undefined : shareLink(image);
+  if (imageLink !== undefined) {
+    // Fetched, checked and uploaded by the worker (src/worker/uploads.ts).
+  } else if (image !== undefined && isLocalPath(image)) {
+    const local = checkLocalMedia(image, 'image', ctx.localMedia);
+    if ('message' in local) add('image_url', local.message);
+    else imageFile = local.path;
+  } else if (image !== undefined) {
     const message = imageUrlMessage(image);
     if (message !== undefined) add('image_url', message);
   } else if (!given('image_url')) {
@@ -256,6 +302,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   const configObject = objects.config ?? jsonObjectCell('config');
   if (configObject !== undefined) {
     const parsed = TalkConfig.safeParse(configObject);
+    // The config cell's values arrive coerced to D-ID's types ("false" -> false, "0.0" -> 0).
     if (parsed.success) Object.assign(config, parsed.data);
     else for (const issue of parsed.error.issues) add('config', `${['config', ...issue.path.map(String)].join('.')}: ${issue.message}`);
   }
@@ -271,6 +318,14 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   }
   const pad = number('pad_audio', 0, 60);
   if (pad !== undefined) config.pad_audio = pad;
+  for (const [column, type] of Object.entries(CONFIG_SCALARS)) {
+    const value = type === 'boolean' ? bool(column) : number(column, 0, Infinity);
+    if (value !== undefined) config[column] = value;
+  }
+  for (const column of ['logo', 'driver_expressions']) {
+    const value = objects[column] ?? jsonObjectCell(column);
+    if (value !== undefined) config[column] = value;
+  }
   const videoFormat: VideoFormat = config.result_format === 'mov' ? 'mov' : 'mp4';
 
   // 6. Output name: the name cell, else the name template, else the id, else the row key.
@@ -308,9 +363,21 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   if (issues.length > 0 || script === undefined || image === undefined || outputName === undefined) return built;
 
   // 7. The body, checked against D-ID's schema as a last line of defence.
-  const body: Record<string, unknown> = { source_url: image, script };
+  const body: Record<string, unknown> =
+    imageFile !== undefined ? { source_file: imageFile, script } : imageLink !== undefined ? { source_link: imageLink, script } : { source_url: image, script };
   if (Object.keys(config).length > 0) body.config = config;
-  const parsed = CreateTalkRequest.safeParse(body);
+  if (nameCell !== undefined) body.name = nameCell;
+  for (const column of ['driver_url', 'result_url', 'webhook']) setIfGiven(body, column, get(column));
+  setIfGiven(body, 'persist', bool('persist'));
+  setIfGiven(body, 'face', objects.face ?? jsonObjectCell('face'));
+  const userData = get('user_data');
+  if (userData !== undefined) {
+    const own = OwnUserData.safeParse(userData);
+    if (own.success) body.user_data = own.data;
+    else add('user_data', `${own.error.issues[0]?.message ?? 'is invalid'} (got ${formatCount(userData.length)} characters)`);
+  }
+  if (issues.length > 0) return built;
+  const parsed = TalkWithFiles.safeParse(body);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const path = issue.path.map(String).join('.');
@@ -420,6 +487,9 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
 function columnForBodyPath(path: string): string | undefined {
   const exact = BODY_PATH_COLUMNS[path];
   if (exact !== undefined) return exact;
+  if (path.startsWith('face')) return 'face';
+  if (path.startsWith('config.logo')) return 'logo';
+  if (path.startsWith('config.driver_expressions')) return 'driver_expressions';
   if (path.startsWith('script.provider.voice_config')) return 'voice_config';
   if (path.startsWith('script.provider')) return 'provider';
   if (path.startsWith('config')) return 'config';

@@ -1,4 +1,5 @@
-import type { CreateTalkRequest, ProviderType, TalkConfig } from '../did/schemas.js';
+import type { ProviderType, TalkConfig, TalkWithFiles } from '../did/schemas.js';
+import type { LocalMediaPolicy } from './local-media.js';
 
 /** One problem found in a manifest. `line` 0 means "the whole file" (it could not be opened at all). */
 export interface ManifestIssue {
@@ -77,6 +78,11 @@ export interface ManifestOptions {
   /** Output file name template. Default: the row's `name` cell, else its `id`, else its row key. A `name` cell wins. */
   nameTemplate?: string;
   defaults?: ManifestDefaults;
+  /**
+   * Whether image_url/audio_url may name local files. Default: a manifest file may name files relative to its own
+   * folder, standard input relative to the working directory; a URL none.
+   */
+  localMedia?: LocalMediaPolicy;
 }
 
 export interface ManifestRow {
@@ -86,8 +92,11 @@ export interface ManifestRow {
   rowKey: string;
   /** The row's cells keyed by canonical column name, values trimmed (nested JSON objects are JSON-encoded). */
   input: Record<string, string>;
-  /** The D-ID POST /talks body without `user_data` and `webhook`; it passes `CreateTalkRequest.parse`. */
-  talk: CreateTalkRequest;
+  /**
+   * The D-ID POST /talks body (it passes `CreateTalkRequest.parse`), except that a local image or audio file is
+   * named by `source_file` / `script.audio_file` (absolute paths) until the worker uploads it.
+   */
+  talk: TalkWithFiles;
   /** A plain file name ending in .mp4 (or .mov when `config.result_format` is mov). */
   outputName: string;
   /** Text scripts: characters (SSML tags stripped) / 14, to 0.1 s, at least 1. Audio scripts: null. */
@@ -110,6 +119,8 @@ export interface ValidationReport {
   skippedEmpty: number;
   /** Every issue, sorted by line (stable: within a line, in the order found). */
   issues: ManifestIssue[];
+  /** What does not fail a row but the user should know, e.g. a column nothing uses (D-ID never gets it). */
+  warnings: ManifestIssue[];
   /** Sum over valid text rows, to 0.1 s. */
   estimatedSeconds: number;
   /** Canonical column names: the CSV header order, or first-seen order of JSON keys. */

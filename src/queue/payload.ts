@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { CreateTalkRequest } from '../did/schemas.js';
+import { OwnUserData, TalkWithFiles, type CreateTalkRequest } from '../did/schemas.js';
 import { isWindowsReservedName, outputNameBytesProblem } from '../shared/file-names.js';
 
 export const JOB_NAME = 'talk';
@@ -15,8 +15,11 @@ export const BatchId = z
   .regex(BATCH_ID_PATTERN, 'batch id: 1-80 letters, digits, "_", "." or "-", starting with a letter or digit')
   .refine((id) => !isWindowsReservedName(id), 'batch id: a Windows device name (CON, NUL, COM1, ...) cannot be a folder name');
 
-/** What the caller asks D-ID to make: a POST /talks body minus the parts the worker owns. */
-export const TalkSpec = CreateTalkRequest.omit({ user_data: true, webhook: true });
+/**
+ * What the caller asks D-ID to make: any POST /talks body (scalars coerced to D-ID's types). The caller's own
+ * `user_data` is sent with talkbatch's tag appended (see userDataFor); `webhook` is the row's own (see docs).
+ */
+export const TalkSpec = TalkWithFiles.safeExtend({ user_data: OwnUserData.optional() });
 
 export const StepName = z.enum(['submitting', 'rendering', 'downloading']);
 export type StepName = z.infer<typeof StepName>;
@@ -36,7 +39,7 @@ export const WorkerState = z.object({
   /** Creates proven not to have happened (rejected before D-ID accepted them). */
   creates: z.number().int().nonnegative().default(0),
   /** Why the row failed for good (D-ID's kind and description), for the report. */
-  failure: z.object({ code: z.string(), kind: z.string(), description: z.string() }).optional(),
+  failure: z.object({ code: z.string(), kind: z.string(), description: z.string(), details: z.string().optional() }).optional(),
 });
 export type WorkerState = z.infer<typeof WorkerState>;
 
@@ -79,6 +82,43 @@ export interface RowResult {
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */
 export function talkTagFor(jobId: string, generation: number): string {
   return generation > 0 ? `${jobId}#${generation}` : jobId;
+}
+
+/**
+ * The user_data sent to D-ID: the caller's own value first, as given, then talkbatch's tag. Deterministic, so the
+ * talk of a lost create answer is found again by comparing the whole value.
+ */
+export function userDataFor(own: string | undefined, tag: string): string {
+  return own === undefined ? tag : `${own} [talkbatch ${tag}]`;
+}
+
+/** D-ID's URLs for a talk's local files, once uploaded. */
+export interface UploadedMedia {
+  sourceUrl?: string;
+  audioUrl?: string;
+}
+
+/**
+ * The POST /talks body for a row: its talk with uploaded files' URLs in place of their paths, user_data carrying
+ * talkbatch's tag, and the webhook D-ID should call.
+ */
+export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webhook: string | undefined, uploaded: UploadedMedia = {}): CreateTalkRequest {
+  const { webhook: _rowWebhook, source_file: sourceFile, source_link: sourceLink, script, ...rest } = talk;
+  if ((sourceFile !== undefined || sourceLink !== undefined) && uploaded.sourceUrl === undefined) throw new Error('createTalkBody: the image is not uploaded yet');
+  let sent: CreateTalkRequest['script'];
+  if ('audio_file' in script) {
+    if (uploaded.audioUrl === undefined) throw new Error('createTalkBody: the local audio is not uploaded yet');
+    sent = { type: 'audio', audio_url: uploaded.audioUrl, ...(script.subtitles === undefined ? {} : { subtitles: script.subtitles }) };
+  } else {
+    sent = script;
+  }
+  return {
+    ...rest,
+    ...(uploaded.sourceUrl === undefined ? {} : { source_url: uploaded.sourceUrl }),
+    script: sent,
+    user_data: userDataFor(talk.user_data, tag),
+    ...(webhook ? { webhook } : {}),
+  };
 }
 
 export function jobIdFor(batchId: string, rowKey: string): string {

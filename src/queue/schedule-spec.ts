@@ -1,6 +1,6 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
-import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
+import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import type { ManifestOptions } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
 
@@ -35,8 +35,8 @@ const StoredDefaults = z.strictObject({
   language: z.string().optional(),
   voiceConfig: z.record(z.string(), z.unknown()).optional(),
   config: TalkConfig.optional(),
-  subtitles: z.boolean().optional(),
-  ssml: z.boolean().optional(),
+  subtitles: didBoolean.optional(),
+  ssml: didBoolean.optional(),
 });
 
 /** The manifest options a schedule reads its sheet with (ManifestOptions minus what only makes sense locally). */

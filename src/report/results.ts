@@ -26,6 +26,8 @@ export interface ResultRecord {
   attempts: number;
   errorKind: string | null;
   errorDescription: string | null;
+  /** D-ID's `details` of a refusal (a ValidationError names each field and why), JSON, bounded. */
+  errorDetails?: string | null;
   /** The script as sent to D-ID (templates filled in), or the audio URL. */
   script: string | null;
   enqueuedAt: string | null;
@@ -35,7 +37,7 @@ export interface ResultRecord {
 
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
-  'attempts', 'error_kind', 'error_description', 'script', 'enqueued_at', 'finished_at',
+  'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: jobs plus the batch ledger. */
@@ -79,6 +81,7 @@ function recordFor(
     attempts: 0,
     errorKind: null,
     errorDescription: null,
+    errorDetails: null,
     script: null,
     enqueuedAt: null,
     finishedAt: null,
@@ -103,11 +106,18 @@ function recordFor(
     attempts: job.attemptsMade,
     errorKind: status === 'failed' ? (failure?.kind ?? 'Error') : null,
     errorDescription: status === 'failed' ? (failure?.description ?? failedReason) : null,
-    script: data.talk?.script ? (data.talk.script.type === 'text' ? data.talk.script.input : data.talk.script.audio_url) : null,
+    errorDetails: status === 'failed' ? (failure?.details ?? null) : null,
+    script: scriptText(data.talk?.script),
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
   };
+}
+
+function scriptText(script: JobPayload['talk']['script'] | undefined): string | null {
+  if (!script) return null;
+  if (script.type === 'text') return script.input;
+  return 'audio_file' in script ? script.audio_file : script.audio_url;
 }
 
 export interface ReportFiles {
@@ -155,7 +165,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const r = JSON.parse(line) as ResultRecord;
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
-        r.attempts, r.errorKind, r.errorDescription, r.script, r.enqueuedAt, r.finishedAt,
+        r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

@@ -260,6 +260,7 @@ function renderCard(record: ResultRecord): string {
   if (record.status === 'failed') {
     const kindText = record.errorKind ?? 'Error';
     parts.push(`<p class="e"><b>${escapeHtml(kindText)}</b>${record.errorDescription ? `: ${escapeHtml(record.errorDescription)}` : ''}</p>`);
+    if (record.errorDetails) parts.push(`<p class="e"><code>${escapeHtml(record.errorDetails)}</code></p>`);
   }
   const inputs = Object.entries(record.input);
   if (inputs.length > 0) {

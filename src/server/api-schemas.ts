@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
+import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import type { ManifestDefaults } from '../manifest/index.js';
 
 /*
@@ -13,8 +13,8 @@ export const DefaultsSchema = z.strictObject({
   provider: z.enum(PROVIDER_TYPES).optional(),
   language: z.string().optional(),
   config: TalkConfig.optional().describe('D-ID talk config merged under each row'),
-  subtitles: z.boolean().optional(),
-  ssml: z.boolean().optional(),
+  subtitles: didBoolean.optional(),
+  ssml: didBoolean.optional(),
 });
 
 export const BatchOptionsSchema = z.strictObject({

@@ -18,7 +18,7 @@ import { HttpError, sendError } from './http-errors.js';
 import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, type SubmitBatchOptions } from './intake.js';
 
 export interface BatchRoutesDeps {
-  config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'callbackSecret'>;
+  config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'callbackSecret' | 'localMediaDirs'>;
   handle: QueueHandle;
   logger: Logger;
   finisher: BatchFinisher;
@@ -84,7 +84,12 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
       throw new HttpError(400, 'callbacks_disabled', 'callbackUrl needs TALKBATCH_CALLBACK_SECRET (or TALKBATCH_WEBHOOK_SECRET) on the server to sign callbacks');
     }
     try {
-      const result = await submitBatch(handle, input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks });
+      const localMedia = {
+        baseDir: config.localMediaDirs[0] ?? process.cwd(),
+        roots: config.localMediaDirs,
+        refusal: 'a manifest sent through the REST API may not do unless the file is in a folder the operator allows (TALKBATCH_LOCAL_MEDIA_DIRS)',
+      };
+      const result = await submitBatch(handle, input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
       deps.logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
       return reply.code(result.added > 0 ? 201 : 200).send({
         batchId: result.batchId,

@@ -1,8 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
+import type { LocalMediaPolicy } from '../manifest/local-media.js';
 import { ManifestError, type ManifestDefaults, type ManifestFormat, type ManifestIssue } from '../manifest/index.js';
 import { checkBatchId, enqueueManifest, generateBatchId } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
@@ -43,6 +44,11 @@ export interface SubmitBatchOptions {
   maxBytes?: number;
   /** Accept `http:` callback URLs: for tests and local receivers only. */
   allowHttpCallbacks?: boolean;
+  /**
+   * Where image_url/audio_url may name local files. Default (the library): relative to a manifest file's folder,
+   * else to the working directory. The REST API passes the operator's folders (TALKBATCH_LOCAL_MEDIA_DIRS), or none.
+   */
+  localMedia?: LocalMediaPolicy;
 }
 
 export interface SubmitBatchResult {
@@ -97,6 +103,8 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       // Rows and CSV text are written out as UTF-8 here; only bytes from the caller can be in another encoding.
       ...(options.encoding !== undefined && !('rows' in input) && !('csv' in input && typeof input.csv === 'string') ? { encoding: options.encoding } : {}),
       batchId,
+      // The staged copy lives in a temp folder: relative paths mean the caller's folder, not that one.
+      localMedia: options.localMedia ?? { baseDir: 'manifestPath' in input ? dirname(resolve(input.manifestPath)) : process.cwd() },
       allowPartial: options.allowPartial === true,
       ...(callbackUrl !== undefined ? { callbackUrl } : {}),
       // Workers enforce it too, so rows added to the batch later cannot spend past it either.

@@ -74,6 +74,7 @@ export function openApiDocument(): Record<string, unknown> {
       attempts: { type: 'integer' },
       errorKind: { type: ['string', 'null'] },
       errorDescription: { type: ['string', 'null'] },
+      errorDetails: { type: ['string', 'null'] },
       input: { type: 'object', additionalProperties: { type: 'string' } },
       links: { type: 'object', properties: { file: { type: 'string' } } },
     },

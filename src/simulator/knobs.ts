@@ -34,6 +34,8 @@ export interface SimulatorKnobs {
   webhookDelayMs: number;
   /** D-ID accepts only https webhooks; tests receive them over http on localhost. */
   allowHttpWebhooks: boolean;
+  /** Each MP4 ends with a top-level `free` box naming its talk (`talk_id=tlk_...`), so a test can tell whose file it is. */
+  stampTalkId: boolean;
 }
 
 export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
@@ -53,6 +55,7 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   truncateDownloadRate: 0,
   webhookDelayMs: 0,
   allowHttpWebhooks: false,
+  stampTalkId: false,
 });
 
 /** JSON cannot carry Infinity, so the admin endpoint also takes null or "Infinity" for it. */
@@ -81,6 +84,7 @@ const KnobsSchema = z.strictObject({
   truncateDownloadRate: probability,
   webhookDelayMs: duration,
   allowHttpWebhooks: z.boolean(),
+  stampTalkId: z.boolean(),
 });
 const KnobsPatchSchema = KnobsSchema.partial();
 

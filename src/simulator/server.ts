@@ -1,12 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { CreateTalkRequest } from '../did/schemas.js';
+import { CreateTalkValidator, findPackageFixture } from './did-document.js';
 import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
 import { planVideoResponse, s3ErrorXml } from './media.js';
 import { UrlSigner } from './presign.js';
@@ -62,6 +58,8 @@ export interface SimulatorStats {
   webhooksSent: number;
   /** Webhook attempts that failed (each retry counts). */
   webhookFailures: number;
+  /** Files accepted by POST /images and POST /audios. */
+  uploads: number;
 }
 
 export interface Simulator {
@@ -74,6 +72,8 @@ export interface Simulator {
   stats(): SimulatorStats;
   /** The talk as GET /talks/{id} would answer now, or undefined when there is none. */
   talk(id: string): object | undefined;
+  /** The POST /talks body exactly as received (before D-ID's coercion), or undefined when there is no such talk. */
+  createRequest(id: string): unknown;
   resetStats(): void;
   close(): Promise<void>;
 }
@@ -81,6 +81,11 @@ export interface Simulator {
 const DEFAULT_API_KEY = 'sim-user:sim-secret';
 const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_LIST_LIMIT = 100;
+/** D-ID's upload limits: images 10 MB (FAQ), audio 6 MB (POST /audios). */
+const UPLOAD_LIMITS = { image: 10 * 1024 * 1024, audio: 6 * 1024 * 1024 } as const;
+const MULTIPART_OVERHEAD = 64 * 1024;
+/** D-ID's text limit without SSML tags (the published input description). */
+const MAX_SPOKEN_CHARS = 10_000;
 /** Reported by GET /credits when credits are unlimited, since JSON has no Infinity. */
 const UNLIMITED_CREDITS_REPORTED = 1_000_000;
 const TALK_ID_LENGTH = 21;
@@ -88,7 +93,7 @@ const CREDITS_VALID_FOR_MS = 30 * 24 * 60 * 60 * 1000;
 const noopLogger = { info: (): void => {}, warn: (): void => {} };
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
-  const video = await readFile(options.videoPath ?? findPackageVideo());
+  const video = await readFile(options.videoPath ?? findPackageFixture('media', 'talk.mp4'));
   const apiKeys = options.apiKeys ?? [DEFAULT_API_KEY];
   const firstKey = apiKeys[0];
   if (firstKey === undefined) throw new Error('startSimulator: apiKeys must hold at least one key');
@@ -107,21 +112,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     knobs: () => ({ ...simulator.knobs }),
     stats: () => simulator.stats(),
     talk: (id) => simulator.talkView(id),
+    createRequest: (id) => simulator.createRequest(id),
     resetStats: () => simulator.resetStats(),
     close: () => simulator.close(),
   };
-}
-
-/** Finds fixtures/media/talk.mp4 above this file, which sits at src/simulator/ under tsx and dist/src/simulator/ once built. */
-function findPackageVideo(): string {
-  let directory = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(directory, 'fixtures', 'media', 'talk.mp4');
-    if (existsSync(candidate)) return candidate;
-    const parent = resolve(directory, '..');
-    if (parent === directory) throw new Error('simulator: fixtures/media/talk.mp4 not found above the package; pass videoPath');
-    directory = parent;
-  }
 }
 
 interface DidSimulatorOptions {
@@ -150,6 +144,7 @@ class DidSimulator {
   readonly #random: () => number;
   readonly #logger: DidSimulatorOptions['logger'];
   readonly #talks = new TalkStore();
+  readonly #validator = new CreateTalkValidator();
   readonly #signer = new UrlSigner();
   readonly #rateLimiter = new RateLimiter();
   readonly #webhooks: WebhookDispatcher;
@@ -219,6 +214,10 @@ class DidSimulator {
     return talk && this.#describe(talk, baseUrl);
   }
 
+  createRequest(id: string): unknown {
+    return structuredClone(this.#talks.get(id)?.received);
+  }
+
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolveClose) => {
       this.#webhooks.close();
@@ -256,6 +255,8 @@ class DidSimulator {
     if (talkId !== undefined && method === 'GET') return this.#api(exchange, () => this.#getTalk(exchange, talkId));
     if (talkId !== undefined && method === 'DELETE') return this.#api(exchange, () => this.#deleteTalk(exchange, talkId));
     if (path === '/credits' && method === 'GET') return this.#api(exchange, () => this.#getCredits(exchange));
+    if (path === '/images' && method === 'POST') return this.#api(exchange, () => this.#upload(exchange, 'image'));
+    if (path === '/audios' && method === 'POST') return this.#api(exchange, () => this.#upload(exchange, 'audio'));
     this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no route for ${method} ${path}` });
   }
 
@@ -312,10 +313,15 @@ class DidSimulator {
       this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: `invalid JSON body: ${errorMessage(error)}` });
       return;
     }
-    const schema = this.knobs.allowHttpWebhooks ? CreateTalkRequestWithHttpWebhook : CreateTalkRequest;
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) {
-      this.#sendJson(exchange, 400, validationError(validationDetails(parsed.error.issues, json)));
+    const checked = this.#validator.check(json, { allowHttpWebhooks: this.knobs.allowHttpWebhooks });
+    if (!checked.ok) {
+      this.#sendJson(exchange, 400, validationError(checked.details));
+      return;
+    }
+    const script = checked.body.script;
+    if (script.type === 'text' && script.input.replace(/<[^>]*>/g, '').length > MAX_SPOKEN_CHARS) {
+      // The published schema allows 40,000 characters; its description adds "10K excluding SSML tags".
+      this.#sendJson(exchange, 400, validationError({ 'body.script.input': { message: `must be at most ${MAX_SPOKEN_CHARS} characters excluding SSML tags` } }));
       return;
     }
     if (this.knobs.credits < 1) {
@@ -334,7 +340,8 @@ class DidSimulator {
       createdAtMs: nowMs,
       renderMs: this.#jitteredRenderMs(),
       outcome: this.#drawOutcome(),
-      request: parsed.data,
+      request: checked.body,
+      received: json,
     });
     this.#recordCreate(talk, nowMs);
     if (talk.request.webhook !== undefined) {
@@ -347,6 +354,49 @@ class DidSimulator {
       return;
     }
     this.#sendJson(exchange, 201, { id: talk.id, object: 'talk', created_by: SIMULATED_OWNER, created_at: new Date(nowMs).toISOString(), status: 'created' });
+  }
+
+  /** POST /images and POST /audios: multipart with one file field (`image` / `audio`), answered as the document says. */
+  async #upload(exchange: Exchange, kind: 'image' | 'audio'): Promise<void> {
+    const limit = UPLOAD_LIMITS[kind];
+    const body = await readBody(exchange.req, limit + MULTIPART_OVERHEAD);
+    const contentType = exchange.req.headers['content-type'] ?? '';
+    if (body === 'too-large') {
+      this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
+      return;
+    }
+    let file: File | undefined;
+    try {
+      const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+      const field = form.get(kind);
+      file = typeof field === 'object' && field !== null ? (field as File) : undefined;
+    } catch {
+      file = undefined;
+    }
+    if (file === undefined) {
+      this.#sendJson(exchange, 400, { kind: 'BadRequestError', description: `multipart/form-data with a "${kind}" file field is required` });
+      return;
+    }
+    const bytes = Buffer.from(await file.arrayBuffer());
+    if (bytes.length > limit) {
+      this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
+      return;
+    }
+    const imageType = kind === 'image' ? imageTypeOf(bytes) : undefined;
+    if (kind === 'image' && imageType === undefined) {
+      this.#sendJson(exchange, 415, { kind: 'UnsupportedMimeTypeError', description: 'The provided mime type is not supported', details: { received: file.type, supported: ['image/jpeg', 'image/png'] } });
+      return;
+    }
+    if (kind === 'audio' && !/^(audio|video)\//.test(file.type)) {
+      this.#sendJson(exchange, 415, { kind: 'UnsupportedMimeTypeError', description: 'The provided mime type is not supported', details: { received: file.type, supported: ['audio/*', 'video/*'] } });
+      return;
+    }
+    this.#counters.uploads++;
+    const id = randomBytes(TALK_ID_LENGTH).toString('base64url').slice(0, TALK_ID_LENGTH);
+    const owner = encodeURIComponent(SIMULATED_OWNER);
+    // D-ID stores audio as 16 kHz WAV; images keep their type. Both URLs match the talk schema's patterns.
+    const url = kind === 'image' ? `s3://d-id-images-prod/${owner}/${id}/image.${imageType}` : `s3://d-id-audios-prod/${owner}/${id}/audio.wav`;
+    this.#sendJson(exchange, 201, kind === 'image' ? { id, url } : { id, url, duration: 2 });
   }
 
   #recordCreate(talk: SimulatedTalk, nowMs: number): void {
@@ -432,7 +482,8 @@ class DidSimulator {
       return;
     }
 
-    const plan = planVideoResponse(this.#video.length, exchange.req.headers.range);
+    const video = this.knobs.stampTalkId ? stampedVideo(this.#video, talk.id) : this.#video;
+    const plan = planVideoResponse(video.length, exchange.req.headers.range);
     if (plan.status === 416) {
       this.#send(exchange, 416, s3ErrorXml('InvalidRange', 'The requested range is not satisfiable', this.#s3RequestIds()), {
         'content-type': 'application/xml',
@@ -440,12 +491,12 @@ class DidSimulator {
       });
       return;
     }
-    const bytes = this.#video.subarray(plan.start, plan.endInclusive + 1);
+    const bytes = video.subarray(plan.start, plan.endInclusive + 1);
     const headers: OutgoingHttpHeaders = {
       'content-type': 'video/mp4',
       'content-length': bytes.length,
       'accept-ranges': 'bytes',
-      etag: this.#videoEtag,
+      etag: video === this.#video ? this.#videoEtag : `"${createHash('md5').update(video).digest('hex')}"`,
       'last-modified': new Date(finishedAtMs(talk)).toUTCString(),
     };
     if (plan.contentRange !== undefined) headers['content-range'] = plan.contentRange;
@@ -566,41 +617,32 @@ function emptyCounters() {
     downloads: 0,
     webhooksSent: 0,
     webhookFailures: 0,
+    uploads: 0,
   };
 }
-
-/** D-ID demands https webhooks; with allowHttpWebhooks the simulator also takes http ones (tests on localhost). */
-const CreateTalkRequestWithHttpWebhook = CreateTalkRequest.extend({
-  webhook: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').optional(),
-});
 
 function validationError(details: Record<string, { message: string }>): object {
   return { kind: 'ValidationError', description: 'Invalid request body', details };
 }
 
-/** zod issues as D-ID's `details`: `{"body.script.input": {"message": ...}}`, with D-ID's wording for missing and unknown fields. */
-function validationDetails(issues: readonly z.core.$ZodIssue[], body: unknown): Record<string, { message: string }> {
-  const details: Record<string, { message: string }> = {};
-  for (const issue of issues) {
-    const path = ['body', ...issue.path.map(String)].join('.');
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) details[`${path}.${key}`] = { message: `'${key}' is not allowed` };
-    } else if (issue.path.length > 0 && valueAt(body, issue.path) === undefined) {
-      details[path] = { message: `'${String(issue.path.at(-1))}' is required` };
-    } else {
-      details[path] = { message: issue.message };
-    }
-  }
-  return details;
+/** The video with a top-level ISO BMFF `free` box appended (players skip it) holding `talk_id=<id>`. */
+export function stampedVideo(video: Buffer, talkId: string): Buffer {
+  const payload = Buffer.from(`talk_id=${talkId}`, 'utf8');
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(8 + payload.length, 0);
+  header.write('free', 4, 'latin1');
+  return Buffer.concat([video, header, payload]);
 }
 
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (typeof current !== 'object' || current === null || !Object.hasOwn(current, key)) return undefined;
-    current = (current as Record<PropertyKey, unknown>)[key];
-  }
-  return current;
+/** The talk id a stamped video carries, or undefined. */
+export function talkIdInVideo(video: Buffer): string | undefined {
+  return /talk_id=(tlk_[\w-]+)$/.exec(video.subarray(-64).toString('latin1'))?.[1];
+}
+
+function imageTypeOf(bytes: Buffer): 'jpg' | 'png' | undefined {
+  if (bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpg';
+  if (bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'png';
+  return undefined;
 }
 
 function isJsonContentType(header: string | undefined): boolean {

@@ -1,4 +1,7 @@
-import type { CreateTalkRequest, TalkStatus } from '../did/schemas.js';
+import type { TalkRequestBody } from './did-document.js';
+
+/** D-ID's talk statuses (GetTalkDto.status in the published document). */
+export type TalkStatus = 'created' | 'started' | 'done' | 'error' | 'rejected';
 
 /** Owner id of every simulated talk, shaped like D-ID's `<auth provider>|<user id>`. */
 export const SIMULATED_OWNER = 'sim|user';
@@ -21,7 +24,10 @@ export interface SimulatedTalk {
   readonly renderMs: number;
   /** Decided at create time so that every read of the talk agrees. */
   readonly outcome: TalkOutcome;
-  readonly request: CreateTalkRequest;
+  /** The body after D-ID's validation and coercion. */
+  readonly request: TalkRequestBody;
+  /** The body as it arrived. */
+  readonly received: unknown;
 }
 
 export function startedAtMs(talk: SimulatedTalk): number {
@@ -142,7 +148,7 @@ function withoutZone(ms: number): string {
   return new Date(ms).toISOString().slice(0, -1);
 }
 
-function talkDurationSeconds(request: CreateTalkRequest): number {
+function talkDurationSeconds(request: TalkRequestBody): number {
   const padding = request.config?.pad_audio ?? 0;
   if (request.script.type === 'audio') return AUDIO_SCRIPT_SECONDS + padding;
   const spoken = Math.max(1, Math.round((request.script.input.length / SPOKEN_CHARS_PER_SECOND) * 1000) / 1000);
@@ -150,13 +156,13 @@ function talkDurationSeconds(request: CreateTalkRequest): number {
 }
 
 /** D-ID echoes the config with its defaults filled in and result_format as an extension (".mp4"). */
-function echoedConfig(request: CreateTalkRequest): Record<string, unknown> {
+function echoedConfig(request: TalkRequestBody): Record<string, unknown> {
   const { result_format: resultFormat = 'mp4', ...requested } = request.config ?? {};
   return { stitch: false, fluent: false, pad_audio: 0, ...requested, result_format: `.${resultFormat}` };
 }
 
 /** D-ID echoes the script without its text, giving its length instead. */
-function echoedScript(request: CreateTalkRequest): Record<string, unknown> {
+function echoedScript(request: TalkRequestBody): Record<string, unknown> {
   const { script } = request;
   if (script.type === 'audio') return { type: 'audio', subtitles: script.subtitles ?? false };
   return { type: 'text', length: script.input.length, subtitles: script.subtitles ?? false, provider: script.provider ?? DEFAULT_PROVIDER };

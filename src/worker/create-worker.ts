@@ -14,6 +14,7 @@ import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor } from './processor.js';
+import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
 import { Wakeups, wakeChannel } from './wakeups.js';
 
@@ -133,6 +134,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     wakeups,
     concurrency,
     rendering: new RenderTracker(connection, `${config.prefix}:${config.queueName}:rendering`),
+    uploads: new UploadCache({ redis: connection, keyPrefix: `${config.prefix}:${config.queueName}`, ttlMs: config.uploadTtlMs, did }),
     handback: handback.signal,
     ...(webhookUrlFor ? { webhookUrlFor } : {}),
     onAuthFailure: (error: DidApiError) => {

@@ -17,12 +17,13 @@ import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
-import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
+import { createTalkBody, JobPayloadV1, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
+import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
 
 /** Why a row failed for good, kept in the job's data for the results report. */
@@ -30,6 +31,24 @@ export interface RowFailure {
   code: string;
   kind: string;
   description: string;
+  /** D-ID's `details` (a ValidationError's per-field reasons) as JSON, bounded. */
+  details?: string;
+}
+
+/** D-ID's details may be anything; the report keeps at most this much of their JSON. */
+export const FAILURE_DETAILS_MAX = 2_000;
+
+/** D-ID's `details` as bounded JSON text, or undefined when there are none. */
+export function failureDetails(details: unknown): string | undefined {
+  if (details === undefined || details === null) return undefined;
+  let text: string;
+  try {
+    text = typeof details === 'string' ? details : JSON.stringify(details);
+  } catch {
+    return undefined;
+  }
+  if (text === undefined || text === '' || text === '{}') return undefined;
+  return text.length > FAILURE_DETAILS_MAX ? `${text.slice(0, FAILURE_DETAILS_MAX - 1)}…` : text;
 }
 
 export interface ProcessorDeps {
@@ -46,6 +65,8 @@ export interface ProcessorDeps {
   handback: AbortSignal;
   /** The webhook URL for a job, when webhooks are on. */
   webhookUrlFor?: (jobId: string) => string | undefined;
+  /** Local images and audio named by rows: uploaded once per content, URL remembered. */
+  uploads?: UploadCache;
   /** 401 or a malformed-key 403: the worker must stop taking jobs. */
   onAuthFailure: (error: DidApiError) => void;
   /** 402: pause the queue and watch credits. */
@@ -112,7 +133,7 @@ export function createProcessor(deps: ProcessorDeps) {
 
     // ---- submitting: find the talk we may already have paid for, else create it -------------------
     if (state.step === 'submitting' || !state.talkId) {
-      const userData = talkTagFor(jobId, payload.generation);
+      const userData = userDataFor(payload.talk.user_data, talkTagFor(jobId, payload.generation));
       let talkId: string | undefined;
       if (state.submitStartedAt !== undefined) {
         // A create was in flight when the last try ended: it may have happened.
@@ -137,6 +158,8 @@ export function createProcessor(deps: ProcessorDeps) {
             description: `output name "${payload.output.name}" already belongs to row "${names.owner}" of this batch; no talk was created`,
           });
         }
+        // Before the budget and the create checkpoint: an upload is free, and a failed one must not look like a create in flight.
+        const uploaded = await uploadLocalFiles();
         const budgetMember = `${payload.rowKey}#${payload.generation}`;
         const seconds = payload.estimatedSeconds ?? 0;
         const verdict = await deps.batches.reserveBudget(payload.batchId, budgetMember, seconds);
@@ -154,10 +177,11 @@ export function createProcessor(deps: ProcessorDeps) {
           log.warn('no Redis replica confirmed the checkpoint in time; handing the row back before creating its talk');
           await handBack(REPLICA_WAIT_RETRY_MS);
         }
-        const webhook = deps.webhookUrlFor?.(jobId);
+        // With talkbatch's receiver on, D-ID calls talkbatch, which calls the row's own webhook once the file is on disk.
+        const webhook = deps.webhookUrlFor?.(jobId) ?? payload.talk.webhook;
         try {
           const created = await did.createTalk(
-            { ...payload.talk, user_data: userData, ...(webhook ? { webhook } : {}) },
+            createTalkBody(payload.talk, talkTagFor(jobId, payload.generation), webhook, uploaded),
             signal ? { signal } : {},
           );
           talkId = created.id;
@@ -255,13 +279,43 @@ export function createProcessor(deps: ProcessorDeps) {
         // 400, 403 PermissionError, 404, 451...: D-ID said no to this row; asking again cannot help.
         await clearSubmit();
         await releaseBudget();
-        return failRow({ code: error.code, kind: error.kind, description: error.description });
+        const details = failureDetails(error.details);
+        return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
       }
       if (error instanceof DidConnectionError || error instanceof DidServerError || error instanceof DidProtocolError) {
         // Ambiguous: the talk may exist. Keep submitStartedAt so the next try looks before it creates.
         log.warn({ err: (error as Error).message }, 'create failed ambiguously; the next try reconciles first');
       }
       throw error;
+    }
+
+    async function uploadLocalFiles(): Promise<UploadedMedia> {
+      const { talk } = payload;
+      const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
+      if (talk.source_file === undefined && talk.source_link === undefined && audioFile === undefined) return {};
+      if (!deps.uploads) throw new UnrecoverableError('LOCAL_FILE: this worker cannot upload local files');
+      const options = signal ? { signal } : {};
+      try {
+        const uploaded: UploadedMedia = {};
+        if (talk.source_file !== undefined) uploaded.sourceUrl = await deps.uploads.urlFor('image', talk.source_file, options);
+        if (talk.source_link !== undefined) {
+          uploaded.sourceUrl = await deps.uploads.urlForLink(talk.source_link, { allow: config.outboundAllow }, { ...options, timeoutMs: config.downloadTimeoutMs });
+        }
+        if (audioFile !== undefined) uploaded.audioUrl = await deps.uploads.urlFor('audio', audioFile, options);
+        return uploaded;
+      } catch (error) {
+        if (error instanceof LocalFileError) return failRow({ code: 'LOCAL_FILE', kind: 'LocalFileError', description: error.message });
+        if (error instanceof DidAuthError && !(error.status === 403 && error.kind === 'PermissionError')) {
+          deps.onAuthFailure(error);
+          return handBack(config.creditCheckMs);
+        }
+        if (error instanceof DidApiError && !(error instanceof DidServerError) && !(error instanceof DidRateLimitError)) {
+          // D-ID refused the file itself (not an image, too large, moderation): asking again cannot help.
+          const details = failureDetails(error.details);
+          return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
+        }
+        throw error;
+      }
     }
 
     async function clearSubmit(): Promise<void> {

@@ -131,7 +131,8 @@ describe('simulator POST /talks validation', () => {
     { name: 'a 2-character input', body: { ...VALID_BODY, script: { type: 'text', input: 'hi' } }, detail: 'body.script.input' },
     { name: 'an http webhook', body: { ...VALID_BODY, webhook: 'http://example.com/hook' }, detail: 'body.webhook' },
     { name: 'provider as a string', body: { ...VALID_BODY, script: { type: 'text', input: 'Hello there', provider: 'microsoft' } }, detail: 'body.script.provider' },
-    { name: 'an extra top-level property', body: { ...VALID_BODY, persist: true }, detail: 'body.persist' },
+    // persist is a documented (deprecated) D-ID field since issue 12; an unknown key is still refused.
+    { name: 'an extra top-level property', body: { ...VALID_BODY, persisted: true }, detail: 'body.persisted' },
     { name: 'no script', body: { source_url: VALID_BODY.source_url }, detail: 'body.script' },
   ];
 
@@ -435,5 +436,31 @@ describe('simulator stats and admin endpoints', () => {
     await createTalk(sim, { user_data: 'row-1' });
     const stats = await call(sim, 'GET', '/__sim/stats', { authorization: null });
     expect(stats.json).toMatchObject({ totalCreates: 1, createsByUserData: { 'row-1': 1 }, totalRequests: 1 });
+  });
+});
+
+describe('simulator speaks D-ID\'s published schema', () => {
+  it('answers 201 to D-ID\'s own example body (booleans and numbers as strings) and keeps the body as received', async () => {
+    const sim = await start();
+    const seed = {
+      source_url: 'https://d-id-public-bucket.s3.us-west-2.amazonaws.com/alice.jpg',
+      script: { type: 'text', subtitles: 'false', provider: { type: 'microsoft', voice_id: 'Sara' }, input: 'Making videos is easy with D-ID', ssml: false },
+      config: { fluent: 'false', pad_audio: '0.0' },
+    };
+    const created = await call(sim, 'POST', '/talks', { body: seed });
+    expect(created.status).toBe(201);
+    const { id } = CreateTalkResponse.parse(created.json);
+    expect(sim.createRequest(id)).toEqual(seed);
+    const talk = await call(sim, 'GET', `/talks/${id}`);
+    expect(talk.json).toMatchObject({ config: { fluent: false, pad_audio: 0 }, script: { subtitles: false } });
+  });
+
+  it('accepts the deprecated fields D-ID documents and refuses a misspelt one', async () => {
+    const sim = await start();
+    const body = { ...VALID_BODY, driver_url: 'bank://lively/', persist: true, face: { size: 512, top_left: [98, 119] }, config: { align_driver: true, motion_factor: 1 } };
+    expect((await call(sim, 'POST', '/talks', { body })).status).toBe(201);
+    const refused = await call(sim, 'POST', '/talks', { body: { ...VALID_BODY, config: { motion_factr: 1 } } });
+    expect(refused.status).toBe(400);
+    expect(DidError.parse(refused.json).details).toHaveProperty(['body.config.motion_factr']);
   });
 });

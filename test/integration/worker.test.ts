@@ -79,6 +79,21 @@ describe('worker', () => {
     expect(harness.simulator.stats().duplicateUserData).toEqual([]);
   });
 
+  it("keeps the user's own user_data and still adopts the talk after a 504-after-create", async () => {
+    harness = await startHarness({ gateway504AfterCreateRate: 1 });
+    await harness.startWorker();
+    const withOwn = (i: number) => row(i, { talk: { ...row(i).talk, user_data: `crm-${i}` } });
+    await harness.enqueue('b4u', [withOwn(1), withOwn(2)]);
+    await vi.waitFor(() => expect(harness?.simulator.stats().totalCreates).toBe(2), { timeout: 10_000 });
+    harness.simulator.setKnobs({ gateway504AfterCreateRate: 0 });
+    expect(await waitForBatch(harness, 'b4u')).toMatchObject({ done: 2, failed: 0 });
+    const stats = harness.simulator.stats();
+    expect(stats.totalCreates).toBe(2);
+    expect(stats.duplicateUserData).toEqual([]);
+    // The user's value reaches D-ID (and so its list and webhook) first and unchanged.
+    expect(Object.keys(stats.createsByUserData).sort()).toEqual(['crm-1 [talkbatch b4u-row0001]', 'crm-2 [talkbatch b4u-row0002]']);
+  });
+
   it('backs off on 429 from a plan cap below its concurrency and still finishes every row', async () => {
     harness = await startHarness({ renderMs: 200, maxConcurrentRenders: 2, retryAfterSeconds: null }, { TALKBATCH_CONCURRENCY: 6 });
     await harness.startWorker();

@@ -56,3 +56,40 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { TALKBATCH_PREFIX: 'a:b' }, dotenvPath: false })).toThrow(/TALKBATCH_PREFIX/);
   });
 });
+
+describe('D-ID key forms', () => {
+  const keyOf = (env: Record<string, string>): string | undefined => loadConfig({ env, dotenvPath: false }).didApiKey;
+
+  it('trims whitespace and a trailing newline, and removes a pasted "Basic " prefix', () => {
+    expect(keyOf({ DID_API_KEY: '  dXNlckBleGFtcGxlLmNvbQ:s3cr3t\n' })).toBe('dXNlckBleGFtcGxlLmNvbQ:s3cr3t');
+    expect(keyOf({ DID_API_KEY: 'Basic dXNlckBleGFtcGxlLmNvbQ:s3cr3t' })).toBe('dXNlckBleGFtcGxlLmNvbQ:s3cr3t');
+    expect(keyOf({ DID_API_KEY: 'basic  Basic dXNlckBleGFtcGxlLmNvbQ:s3cr3t\r\n' })).toBe('dXNlckBleGFtcGxlLmNvbQ:s3cr3t');
+  });
+
+  it('builds the key from DID_API_USERNAME and DID_API_PASSWORD as D-ID shows them', () => {
+    expect(keyOf({ DID_API_USERNAME: 'dXNlckBleGFtcGxlLmNvbQ ', DID_API_PASSWORD: ' s3cr3t\n' })).toBe('dXNlckBleGFtcGxlLmNvbQ:s3cr3t');
+    expect(() => keyOf({ DID_API_USERNAME: 'dXNlckBleGFtcGxlLmNvbQ' })).toThrow(/DID_API_PASSWORD: required/);
+    expect(() => keyOf({ DID_API_PASSWORD: 's3cr3t' })).toThrow(/DID_API_USERNAME: required/);
+  });
+
+  it('refuses a value no Authorization header can carry, naming the variable and never the value', () => {
+    for (const [env, name] of [
+      [{ DID_API_KEY: 'dXNlc:s3 cr3t' }, 'DID_API_KEY'],
+      [{ DID_API_KEY: 'dXNlc:s3cr3t\nsecond-line' }, 'DID_API_KEY'],
+      [{ DID_API_KEY: 'dXNlc:sécret' }, 'DID_API_KEY'],
+      [{ DID_API_KEY: 'Basic ' }, 'DID_API_KEY'],
+      [{ DID_API_USERNAME: 'us er', DID_API_PASSWORD: 's3cr3t' }, 'DID_API_USERNAME'],
+      [{ DID_API_USERNAME: 'user', DID_API_PASSWORD: 's3cr\u00e9t' }, 'DID_API_PASSWORD'],
+    ] as const) {
+      let caught: unknown;
+      try {
+        keyOf(env);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(ConfigError);
+      expect((caught as Error).message).toContain(name);
+      for (const value of Object.values(env)) if (value.trim().length > 6) expect((caught as Error).message).not.toContain(value.trim());
+    }
+  });
+});

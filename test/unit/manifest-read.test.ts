@@ -145,7 +145,7 @@ describe('defaults and options', () => {
   it('the script cell wins over the template, audio_url over the template', async () => {
     const path = file('precedence.csv', `id,image_url,script,audio_url\na,${IMG},Literal text,\nb,${IMG},,https://example.com/b.mp3\n`);
     const got = await rows(path, { template: 'From the template' });
-    expect(got.map((row) => row.talk.script.type === 'text' ? row.talk.script.input : row.talk.script.audio_url)).toEqual([
+    expect(got.map((row) => row.talk.script.type === 'text' ? row.talk.script.input : 'audio_url' in row.talk.script ? row.talk.script.audio_url : undefined)).toEqual([
       'Literal text',
       'https://example.com/b.mp3',
     ]);

@@ -40,6 +40,7 @@ export async function validateCommand(argv: string[]): Promise<number> {
     console.log(JSON.stringify(report, null, 2));
   } else {
     for (const issue of report.issues) console.log(formatIssue(issue));
+    for (const warning of report.warnings) console.log(`warning: ${formatIssue(warning)}`);
     const invalid = report.rows - report.valid - report.skippedEmpty;
     console.log(
       `${report.file}: ${report.rows} rows (${report.format}), ${report.valid} valid, ${invalid} invalid, ${report.skippedEmpty} empty skipped; ` +
