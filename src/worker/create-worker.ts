@@ -27,6 +27,8 @@ export interface TalkWorkerOptions {
   webhookUrlFor?: (jobId: string) => string | undefined;
   /** Observers for metrics (see src/server/metrics.ts); each must be quick and must not throw. */
   metrics?: WorkerMetricsHooks;
+  /** Called once a row's outcome (done, or failed for good) is in the ledger; must be quick and must not throw. */
+  onRowFinished?: (batchId: string, rowKey: string) => void;
 }
 
 export interface WorkerMetricsHooks {
@@ -139,11 +141,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       logger.error({ jobId: job.id, err: error.message }, 'row failed');
       options.metrics?.onRowFailed?.();
       await batches.markFailed(job.data.batchId, job.data.rowKey);
+      options.onRowFinished?.(job.data.batchId, job.data.rowKey);
       await finishIfLast(job.data.batchId);
     })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
   });
   worker.on('completed', (job: Job<JobPayload, RowResult>) => {
     options.metrics?.onRowCompleted?.(job.returnvalue);
+    options.onRowFinished?.(job.data.batchId, job.data.rowKey);
     void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
   });
 
