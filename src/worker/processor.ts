@@ -333,7 +333,7 @@ export function createProcessor(deps: ProcessorDeps) {
     /** Waits `ms` or until woken; on shutdown, checkpoints and hands the row back. */
     async function pause(id: string, ms: number): Promise<void> {
       try {
-        await deps.wakeups.wait(jobId, ms, AbortSignal.any([deps.handback, ...(signal ? [signal] : [])]));
+        await deps.wakeups.wait(jobId, ms, [deps.handback, signal]);
       } catch (error) {
         if (deps.handback.aborted) {
           await checkpoint(state);
