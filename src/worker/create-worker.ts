@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
@@ -90,6 +91,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const concurrency = new AdaptiveConcurrency(queue, config.concurrency);
   await concurrency.start();
   const handback = new AbortController();
+  // Every row waiting on D-ID listens on it (wakeups.ts): up to one listener per slot, none left after the wait.
+  setMaxListeners(config.workerConcurrency + 10, handback.signal);
   let fatal: Error | undefined;
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
