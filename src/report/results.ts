@@ -238,6 +238,8 @@ export class LiveReport {
   #lastRebuildAt = 0;
   #lastRebuildMs = 0;
   #written = false;
+  /** Rows finished since the last rebuild started: no rebuild without one. */
+  #finishedSinceRebuild = 0;
   #work: Promise<unknown> = Promise.resolve();
 
   constructor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: LiveReportOptions = {}) {
@@ -251,6 +253,7 @@ export class LiveReport {
   /** A row of this batch got its outcome. */
   rowFinished(rowKey: string): void {
     this.#finished.push(rowKey);
+    this.#finishedSinceRebuild += 1;
   }
 
   /** Appends what finished, or rebuilds everything when a rebuild is due; one refresh at a time. */
@@ -269,7 +272,8 @@ export class LiveReport {
 
   async #refreshNow(): Promise<void> {
     const sinceRebuild = Date.now() - this.#lastRebuildAt;
-    if (!this.#written || sinceRebuild >= Math.max(this.#minGapMs, this.#lastRebuildMs * this.#costFactor)) {
+    const due = this.#finishedSinceRebuild > 0 && sinceRebuild >= Math.max(this.#minGapMs, this.#lastRebuildMs * this.#costFactor);
+    if (!this.#written || due) {
       await this.#rebuild();
       return;
     }
@@ -287,6 +291,7 @@ export class LiveReport {
   async #rebuild(): Promise<ReportFiles> {
     // Rows that finished before the rebuild starts are in it; those finishing during it are appended next time.
     this.#finished = [];
+    this.#finishedSinceRebuild = 0;
     const started = Date.now();
     const files = await writeBatchReport(this.#handle, this.#batchId, this.#outDir);
     this.#lastRebuildAt = Date.now();

@@ -22,8 +22,8 @@ export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
 Validates the manifest, enqueues one job per row, runs workers in this process until every row is
 done or failed, then writes out/<batch>/results.csv, results.jsonl and index.html (a page that plays
 every video, in pages of 1,000 rows above 2,000). While rows finish, results.jsonl gets their lines
-appended (a later line for a row supersedes an earlier one); the CSV and the page are rebuilt now and then. Rerunning the same manifest with the same
---batch adds nothing and makes nothing twice.
+appended (a later line for a row supersedes an earlier one); the CSV and the page are rebuilt now and
+then. Rerunning the same manifest with the same --batch adds nothing and makes nothing twice.
 
 ${BATCH_HELP}
 ${MANIFEST_HELP}
