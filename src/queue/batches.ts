@@ -259,6 +259,26 @@ export class BatchStore {
     await SET_OUTCOME.run(this.#redis, keys, [rowKey]);
   }
 
+  /**
+   * Where rows stand by the ledger alone ('done', 'failed', 'active', or undefined for a row that is none
+   * of these), in the order asked: three SMISMEMBERs. Reports use this rather than BullMQ's job.getState(),
+   * which scans the wait list (LPOS) and so costs O(queued rows) each, blocking Redis on a big batch.
+   */
+  async outcomesOf(id: string, rowKeys: readonly string[]): Promise<('done' | 'failed' | 'active' | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    const results = (await this.#redis
+      .multi()
+      .smismember(this.#key(id, 'done'), ...rowKeys)
+      .smismember(this.#key(id, 'failed'), ...rowKeys)
+      .smismember(this.#key(id, 'active'), ...rowKeys)
+      .exec()) ?? [];
+    const [done, failed, active] = results.map(([error, value]) => {
+      if (error) throw error;
+      return value as number[];
+    }) as [number[], number[], number[]];
+    return rowKeys.map((_, index) => (done[index] === 1 ? 'done' : failed[index] === 1 ? 'failed' : active[index] === 1 ? 'active' : undefined));
+  }
+
   /** The ledger entries of done rows (undefined for rows without one), in the order asked. */
   async finishedRows(id: string, rowKeys: readonly string[]): Promise<(FinishedRow | undefined)[]> {
     if (rowKeys.length === 0) return [];

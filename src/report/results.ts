@@ -58,15 +58,27 @@ export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches
  */
 export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, refs: readonly BatchRowRef[], outDir: string): Promise<ResultRecord[]> {
   const keys = refs.map((ref) => ref.rowKey);
-  const [finished, done] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.areDone(batchId, keys)]);
+  const [finished, outcomes] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.outcomesOf(batchId, keys)]);
   return Promise.all(
     refs.map(async (ref, index) => {
       const entry = finished[index];
-      if (entry && done[index] === true) return recordOfFinished(batchId, ref, entry);
+      const outcome = outcomes[index];
+      if (entry && outcome === 'done') return recordOfFinished(batchId, ref, entry);
       const job = await handle.queue.getJob(jobIdFor(batchId, ref.rowKey));
-      return recordFor(batchId, ref, job, done[index] === true, outDir, job ? await job.getState() : undefined);
+      return recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined);
     }),
   );
+}
+
+/**
+ * A job's state from the ledger and the job hash, without BullMQ's getState() (a wait-list scan per job,
+ * O(queued rows): over a 100,000-row batch it held Redis for minutes). A finished job has `finishedOn`,
+ * and a failure reason or a return value; the ledger knows which rows a worker holds.
+ */
+function stateOf(job: Job<JobPayload, RowResult>, outcome: 'done' | 'failed' | 'active' | undefined): string {
+  if (outcome === 'failed') return 'failed';
+  if (job.finishedOn) return job.failedReason ? 'failed' : 'completed';
+  return outcome === 'active' ? 'active' : 'waiting';
 }
 
 function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow): ResultRecord {
