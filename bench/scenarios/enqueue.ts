@@ -36,7 +36,7 @@ function child(mode: 'talkbatch' | 'raw', redisUrl: string, csv: string, dist: s
 }
 
 /** talkbatch built as users run it (`node dist/cli/main.js`), into .tmp/: timings and RSS are of the compiled code. */
-function build(): string {
+export function build(): string {
   const outDir = join(ROOT, '.tmp', 'bench-dist');
   const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json', '--outDir', outDir], { cwd: ROOT, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`tsc failed:\n${result.stdout}${result.stderr}`);

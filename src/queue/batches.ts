@@ -54,10 +54,13 @@ return 1
 /*
  * A worker takes a row: the row joins its batch's ledger if it is new there (a job another BullMQ
  * client added, docs/api.md), and is marked active. One round trip per row instead of two.
- * KEYS[1] rows zset, KEYS[2] active set, KEYS[3] batch hash; ARGV[1] row key, ARGV[2] line.
- * Returns 1 when the row was new to the batch.
+ * A row the ledger already has done is left alone: its job is a copy added after the finished one was
+ * removed (see FinishedRow), and must not be made (paid for) again.
+ * KEYS[1] rows zset, KEYS[2] active set, KEYS[3] batch hash, KEYS[4] done set; ARGV[1] row key, ARGV[2] line.
+ * Returns 1 when the row was new to the batch, 2 when it is done already, else 0.
  */
 const TAKE_ROW = new LuaScript(`
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return 2 end
 local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
 if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -75,11 +78,16 @@ return added
 `);
 const ADD_ROWS_SLICE = 1000;
 
-/* KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set; ARGV[1] row key. */
+/*
+ * KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set, KEYS[4] finished-rows
+ * hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed rows: their
+ * jobs are kept, and an entry from an earlier outcome is dropped).
+ */
 const SET_OUTCOME = new LuaScript(`
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
+if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
 return 1
 `);
 
@@ -167,6 +175,46 @@ export interface BatchRowRef {
 }
 
 /**
+ * What the report needs of a done row once BullMQ has removed its job (the queue keeps only the newest
+ * completed jobs, talk-queue.ts): kept in the ledger's `finished` hash, one compact entry per row.
+ */
+export interface FinishedRow {
+  talkId: string;
+  /** The video's path relative to the batch folder. */
+  file: string;
+  bytes: number;
+  sha256: string;
+  videoSeconds: number | null;
+  renderSeconds: number | null;
+  attempts: number;
+  /** The script as sent (templates filled in), or the audio URL. */
+  script: string | null;
+  input: Record<string, string>;
+  /** Epoch milliseconds. */
+  enqueuedAt: number | null;
+  finishedAt: number;
+}
+
+/* A positional JSON array: field names written once here rather than once per row in Redis. */
+function encodeFinishedRow(row: FinishedRow): string {
+  return JSON.stringify([1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input]);
+}
+
+function decodeFinishedRow(text: string | null): FinishedRow | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (!Array.isArray(value) || value[0] !== 1 || value.length !== 12) return undefined;
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>,
+    ];
+    return { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The batch ledger in Redis, next to BullMQ's own keys and under the same hash-tagged prefix (one
  * Cluster slot). Row membership and outcomes are sets, so recording an outcome twice (a job re-run after
  * a stall) changes nothing.
@@ -180,7 +228,7 @@ export class BatchStore {
     this.#base = `${prefix}:${queueName}`;
   }
 
-  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files'): string {
+  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished'): string {
     return part ? `${this.#base}:batch:${id}:${part}` : `${this.#base}:batch:${id}`;
   }
 
@@ -289,18 +337,59 @@ export class BatchStore {
     return flags.map((flag) => flag === 1);
   }
 
-  /** A worker takes the row: adds it to the batch when it is new there (returns true then) and marks it active. */
-  async takeRow(id: string, row: BatchRowRef): Promise<boolean> {
-    const added = await TAKE_ROW.run(this.#redis, [this.#key(id, 'rows'), this.#key(id, 'active'), this.#key(id)], [row.rowKey, row.line]);
-    return Number(added) === 1;
+  /**
+   * A worker takes the row: adds it to the batch when it is new there and marks it active. `'done'` when the
+   * ledger has the row done already (nothing is marked then), `'new'` when the row was new to the batch.
+   */
+  async takeRow(id: string, row: BatchRowRef): Promise<'new' | 'known' | 'done'> {
+    const keys = [this.#key(id, 'rows'), this.#key(id, 'active'), this.#key(id), this.#key(id, 'done')];
+    const taken = Number(await TAKE_ROW.run(this.#redis, keys, [row.rowKey, row.line]));
+    return taken === 2 ? 'done' : taken === 1 ? 'new' : 'known';
   }
 
-  async markDone(id: string, rowKey: string): Promise<void> {
-    await SET_OUTCOME.run(this.#redis, [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active')], [rowKey]);
+  /** Marks the row done; `finished` is what the report shows of it after its job is gone. */
+  async markDone(id: string, rowKey: string, finished?: FinishedRow): Promise<void> {
+    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished')];
+    await SET_OUTCOME.run(this.#redis, keys, finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey]);
   }
 
   async markFailed(id: string, rowKey: string): Promise<void> {
-    await SET_OUTCOME.run(this.#redis, [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active')], [rowKey]);
+    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished')];
+    await SET_OUTCOME.run(this.#redis, keys, [rowKey]);
+  }
+
+  /**
+   * Where rows stand by the ledger alone ('done', 'failed', 'active', or undefined for a row that is none
+   * of these), in the order asked: three SMISMEMBERs. Reports use this rather than BullMQ's job.getState(),
+   * which scans the wait list (LPOS) and so costs O(queued rows) each, blocking Redis on a big batch.
+   */
+  async outcomesOf(id: string, rowKeys: readonly string[]): Promise<('done' | 'failed' | 'active' | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    const results = (await this.#redis
+      .multi()
+      .smismember(this.#key(id, 'done'), ...rowKeys)
+      .smismember(this.#key(id, 'failed'), ...rowKeys)
+      .smismember(this.#key(id, 'active'), ...rowKeys)
+      .exec()) ?? [];
+    const [done, failed, active] = results.map(([error, value]) => {
+      if (error) throw error;
+      return value as number[];
+    }) as [number[], number[], number[]];
+    return rowKeys.map((_, index) => (done[index] === 1 ? 'done' : failed[index] === 1 ? 'failed' : active[index] === 1 ? 'active' : undefined));
+  }
+
+  /** The ledger entries of done rows (undefined for rows without one), in the order asked. */
+  async finishedRows(id: string, rowKeys: readonly string[]): Promise<(FinishedRow | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    const entries = await this.#redis.hmget(this.#key(id, 'finished'), ...rowKeys);
+    return entries.map(decodeFinishedRow);
+  }
+
+  /** Manifest lines of rows (0 for a row the batch does not have), in the order asked. */
+  async linesOf(id: string, rowKeys: readonly string[]): Promise<number[]> {
+    if (rowKeys.length === 0) return [];
+    const scores = await this.#redis.zmscore(this.#key(id, 'rows'), ...rowKeys);
+    return scores.map((score) => (score === null ? 0 : Number(score)));
   }
 
   /** A row handed back to the queue (shutdown, credits): no longer held by anyone. */

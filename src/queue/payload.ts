@@ -124,3 +124,10 @@ export function createTalkBody(talk: z.infer<typeof TalkSpec>, tag: string, webh
 export function jobIdFor(batchId: string, rowKey: string): string {
   return `${batchId}-${rowKey}`;
 }
+
+/** What a report shows as a row's script: the text, or the audio's URL or local file. */
+export function scriptText(script: JobPayload['talk']['script'] | undefined): string | null {
+  if (!script) return null;
+  if (script.type === 'text') return script.input;
+  return 'audio_file' in script ? script.audio_file : script.audio_url;
+}

@@ -13,14 +13,21 @@ export interface QueueHandle {
   close(): Promise<void>;
 }
 
+/**
+ * Completed jobs BullMQ keeps (the newest; each also goes after TALKBATCH_KEEP_JOBS_HOURS). A done row's
+ * report entry lives in the batch ledger (BatchStore.finishedRows, about 0.5 KB) and the ledger's done set
+ * keeps re-enqueueing it a no-op, so a job (about 2.5 KB) need not outlive its row: Redis stays small however
+ * large the batch. Failed jobs are all kept for the hours: `retry --failed` re-runs them.
+ */
+export const KEEP_COMPLETED_JOBS = 1_000;
+
 export function defaultJobOptions(config: Pick<Config, 'attempts' | 'keepJobsHours'>): DefaultJobOptions {
   const keepSeconds = config.keepJobsHours * 3600;
   return {
     attempts: config.attempts,
     // Failures that reach BullMQ's retry are the transient kind (network, 5xx, a broken download).
     backoff: { type: 'exponential', delay: 2_000, jitter: 0.5 },
-    // Kept for a while so reports can be rebuilt and re-enqueueing the same rows stays a no-op.
-    removeOnComplete: { age: keepSeconds },
+    removeOnComplete: { age: keepSeconds, count: KEEP_COMPLETED_JOBS },
     removeOnFail: { age: keepSeconds },
   };
 }

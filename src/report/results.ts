@@ -1,13 +1,14 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { appendFile, mkdir, rename, rm } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
-import { jobIdFor, type JobPayload, type RowResult } from '../queue/payload.js';
+import { jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
+import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
-import { readResultsJsonl, writeReviewPage } from './review-page.js';
+import { readResultsJsonl, writeReviewPages } from './review-page.js';
 
 export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
 
@@ -40,23 +41,68 @@ const FIXED_COLUMNS = [
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
 ] as const;
 
-/** Every row of a batch in manifest order, read from Redis: jobs plus the batch ledger. */
+/** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
 export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): AsyncGenerator<ResultRecord> {
-  const page: { rowKey: string; line: number }[] = [];
-  const flush = async function* (): AsyncGenerator<ResultRecord> {
-    const jobs = await Promise.all(page.map((ref) => handle.queue.getJob(jobIdFor(batchId, ref.rowKey))));
-    const done = await handle.batches.areDone(batchId, page.map((ref) => ref.rowKey));
-    for (const [index, ref] of page.entries()) {
-      const job = jobs[index];
-      yield recordFor(batchId, ref, job, done[index] === true, outDir, job ? await job.getState() : undefined);
-    }
-    page.length = 0;
-  };
+  let page: BatchRowRef[] = [];
   for await (const ref of handle.batches.rows(batchId)) {
     page.push(ref);
-    if (page.length >= 200) yield* flush();
+    if (page.length >= 200) {
+      yield* await resultsFor(handle, batchId, page, outDir);
+      page = [];
+    }
   }
-  yield* flush();
+  yield* await resultsFor(handle, batchId, page, outDir);
+}
+
+/**
+ * The records of some rows of a batch. A done row's ledger entry answers for it (its job may be gone);
+ * the other rows are read from their jobs.
+ */
+export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, refs: readonly BatchRowRef[], outDir: string): Promise<ResultRecord[]> {
+  const keys = refs.map((ref) => ref.rowKey);
+  const [finished, outcomes] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.outcomesOf(batchId, keys)]);
+  return Promise.all(
+    refs.map(async (ref, index) => {
+      const entry = finished[index];
+      const outcome = outcomes[index];
+      if (entry && outcome === 'done') return recordOfFinished(batchId, ref, entry);
+      const job = await handle.queue.getJob(jobIdFor(batchId, ref.rowKey));
+      return recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined);
+    }),
+  );
+}
+
+/**
+ * A job's state from the ledger and the job hash, without BullMQ's getState() (a wait-list scan per job,
+ * O(queued rows): over a 100,000-row batch it held Redis for minutes). A finished job has `finishedOn`,
+ * and a failure reason or a return value; the ledger knows which rows a worker holds.
+ */
+function stateOf(job: Job<JobPayload, RowResult>, outcome: 'done' | 'failed' | 'active' | undefined): string {
+  if (outcome === 'failed') return 'failed';
+  if (job.finishedOn) return job.failedReason ? 'failed' : 'completed';
+  return outcome === 'active' ? 'active' : 'waiting';
+}
+
+function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow): ResultRecord {
+  return {
+    line: ref.line,
+    rowKey: ref.rowKey,
+    jobId: jobIdFor(batchId, ref.rowKey),
+    status: 'done',
+    talkId: entry.talkId,
+    file: entry.file,
+    bytes: entry.bytes,
+    sha256: entry.sha256,
+    videoSeconds: entry.videoSeconds,
+    renderSeconds: entry.renderSeconds,
+    attempts: entry.attempts,
+    errorKind: null,
+    errorDescription: null,
+    script: entry.script,
+    enqueuedAt: entry.enqueuedAt === null ? null : new Date(entry.enqueuedAt).toISOString(),
+    finishedAt: new Date(entry.finishedAt).toISOString(),
+    input: entry.input,
+  };
 }
 
 function recordFor(
@@ -114,12 +160,6 @@ function recordFor(
   };
 }
 
-function scriptText(script: JobPayload['talk']['script'] | undefined): string | null {
-  if (!script) return null;
-  if (script.type === 'text') return script.input;
-  return 'audio_file' in script ? script.audio_file : script.audio_url;
-}
-
 export interface ReportFiles {
   dir: string;
   csv: string;
@@ -132,7 +172,7 @@ export interface ReportFiles {
 /**
  * Writes `results.jsonl`, `results.csv` and the review page `index.html` under `<outDir>/<batchId>/`,
  * each through a temp file and a rename, so a reader never sees half a report. The JSONL and CSV stream
- * (a batch of any size fits); the page is built from the finished JSONL.
+ * (a batch of any size fits); the page (paged above 2,000 rows, review-page.ts) is built from the finished JSONL.
  */
 export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): Promise<ReportFiles> {
   const dir = join(outDir, batchId);
@@ -178,7 +218,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
     await rm(jsonlTemp, { force: true });
     await rm(csvTemp, { force: true });
   }
-  const html = await writeReviewPage(dir, batchId, readResultsJsonl(jsonlPath));
+  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath));
   return { dir, csv: csvPath, jsonl: jsonlPath, html, counts };
 }
 
@@ -187,4 +227,92 @@ export function safeCell(value: unknown): string {
   if (value === null || value === undefined) return '';
   const text = String(value);
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+}
+
+export interface LiveReportOptions {
+  /** Rebuild the CSV and the page no sooner than this after the last rebuild (default 5 minutes)... */
+  minRebuildGapMs?: number;
+  /** ...and no sooner than this many times the last rebuild took (default 20): rebuilds stay a small share of the run. */
+  rebuildCostFactor?: number;
+}
+
+/**
+ * A running batch's report at a cost in proportion to what changed. The first refresh writes the whole
+ * report; after that each refresh appends the rows finished since (by this process's workers) to
+ * results.jsonl, and the CSV and review page are rebuilt from Redis only now and then (see the options) and
+ * by `final()`, which writes the whole report again: complete, in manifest order, atomic, as `talkbatch report`
+ * writes it. While the batch runs, a row's later line in results.jsonl supersedes its earlier one.
+ */
+export class LiveReport {
+  readonly #handle: Pick<QueueHandle, 'queue' | 'batches'>;
+  readonly #batchId: string;
+  readonly #outDir: string;
+  readonly #minGapMs: number;
+  readonly #costFactor: number;
+  /** Row keys finished since the last refresh: bounded by what finishes in one refresh interval. */
+  #finished: string[] = [];
+  #lastRebuildAt = 0;
+  #lastRebuildMs = 0;
+  #written = false;
+  /** Rows finished since the last rebuild started: no rebuild without one. */
+  #finishedSinceRebuild = 0;
+  #work: Promise<unknown> = Promise.resolve();
+
+  constructor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: LiveReportOptions = {}) {
+    this.#handle = handle;
+    this.#batchId = batchId;
+    this.#outDir = outDir;
+    this.#minGapMs = options.minRebuildGapMs ?? 5 * 60_000;
+    this.#costFactor = options.rebuildCostFactor ?? 20;
+  }
+
+  /** A row of this batch got its outcome. */
+  rowFinished(rowKey: string): void {
+    this.#finished.push(rowKey);
+    this.#finishedSinceRebuild += 1;
+  }
+
+  /** Appends what finished, or rebuilds everything when a rebuild is due; one refresh at a time. */
+  refresh(): Promise<void> {
+    const next = this.#work.then(() => this.#refreshNow());
+    this.#work = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The whole report, after every refresh in flight: what `talkbatch report` would write. */
+  final(): Promise<ReportFiles> {
+    const next = this.#work.then(() => this.#rebuild());
+    this.#work = next.catch(() => undefined);
+    return next;
+  }
+
+  async #refreshNow(): Promise<void> {
+    const sinceRebuild = Date.now() - this.#lastRebuildAt;
+    const due = this.#finishedSinceRebuild > 0 && sinceRebuild >= Math.max(this.#minGapMs, this.#lastRebuildMs * this.#costFactor);
+    if (!this.#written || due) {
+      await this.#rebuild();
+      return;
+    }
+    if (this.#finished.length === 0) return;
+    const keys = [...new Set(this.#finished)];
+    this.#finished = [];
+    const lines = await this.#handle.batches.linesOf(this.#batchId, keys);
+    const refs = keys.map((rowKey, index) => ({ rowKey, line: lines[index] ?? 0 }));
+    const records = await resultsFor(this.#handle, this.#batchId, refs, this.#outDir);
+    const text = records.map((record) => `${JSON.stringify(record)}\n`).join('');
+    // One write with O_APPEND: readers see whole lines added at the end.
+    await appendFile(join(this.#outDir, this.#batchId, 'results.jsonl'), text);
+  }
+
+  async #rebuild(): Promise<ReportFiles> {
+    // Rows that finished before the rebuild starts are in it; those finishing during it are appended next time.
+    this.#finished = [];
+    this.#finishedSinceRebuild = 0;
+    const started = Date.now();
+    const files = await writeBatchReport(this.#handle, this.#batchId, this.#outDir);
+    this.#lastRebuildAt = Date.now();
+    this.#lastRebuildMs = this.#lastRebuildAt - started;
+    this.#written = true;
+    return files;
+  }
 }

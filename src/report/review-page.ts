@@ -109,6 +109,11 @@ dd{margin:0;overflow-wrap:anywhere}
 .m{margin:0;color:var(--muted);font-size:12px;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 .m a{color:var(--accent)}
 .empty{color:var(--muted)}
+nav a{padding:4px 12px;border-radius:999px;border:1px solid var(--line);background:var(--bg);color:var(--fg);text-decoration:none}
+nav a[aria-current=page]{background:var(--accent);border-color:var(--accent);color:#fff}
+nav a span{opacity:.75;margin-left:4px}
+.pager{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center;padding:0 20px;color:var(--muted)}
+.pager a{color:var(--accent)}
 @media (max-width:520px){.c{grid-template-columns:1fr}.v{width:100%}}
 `.trim();
 
@@ -236,7 +241,7 @@ function statusClass(record: ResultRecord): 'done' | 'failed' | 'other' {
 }
 
 /** One card: a few short class names and no inline styles, so 2,000 of them stay around a megabyte. */
-function renderCard(record: ResultRecord): string {
+function renderCard(record: ResultRecord, hrefPrefix = ''): string {
   const kind = statusClass(record);
   // Ids come from row keys, which are unique in a batch (lines are not: rows added over the API have none).
   const parts: string[] = [`<article class="c ${kind}" id="row-${escapeHtml(record.rowKey)}">`];
@@ -245,7 +250,7 @@ function renderCard(record: ResultRecord): string {
     // The player itself is made by the script when the card nears the viewport: 2,000 <video controls>
     // elements parsed up front made Chromium take 4-6 s to open the page (0.7 s without them). Without
     // JavaScript the <noscript> copy is parsed instead, so every video still plays.
-    const href = escapeHtml(relativeHref(record.file));
+    const href = escapeHtml(hrefPrefix + relativeHref(record.file));
     parts.push(`<div class="v" data-src="${href}"><noscript><video controls preload="none" playsinline src="${href}"></video></noscript></div>`);
   } else if (record.status === 'done') {
     parts.push('<div class="v">video file not recorded: the job has expired from Redis; look in the batch folder</div>');
@@ -274,7 +279,7 @@ function renderCard(record: ResultRecord): string {
   if (record.bytes !== null) facts.push(formatBytes(record.bytes));
   // The first 12 hex digits tell files apart at a glance; the full hash is in results.csv.
   if (record.sha256) facts.push(`sha256 ${escapeHtml(record.sha256.slice(0, 12))}…`);
-  if (record.status === 'done' && record.file) facts.push(`<a href="${escapeHtml(relativeHref(record.file))}" download>${escapeHtml(record.file)}</a>`);
+  if (record.status === 'done' && record.file) facts.push(`<a href="${escapeHtml(hrefPrefix + relativeHref(record.file))}" download>${escapeHtml(record.file)}</a>`);
   if (facts.length > 0) parts.push(`<p class="m">${facts.join(' · ')}</p>`);
   parts.push('</div></article>\n');
   return parts.join('');
@@ -344,6 +349,157 @@ export async function writeReviewPage(
     await rm(temp, { force: true });
   }
   return path;
+}
+
+/** Up to this many rows the review page is one file (filters by CSS class, as always); above it, pages. */
+export const SINGLE_PAGE_MAX_ROWS = 2_000;
+/** Cards per page of a paged review (about 0.7 kB each: a page stays well under 2 MB). */
+export const REVIEW_PAGE_ROWS = 1_000;
+/** Where the pages after the first live, inside the batch folder. */
+export const REVIEW_PAGES_DIR = 'pages';
+
+type ReviewView = 'all' | 'done' | 'failed' | 'other';
+
+const VIEW_LABELS: Record<ReviewView, string> = { all: 'All', done: 'Done', failed: 'Failed', other: 'Not finished' };
+
+/** A page's file, relative to the batch folder: page 1 of "all" is index.html itself. */
+function pageFile(view: ReviewView, page: number): string {
+  return view === 'all' && page === 1 ? REVIEW_PAGE_FILE : `${REVIEW_PAGES_DIR}/${view}-${page}.html`;
+}
+
+/** A link from one page to another (pages/ files link up with ../). */
+function pageHref(from: string, to: string): string {
+  const fromSub = from.startsWith(`${REVIEW_PAGES_DIR}/`);
+  const toSub = to.startsWith(`${REVIEW_PAGES_DIR}/`);
+  if (fromSub === toSub) return toSub ? to.slice(REVIEW_PAGES_DIR.length + 1) : to;
+  return fromSub ? `../${to}` : to;
+}
+
+function viewOf(record: ResultRecord): Exclude<ReviewView, 'all'> {
+  return statusClass(record);
+}
+
+function viewCount(counts: ReviewCounts, view: ReviewView): number {
+  return view === 'all' ? counts.total : counts[view];
+}
+
+/**
+ * The batch's review as pages of REVIEW_PAGE_ROWS cards when it has more than SINGLE_PAGE_MAX_ROWS rows:
+ * `index.html` is the first page of all rows, `pages/<view>-<n>.html` the rest, for every filter (all, done,
+ * failed, not finished), so a filter covers the whole batch and every page is plain static HTML that opens
+ * from disk (links, no fetch). `records` is called twice (counting, then writing) and must give the rows in
+ * manifest order, as results.jsonl has them; only one page per view is in memory at a time. Smaller batches
+ * get the single page writeReviewPage makes. Pages are written to a temp folder that replaces `pages/`, then
+ * `index.html` is renamed into place.
+ */
+export async function writeReviewPages(
+  dir: string,
+  batchId: string,
+  records: () => AsyncIterable<ResultRecord>,
+  options: ReviewPageOptions = {},
+): Promise<string> {
+  const counts: ReviewCounts = { total: 0, done: 0, failed: 0, other: 0 };
+  for await (const record of records()) {
+    counts.total += 1;
+    counts[viewOf(record)] += 1;
+  }
+  const pagesDir = join(dir, REVIEW_PAGES_DIR);
+  if (counts.total <= SINGLE_PAGE_MAX_ROWS) {
+    const all: ResultRecord[] = [];
+    for await (const record of records()) all.push(record);
+    const path = await writeReviewPage(dir, batchId, all, options);
+    await rm(pagesDir, { recursive: true, force: true });
+    return path;
+  }
+
+  await mkdir(dir, { recursive: true });
+  const generatedAt = options.generatedAt ?? new Date();
+  const tempPages = join(dir, `${REVIEW_PAGES_DIR}.${process.pid}.tmp`);
+  const oldPages = join(dir, `${REVIEW_PAGES_DIR}.${process.pid}.old`);
+  const indexPath = join(dir, REVIEW_PAGE_FILE);
+  const indexTemp = `${indexPath}.${process.pid}.tmp`;
+  const views: ReviewView[] = ['all', 'done', 'failed', ...(counts.other > 0 ? (['other'] as const) : [])];
+  const buffers = new Map<ReviewView, { page: number; cards: string[] }>(views.map((view) => [view, { page: 1, cards: [] }]));
+  const pagesOf = (view: ReviewView): number => Math.max(1, Math.ceil(viewCount(counts, view) / REVIEW_PAGE_ROWS));
+
+  const flush = async (view: ReviewView): Promise<void> => {
+    const buffer = buffers.get(view) as { page: number; cards: string[] };
+    const file = pageFile(view, buffer.page);
+    const html = renderPagedReview({ batchId, counts, view, page: buffer.page, pages: pagesOf(view), file, cards: buffer.cards, generatedAt });
+    await writeFile(file === REVIEW_PAGE_FILE ? indexTemp : join(tempPages, file.slice(REVIEW_PAGES_DIR.length + 1)), html);
+    buffer.page += 1;
+    buffer.cards = [];
+  };
+
+  try {
+    await rm(tempPages, { recursive: true, force: true });
+    await mkdir(tempPages, { recursive: true });
+    for await (const record of records()) {
+      for (const view of ['all', viewOf(record)] as const) {
+        const buffer = buffers.get(view);
+        if (!buffer) continue;
+        buffer.cards.push(renderCard(record, view === 'all' && buffer.page === 1 ? '' : '../'));
+        if (buffer.cards.length >= REVIEW_PAGE_ROWS) await flush(view);
+      }
+    }
+    // The last, partial page of each view (and an empty first page for a filter no row matches).
+    for (const view of views) {
+      const buffer = buffers.get(view) as { page: number; cards: string[] };
+      if (buffer.cards.length > 0 || buffer.page === 1) await flush(view);
+    }
+    await rm(oldPages, { recursive: true, force: true });
+    await rename(pagesDir, oldPages).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+    await rename(tempPages, pagesDir);
+    await rename(indexTemp, indexPath);
+  } finally {
+    await rm(tempPages, { recursive: true, force: true });
+    await rm(oldPages, { recursive: true, force: true });
+    await rm(indexTemp, { force: true });
+  }
+  return indexPath;
+}
+
+function renderPagedReview(page: {
+  batchId: string;
+  counts: ReviewCounts;
+  view: ReviewView;
+  page: number;
+  pages: number;
+  file: string;
+  cards: string[];
+  generatedAt: Date;
+}): string {
+  const { counts, view, file } = page;
+  const filterLink = (target: ReviewView): string => {
+    const href = escapeHtml(pageHref(file, pageFile(target, 1)));
+    return `<a href="${href}" data-view="${target}"${target === view ? ' aria-current="page"' : ''}>${VIEW_LABELS[target]}<span>${viewCount(counts, target)}</span></a>`;
+  };
+  const link = (target: number, label: string): string =>
+    target >= 1 && target <= page.pages && target !== page.page ? `<a href="${escapeHtml(pageHref(file, pageFile(view, target)))}">${label}</a>` : `<span>${label}</span>`;
+  const first = (page.page - 1) * REVIEW_PAGE_ROWS + 1;
+  const last = Math.min(page.page * REVIEW_PAGE_ROWS, viewCount(counts, view));
+  const pager =
+    `<nav class="pager" aria-label="Pages">${link(1, '« first')}${link(page.page - 1, '‹ previous')}` +
+    `<span>page <b>${page.page}</b> of <b>${page.pages}</b> · ${VIEW_LABELS[view].toLowerCase()} rows ${last >= first ? `${first}–${last}` : 'none'}</span>` +
+    `${link(page.page + 1, 'next ›')}${link(page.pages, 'last »')}</nav>\n`;
+  const summary =
+    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
+    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
+    ` · generated <time datetime="${page.generatedAt.toISOString()}">${formatTime(page.generatedAt)}</time></p>`;
+  return [
+    pageHead(`talkbatch ${page.batchId}${page.page > 1 || view !== 'all' ? ` · ${VIEW_LABELS[view].toLowerCase()} ${page.page}/${page.pages}` : ''}`, REVIEW_CSP, REVIEW_STYLE),
+    '<body>\n<header>\n',
+    `<h1>Batch <code>${escapeHtml(page.batchId)}</code></h1>\n`,
+    `${summary}\n`,
+    `<nav id="filters" aria-label="Filter rows">${filterLink('all')}${filterLink('done')}${filterLink('failed')}${counts.other > 0 ? filterLink('other') : ''}</nav>\n</header>\n`,
+    pager,
+    '<main id="cards">\n',
+    page.cards.length === 0 ? '<p class="empty">No rows here.</p>\n' : '',
+    ...page.cards,
+    `</main>\n${pager}<script>${REVIEW_SCRIPT}</script>\n</body>\n</html>\n`,
+  ].join('');
 }
 
 /** The records of a written results.jsonl, streamed line by line. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
@@ -30,6 +31,8 @@ export interface TalkWorkerOptions {
   webhookUrlFor?: (jobId: string) => string | undefined;
   /** Observers for metrics (see src/server/metrics.ts); each must be quick and must not throw. */
   metrics?: WorkerMetricsHooks;
+  /** Called once a row's outcome (done, or failed for good) is in the ledger; must be quick and must not throw. */
+  onRowFinished?: (batchId: string, rowKey: string) => void;
 }
 
 export interface WorkerMetricsHooks {
@@ -117,6 +120,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const concurrency = new AdaptiveConcurrency(queue, config.concurrency);
   await concurrency.start();
   const handback = new AbortController();
+  // Every row waiting on D-ID listens on it (wakeups.ts): up to one listener per slot, none left after the wait.
+  setMaxListeners(config.workerConcurrency + 10, handback.signal);
   let fatal: Error | undefined;
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
@@ -179,12 +184,14 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
         logger.error({ jobId: job.id, err: error.message }, 'row failed');
         options.metrics?.onRowFailed?.();
         await batches.markFailed(job.data.batchId, job.data.rowKey);
+        options.onRowFinished?.(job.data.batchId, job.data.rowKey);
         await finishIfLast(job.data.batchId);
       })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
     });
     created.on('completed', (job: Job<JobPayload, RowResult>) => {
       inFlight = Math.max(0, inFlight - 1);
       options.metrics?.onRowCompleted?.(job.returnvalue);
+      options.onRowFinished?.(job.data.batchId, job.data.rowKey);
       void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));
     });
     return created;

@@ -1,3 +1,4 @@
+import { join, relative } from 'node:path';
 import { DelayedError, RateLimitError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Config } from '../config/index.js';
 import {
@@ -17,7 +18,7 @@ import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
-import { createTalkBody, JobPayloadV1, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
+import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
@@ -123,8 +124,25 @@ export function createProcessor(deps: ProcessorDeps) {
     };
 
     // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
-    const unknownRow = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 });
-    if (unknownRow) await deps.batches.create(payload.batchId, 'bullmq');
+    const taken = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 });
+    if (taken === 'new') await deps.batches.create(payload.batchId, 'bullmq');
+    if (taken === 'done') {
+      // A copy of a row finished earlier (its job already removed, talk-queue.ts): answer from the ledger, pay nothing.
+      const [finished] = await deps.batches.finishedRows(payload.batchId, [payload.rowKey]);
+      if (finished) {
+        log.info({ talkId: finished.talkId }, 'row already done in its batch; not made again');
+        return {
+          status: 'done',
+          talkId: finished.talkId,
+          file: join(config.outDir, payload.batchId, finished.file),
+          bytes: finished.bytes,
+          sha256: finished.sha256,
+          videoSeconds: finished.videoSeconds,
+          renderSeconds: finished.renderSeconds,
+          finishedAt: new Date(finished.finishedAt).toISOString(),
+        };
+      }
+    }
     let releaseBudget: () => Promise<void> = async () => {};
     /** Whether this try added the row to the render tracker already. */
     let tracked = false;
@@ -229,18 +247,34 @@ export function createProcessor(deps: ProcessorDeps) {
         const owned = record !== undefined && record.talkId === talkId ? { sha256: record.sha256 } : undefined;
         const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(owned ? { owned } : {}), ...(signal ? { signal } : {}) });
         await deps.batches.recordFile(payload.batchId, payload.output.name, { rowKey: payload.rowKey, talkId, sha256: file.sha256 });
-        await deps.batches.markDone(payload.batchId, payload.rowKey);
-        log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
-        return {
+        const finishedAt = Date.now();
+        const result: RowResult = {
           status: 'done',
           talkId,
           file: file.path,
           bytes: file.bytes,
           sha256: file.sha256,
           videoSeconds: typeof talk.duration === 'number' ? talk.duration : null,
-          renderSeconds: state.renderStartedAt ? Math.round((Date.now() - state.renderStartedAt) / 100) / 10 : null,
-          finishedAt: new Date().toISOString(),
+          renderSeconds: state.renderStartedAt ? Math.round((finishedAt - state.renderStartedAt) / 100) / 10 : null,
+          finishedAt: new Date(finishedAt).toISOString(),
         };
+        // What the report shows of the row once BullMQ drops its completed job (talk-queue.ts).
+        await deps.batches.markDone(payload.batchId, payload.rowKey, {
+          talkId,
+          file: relative(join(config.outDir, payload.batchId), file.path),
+          bytes: file.bytes,
+          sha256: file.sha256,
+          videoSeconds: result.videoSeconds,
+          renderSeconds: result.renderSeconds,
+          // BullMQ counts this attempt once the job moves to completed.
+          attempts: job.attemptsMade + 1,
+          script: scriptText(payload.talk.script),
+          input: payload.input,
+          enqueuedAt: job.timestamp || null,
+          finishedAt,
+        });
+        log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
+        return result;
       } catch (error) {
         if (!(error instanceof DownloadError)) throw error;
         if (error.reason === 'file-name') await failRow({ code: error.code, kind: 'OutputNameUnusable', description: error.message });
@@ -384,7 +418,7 @@ export function createProcessor(deps: ProcessorDeps) {
     /** Waits `ms` or until woken; on shutdown, checkpoints and hands the row back. */
     async function pause(id: string, ms: number): Promise<void> {
       try {
-        await deps.wakeups.wait(jobId, ms, AbortSignal.any([deps.handback, ...(signal ? [signal] : [])]));
+        await deps.wakeups.wait(jobId, ms, [deps.handback, signal]);
       } catch (error) {
         if (deps.handback.aborted) {
           await checkpoint(state);

@@ -27,11 +27,18 @@ export class Wakeups {
     await subscriber.subscribe(this.channel);
   }
 
-  /** Waits `ms`, or less if the job is woken; rejects when `signal` aborts. Resolves true when woken. */
-  wait(jobId: string, ms: number, signal?: AbortSignal): Promise<boolean> {
+  /**
+   * Waits `ms`, or less if the job is woken; rejects when any of `signals` aborts. Resolves true when woken.
+   * Takes several signals rather than one `AbortSignal.any()`: on Node 20 every any() leaves a WeakRef in
+   * each long-lived source signal (the worker's hand-back signal) that is never dropped, about 60 bytes
+   * per wait, which grew `run` and `worker` with every row.
+   */
+  wait(jobId: string, ms: number, signals?: AbortSignal | readonly (AbortSignal | undefined)[]): Promise<boolean> {
+    const watched = (Array.isArray(signals) ? signals : [signals]).filter((signal): signal is AbortSignal => signal !== undefined);
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(signal.reason as Error);
+      const aborted = watched.find((signal) => signal.aborted);
+      if (aborted) {
+        reject(aborted.reason as Error);
         return;
       }
       const earlyAt = this.#early.get(jobId);
@@ -42,21 +49,23 @@ export class Wakeups {
           return;
         }
       }
-      const finish = (woken: boolean): void => {
+      const stopWatching = (): void => {
         clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        for (const signal of watched) signal.removeEventListener('abort', onAbort);
         if (this.#waiting.get(jobId) === onWake) this.#waiting.delete(jobId);
+      };
+      const finish = (woken: boolean): void => {
+        stopWatching();
         resolve(woken);
       };
       const onWake = (): void => finish(true);
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        if (this.#waiting.get(jobId) === onWake) this.#waiting.delete(jobId);
-        reject(signal?.reason as Error);
+      const onAbort = (event: Event): void => {
+        stopWatching();
+        reject((event.target as AbortSignal).reason as Error);
       };
       const timer = setTimeout(() => finish(false), Math.max(0, ms));
       this.#waiting.set(jobId, onWake);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      for (const signal of watched) signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

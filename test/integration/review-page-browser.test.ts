@@ -1,11 +1,14 @@
-import { createReadStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { finished } from 'node:stream/promises';
 import { createServer, type Server } from 'node:http';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
-import { writeBatchReport, type ReportFiles } from '../../src/report/results.js';
+import { writeBatchReport, type ReportFiles, type ResultRecord } from '../../src/report/results.js';
+import { readResultsJsonl, writeReviewPages } from '../../src/report/review-page.js';
 import { row, startHarness, type Harness } from '../helpers/harness.js';
 
 // What this machine's Chromium needs to start headless as root without reaching for Google's servers.
@@ -216,5 +219,113 @@ describe('review page in Chromium', () => {
     expect(await page.locator('article.c video').count()).toBe(3);
     expect(await page.locator('#row-row0002 video').getAttribute('src')).toBe('row0002.mp4');
     await context.close();
+  });
+});
+
+/** A row of a generated batch: every 10th failed, the rest done (their files need not exist to page through). */
+function generatedRecord(index: number): ResultRecord {
+  const rowKey = `g${String(index).padStart(6, '0')}`;
+  const failedRow = index % 10 === 7;
+  return {
+    line: index + 2,
+    rowKey,
+    jobId: `${LARGE_BATCH}-${rowKey}`,
+    status: failedRow ? 'failed' : 'done',
+    talkId: failedRow ? null : `tlk_${rowKey}AbCdEfGhIjKl`,
+    file: failedRow ? null : `${rowKey}.mp4`,
+    bytes: failedRow ? null : 1_234_567,
+    sha256: failedRow ? null : 'ab'.repeat(32),
+    videoSeconds: failedRow ? null : 9.5,
+    renderSeconds: failedRow ? null : 30.1,
+    attempts: 1,
+    errorKind: failedRow ? 'FaceError' : null,
+    errorDescription: failedRow ? 'Failed to detect a face in the source image' : null,
+    script: `Hi Person ${index}! Thanks for being with Company ${index % 97}. Here is what is new this month. Talk soon!`,
+    enqueuedAt: '2026-11-25T07:00:00.000Z',
+    finishedAt: '2026-11-25T08:00:00.000Z',
+    input: { id: rowKey, first_name: `Person ${index}`, company: `Company ${index % 97}`, image_url: `https://example.com/faces/${index % 50}.jpg` },
+  };
+}
+
+const LARGE_BATCH = 'large';
+const LARGE_ROWS = 100_000;
+
+describe('review page of a 100,000-row batch in Chromium', () => {
+  let dir: string;
+  let largeServer: Server | undefined;
+  let largeBrowser: Browser | undefined;
+  let largeUrl: string;
+
+  beforeAll(async () => {
+    largeBrowser = await launchChromium();
+    dir = await mkdtemp(join(tmpdir(), 'tb-large-review-'));
+    // The batch's results.jsonl as `talkbatch report` writes it, generated rather than rendered.
+    const jsonl = join(dir, 'results.jsonl');
+    const out = createWriteStream(jsonl);
+    for (let index = 0; index < LARGE_ROWS; index += 1) {
+      if (!out.write(`${JSON.stringify(generatedRecord(index))}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+    }
+    out.end();
+    await finished(out);
+    await writeReviewPages(dir, LARGE_BATCH, () => readResultsJsonl(jsonl));
+    const served = await serveFolder(dir);
+    largeServer = served.server;
+    largeUrl = served.url;
+  }, 120_000);
+
+  afterAll(async () => {
+    await largeBrowser?.close();
+    await new Promise<void>((done) => (largeServer ? largeServer.close(() => done()) : done()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('opens a first page under 2 MB, scrolls it, and filters failed and done rows across the whole batch', async () => {
+    expect((await stat(join(dir, 'index.html'))).size).toBeLessThan(2_000_000);
+    const page = await (largeBrowser as Browser).newPage({ viewport: { width: 1280, height: 900 } });
+    const pageErrors: string[] = [];
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    await page.goto(largeUrl);
+
+    // The first page: the batch's first 1,000 rows, counts of the whole batch, a way on to the rest.
+    await expect.poll(async () => (await visibleRows(page)).length).toBe(1_000);
+    expect((await visibleRows(page))[0]).toBe('g000000');
+    expect(await page.locator('.summary').textContent()).toMatch(/^100000 rows: 90000 done, 10000 failed/);
+    expect(await page.locator('nav.pager').first().textContent()).toContain('page 1 of 100');
+    // Scrolls to its end, where the last card's player is made as it comes near.
+    await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 1e9));
+    await page.locator('#row-g000999 video').waitFor({ state: 'attached', ...WAIT });
+    expect(await page.locator('#row-g000999 video').getAttribute('src')).toBe('g000999.mp4');
+
+    // Failed: only failed rows, from the whole batch (10,000 over 10 pages), to the very last one.
+    await page.locator('#filters a', { hasText: /^Failed/ }).click();
+    await page.waitForURL(/\/pages\/failed-1\.html$/);
+    const failedRows = await visibleRows(page);
+    expect(failedRows).toHaveLength(1_000);
+    expect(failedRows.every((key) => Number(key.slice(1)) % 10 === 7)).toBe(true);
+    expect(await page.locator('article.c.failed').count()).toBe(1_000);
+    expect(await page.locator('nav.pager').first().textContent()).toContain('page 1 of 10');
+    await page.locator('nav.pager').first().getByRole('link', { name: 'last »' }).click();
+    await page.waitForURL(/\/pages\/failed-10\.html$/);
+    expect((await visibleRows(page)).at(-1)).toBe('g099997');
+
+    // Done: 90,000 rows in 90 pages, players pointing back up at the batch folder.
+    await page.locator('#filters a', { hasText: /^Done/ }).click();
+    await page.waitForURL(/\/pages\/done-1\.html$/);
+    const doneRows = await visibleRows(page);
+    expect(doneRows).toHaveLength(1_000);
+    expect(doneRows.every((key) => Number(key.slice(1)) % 10 !== 7)).toBe(true);
+    expect(await page.locator('#row-g000000 .v').getAttribute('data-src')).toBe('../g000000.mp4');
+    await page.locator('nav.pager').first().getByRole('link', { name: 'next ›' }).click();
+    await page.waitForURL(/\/pages\/done-2\.html$/);
+    expect((await visibleRows(page))[0]).toBe('g001111');
+
+    // All, from a page in the middle back to the start.
+    await page.locator('#filters a', { hasText: /^All/ }).click();
+    await page.waitForURL((url) => url.pathname === '/index.html');
+    expect((await visibleRows(page))[0]).toBe('g000000');
+    await page.goto(`${largeUrl}pages/all-100.html`);
+    expect((await visibleRows(page)).at(-1)).toBe('g099999');
+    expect(pageErrors).toEqual([]);
+    await page.close();
   });
 });

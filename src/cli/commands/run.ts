@@ -3,7 +3,7 @@ import type { Config } from '../../config/index.js';
 import type { DidClient } from '../../did/index.js';
 import { enqueueManifest } from '../../queue/producer.js';
 import { openQueue } from '../../queue/talk-queue.js';
-import { writeBatchReport } from '../../report/results.js';
+import { LiveReport } from '../../report/results.js';
 import type { ManifestOptions } from '../../manifest/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
@@ -21,8 +21,9 @@ export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
 
 Validates the manifest, enqueues one job per row, runs workers in this process until every row is
 done or failed, then writes out/<batch>/results.csv, results.jsonl and index.html (a page that plays
-every video; the reports are refreshed while rows finish). Rerunning the same manifest with the same
---batch adds nothing and makes nothing twice.
+every video, in pages of 1,000 rows above 2,000). While rows finish, results.jsonl gets their lines
+appended (a later line for a row supersedes an earlier one); the CSV and the page are rebuilt now and
+then. Rerunning the same manifest with the same --batch adds nothing and makes nothing twice.
 
 ${BATCH_HELP}
 ${MANIFEST_HELP}
@@ -105,24 +106,33 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
         ` (~${Math.round(enqueued.estimatedSeconds)} s of video)`,
     );
 
-    worker = await startTalkWorker({ config, redisUrl: redis.url, logger, ...(options.did ? { did: options.did } : {}) });
+    // The report is kept current while rows finish at a cost in proportion to what changed (LiveReport).
+    const live = new LiveReport(handle, enqueued.batchId, config.outDir);
+    worker = await startTalkWorker({
+      config,
+      redisUrl: redis.url,
+      logger,
+      ...(options.did ? { did: options.did } : {}),
+      onRowFinished: (batchId, rowKey) => {
+        if (batchId === enqueued.batchId) live.rowFinished(rowKey);
+      },
+    });
     const activeWorker = worker;
-    // The report files are rewritten while rows finish (each write is atomic), at most every few seconds.
     let lastReportAt = Date.now();
-    let reportedFinished = 0;
-    let reporting: Promise<unknown> | undefined;
-    const refreshReport = (finished: number): void => {
-      if (reporting || finished === reportedFinished || Date.now() - lastReportAt < REPORT_REFRESH_MS) return;
-      reportedFinished = finished;
-      reporting = writeBatchReport(handle, enqueued.batchId, config.outDir)
+    let reporting = false;
+    const refreshReport = (): void => {
+      if (reporting || Date.now() - lastReportAt < REPORT_REFRESH_MS) return;
+      reporting = true;
+      void live
+        .refresh()
         .catch((error: unknown) => logger.warn({ err: (error as Error).message }, 'could not refresh the report'))
         .finally(() => {
           lastReportAt = Date.now();
-          reporting = undefined;
+          reporting = false;
         });
     };
     const counts = await watchBatch({
-      onTick: (current) => refreshReport(current.done + current.failed),
+      onTick: () => refreshReport(),
       batches: handle.batches,
       batchId: enqueued.batchId,
       tty: Boolean(process.stderr.isTTY),
@@ -131,8 +141,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       stopWhen: () => activeWorker.fatal !== undefined,
     });
     await worker.close();
-    await reporting;
-    const report = await writeBatchReport(handle, enqueued.batchId, config.outDir);
+    const report = await live.final();
     if (worker.fatal) {
       process.stderr.write(`error: ${worker.fatal.message}\n`);
       return 1;
