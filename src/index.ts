@@ -49,6 +49,10 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   callbackSecret: 'TALKBATCH_CALLBACK_SECRET',
   maxBodyBytes: 'TALKBATCH_MAX_BODY_BYTES',
   outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
+  previews: 'TALKBATCH_PREVIEWS',
+  posterAtSeconds: 'TALKBATCH_POSTER_AT',
+  ffmpegPath: 'TALKBATCH_FFMPEG',
+  shareBaseUrl: 'TALKBATCH_SHARE_URL',
 };
 
 /**

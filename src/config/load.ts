@@ -73,6 +73,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
+    previews: v.TALKBATCH_PREVIEWS,
+    posterAtSeconds: v.TALKBATCH_POSTER_AT,
+    ffmpegPath: v.TALKBATCH_FFMPEG,
+    shareBaseUrl: (v.TALKBATCH_SHARE_URL ?? v.TALKBATCH_PUBLIC_URL)?.replace(/\/+$/, ''),
   });
 }
 

@@ -7,6 +7,7 @@ import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
 import { jobIdFor, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
+import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPage } from './review-page.js';
 
 export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
@@ -31,23 +32,44 @@ export interface ResultRecord {
   enqueuedAt: string | null;
   finishedAt: string | null;
   input: Record<string, string>;
+  /** Poster and GIF file names next to the video, why they are missing, the share page, the mail-merge HTML. */
+  poster?: string | null;
+  gif?: string | null;
+  previewNote?: string | null;
+  shareUrl?: string | null;
+  emailHtml?: string | null;
+}
+
+export interface ReportOptions {
+  /** Base of share-page links (config.shareBaseUrl); without it the share columns stay empty. */
+  shareBaseUrl?: string | undefined;
 }
 
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'script', 'enqueued_at', 'finished_at',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: jobs plus the batch ledger. */
-export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): AsyncGenerator<ResultRecord> {
+export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: ReportOptions = {}): AsyncGenerator<ResultRecord> {
   const page: { rowKey: string; line: number }[] = [];
   const flush = async function* (): AsyncGenerator<ResultRecord> {
     const jobs = await Promise.all(page.map((ref) => handle.queue.getJob(jobIdFor(batchId, ref.rowKey))));
     const done = await handle.batches.areDone(batchId, page.map((ref) => ref.rowKey));
-    for (const [index, ref] of page.entries()) {
-      const job = jobs[index];
-      yield recordFor(batchId, ref, job, done[index] === true, outDir, job ? await job.getState() : undefined);
-    }
+    const records = await Promise.all(
+      page.map(async (ref, index) => {
+        const job = jobs[index];
+        return recordFor(batchId, ref, job, done[index] === true, outDir, job ? await job.getState() : undefined);
+      }),
+    );
+    const previews = await previewColumnsFor(
+      handle.queue,
+      batchId,
+      records.map((record) => ({ rowKey: record.rowKey, done: record.status === 'done', title: record.input.share_title })),
+      options.shareBaseUrl,
+    );
+    for (const [index, record] of records.entries()) yield { ...record, ...(previews[index] ?? NO_PREVIEW) };
     page.length = 0;
   };
   for await (const ref of handle.batches.rows(batchId)) {
@@ -124,7 +146,7 @@ export interface ReportFiles {
  * each through a temp file and a rename, so a reader never sees half a report. The JSONL and CSV stream
  * (a batch of any size fits); the page is built from the finished JSONL.
  */
-export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): Promise<ReportFiles> {
+export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: ReportOptions = {}): Promise<ReportFiles> {
   const dir = join(outDir, batchId);
   await mkdir(dir, { recursive: true });
   const jsonlPath = join(dir, 'results.jsonl');
@@ -136,7 +158,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
 
   try {
     const jsonl = createWriteStream(jsonlTemp);
-    for await (const record of batchResults(handle, batchId, outDir)) {
+    for await (const record of batchResults(handle, batchId, outDir, options)) {
       counts[record.status] += 1;
       for (const key of Object.keys(record.input)) inputColumns.add(key);
       if (!jsonl.write(`${JSON.stringify(record)}\n`)) await new Promise<void>((resolve) => jsonl.once('drain', () => resolve()));
@@ -156,6 +178,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.script, r.enqueuedAt, r.finishedAt,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

@@ -46,7 +46,7 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   const keys = new ApiKeys(config.apiKeys);
   const metrics = deps.metrics ?? new TalkbatchMetrics();
   // One report writer per process: two writers of the same batch would share temp file names.
-  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir);
+  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir, { shareBaseUrl: config.shareBaseUrl });
   const ownsFinisher = deps.finisher === undefined;
   const finisher =
     deps.finisher ??

@@ -4,6 +4,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
 import { DidClient, type DidApiError, type DidClientOptions, type DidPaymentRequiredError } from '../did/index.js';
 import { BatchStore } from '../queue/batches.js';
+import type { PreviewStore } from '../queue/previews.js';
 import { createRedis } from '../queue/connections.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
 import type { JobPayload, RowResult } from '../queue/payload.js';
@@ -12,6 +13,7 @@ import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor } from './processor.js';
+import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { RenderTracker } from './render-tracker.js';
 import { Wakeups, wakeChannel } from './wakeups.js';
 
@@ -50,6 +52,8 @@ export interface TalkWorker {
   worker: Worker<JobPayload, RowResult>;
   queue: Queue<JobPayload, RowResult>;
   batches: BatchStore;
+  /** Outcomes of the posters and GIFs this queue's workers make (see preview-worker.ts). */
+  previews: PreviewStore;
   /** Why the worker stopped taking jobs on its own (a rejected API key), if it did. */
   readonly fatal: Error | undefined;
   /** Resolves when the worker has stopped by itself (fatal) or via close(). */
@@ -92,6 +96,10 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
 
+  const previewRequests = new PreviewRequests(connection, config);
+  const previewConnection = createRedis(redisUrl, 'worker');
+  const previewWorker = startPreviewWorker({ config, connection: previewConnection, logger });
+
   const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, keyPrefix: `${config.prefix}:${config.queueName}` });
 
   await credits.watchIfPaused();
@@ -114,6 +122,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       void close();
     },
     onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
+    requestPreview: (job) => previewRequests.request(job),
   });
 
   const worker = new Worker<JobPayload, RowResult>(config.queueName, processor, {
@@ -170,6 +179,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      await previewWorker.close();
+      await previewRequests.close();
+      previewConnection.disconnect();
       await connection.del(heartbeatKey).catch(() => undefined);
       await queue.close();
       await wakeups.close();
@@ -185,6 +197,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     worker,
     queue,
     batches,
+    previews: previewRequests.store,
     get fatal() {
       return fatal;
     },

@@ -20,6 +20,7 @@ import { JobPayloadV1, talkTagFor, type JobPayload, type RowResult, type WorkerS
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import type { PreviewJob } from './preview-worker.js';
 import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
 import type { Wakeups } from './wakeups.js';
@@ -49,6 +50,8 @@ export interface ProcessorDeps {
   onAuthFailure: (error: DidApiError) => void;
   /** 402: pause the queue and watch credits. */
   onCreditsExhausted: (error: DidPaymentRequiredError) => Promise<void>;
+  /** Hands a downloaded video to the preview queue (off this row's render slot). */
+  requestPreview?: (job: PreviewJob) => Promise<void>;
 }
 
 type TalkJob = Job<JobPayload, RowResult>;
@@ -175,6 +178,8 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!url) throw new DidProtocolError(`talk ${talkId} is done but has no result_url`);
       try {
         const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(signal ? { signal } : {}) });
+        // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
+        if (deps.requestPreview) await deps.requestPreview(previewJobFor(payload, file.path));
         await deps.batches.markDone(payload.batchId, payload.rowKey);
         log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
         return {
@@ -310,6 +315,12 @@ export function createProcessor(deps: ProcessorDeps) {
       }
     }
   };
+}
+
+function previewJobFor(payload: JobPayload, file: string): PreviewJob {
+  const title = payload.input.share_title?.trim();
+  const message = payload.input.share_message?.trim();
+  return { batchId: payload.batchId, rowKey: payload.rowKey, file, ...(title ? { title } : {}), ...(message ? { message } : {}) };
 }
 
 /** How long D-ID took to render a finished talk, by its own clock (created_at → modified_at). */

@@ -8,6 +8,7 @@ import type { ManifestOptions } from '../../manifest/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
+import { waitForPreviews } from '../../worker/preview-worker.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import type { BatchBudget } from '../../queue/batches.js';
@@ -16,6 +17,8 @@ import { printIssues } from '../output.js';
 import { watchBatch } from '../progress.js';
 
 const REPORT_REFRESH_MS = 5_000;
+/** How long `run` waits for the last rows' previews after the last video is in. */
+const PREVIEW_WAIT_MS = 120_000;
 
 export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
 
@@ -114,7 +117,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
     const refreshReport = (finished: number): void => {
       if (reporting || finished === reportedFinished || Date.now() - lastReportAt < REPORT_REFRESH_MS) return;
       reportedFinished = finished;
-      reporting = writeBatchReport(handle, enqueued.batchId, config.outDir)
+      reporting = writeBatchReport(handle, enqueued.batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl })
         .catch((error: unknown) => logger.warn({ err: (error as Error).message }, 'could not refresh the report'))
         .finally(() => {
           lastReportAt = Date.now();
@@ -130,9 +133,14 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       signal: stopWatching.signal,
       stopWhen: () => activeWorker.fatal !== undefined,
     });
+    // Posters and GIFs are made on their own queue after each row's slot is free: let them finish.
+    if (!stopWatching.signal.aborted && !worker.fatal) {
+      const pending = await waitForPreviews(worker.previews, enqueued.batchId, { timeoutMs: PREVIEW_WAIT_MS, signal: stopWatching.signal });
+      if (pending > 0) say(`${pending} previews still being made; "talkbatch report ${enqueued.batchId}" lists them once a worker made them`);
+    }
     await worker.close();
     await reporting;
-    const report = await writeBatchReport(handle, enqueued.batchId, config.outDir);
+    const report = await writeBatchReport(handle, enqueued.batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
     if (worker.fatal) {
       process.stderr.write(`error: ${worker.fatal.message}\n`);
       return 1;

@@ -47,7 +47,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     redisUrl: config.redisUrl,
     logger,
     onBatchFinished: async (batchId) => {
-      const report = await writeBatchReport(reports, batchId, config.outDir);
+      const report = await writeBatchReport(reports, batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
       await callbacks.deliver(batchId);
     },
