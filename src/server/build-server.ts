@@ -12,6 +12,7 @@ import { HttpError, codeForStatus, sendError } from './http-errors.js';
 import { TalkbatchMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { registerReview } from './review.js';
+import { registerShareRoutes } from './share-routes.js';
 import { registerWebhook } from './webhook.js';
 
 export interface ServerDeps {
@@ -114,5 +115,6 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
 
   await registerDashboard(app, { queue: handle.queue, keys, writable: config.dashboardWrite });
   await registerReview(app, { handle, keys, outDir: config.outDir, reports });
+  await registerShareRoutes(app, { config, redis: handle.redis });
   return { app, metrics, finisher };
 }

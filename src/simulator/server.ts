@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { CreateTalkRequest } from '../did/schemas.js';
 import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
 import { planVideoResponse, s3ErrorXml } from './media.js';
+import { PersonalisedVideos } from './personalised-video.js';
 import { UrlSigner } from './presign.js';
 import { RateLimiter } from './rate-limiter.js';
 import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkOutcome } from './talks.js';
@@ -39,6 +40,8 @@ export interface SimulatorOptions {
   knobs?: Partial<SimulatorKnobs>;
   /** Default fixtures/media/talk.mp4 of this package. */
   videoPath?: string;
+  /** Give each talk a video of its own (its script drawn on the frames) when ffmpeg is there; default off. */
+  personalisedVideos?: boolean;
   /** Source of every random decision (failures, jitter); inject a seeded one for reproducible runs. */
   random?: () => number;
   logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -96,6 +99,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     apiKeys,
     knobs: mergeKnobs({ ...DEFAULT_KNOBS }, options.knobs ?? {}),
     video,
+    ...(options.personalisedVideos ? { personalised: new PersonalisedVideos() } : {}),
     random: options.random ?? Math.random,
     logger: options.logger ?? noopLogger,
   });
@@ -128,6 +132,7 @@ interface DidSimulatorOptions {
   apiKeys: readonly string[];
   knobs: SimulatorKnobs;
   video: Buffer;
+  personalised?: PersonalisedVideos;
   random: () => number;
   logger: NonNullable<SimulatorOptions['logger']>;
 }
@@ -147,6 +152,7 @@ class DidSimulator {
   readonly #apiKeys: readonly string[];
   readonly #video: Buffer;
   readonly #videoEtag: string;
+  readonly #personalised: PersonalisedVideos | undefined;
   readonly #random: () => number;
   readonly #logger: DidSimulatorOptions['logger'];
   readonly #talks = new TalkStore();
@@ -166,6 +172,7 @@ class DidSimulator {
     this.#apiKeys = options.apiKeys;
     this.#video = options.video;
     this.#videoEtag = `"${createHash('md5').update(options.video).digest('hex')}"`;
+    this.#personalised = options.personalised;
     this.#random = options.random;
     this.#logger = options.logger;
     this.#webhooks = new WebhookDispatcher({
@@ -222,6 +229,7 @@ class DidSimulator {
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolveClose) => {
       this.#webhooks.close();
+      void this.#personalised?.close();
       this.#server.close(() => resolveClose());
       // close() alone waits for keep-alive sockets to go idle and time out.
       this.#server.closeAllConnections();
@@ -337,6 +345,7 @@ class DidSimulator {
       request: parsed.data,
     });
     this.#recordCreate(talk, nowMs);
+    if (talk.outcome === 'done') this.#personalised?.prepare(talk.id, talk.request, this.#video);
     if (talk.request.webhook !== undefined) {
       this.#webhooks.schedule(finishedAtMs(talk) + this.knobs.webhookDelayMs, talk.request.webhook, () => this.talkView(talk.id));
     }
@@ -432,7 +441,8 @@ class DidSimulator {
       return;
     }
 
-    const plan = planVideoResponse(this.#video.length, exchange.req.headers.range);
+    const video = this.#videoOf(talk);
+    const plan = planVideoResponse(video.length, exchange.req.headers.range);
     if (plan.status === 416) {
       this.#send(exchange, 416, s3ErrorXml('InvalidRange', 'The requested range is not satisfiable', this.#s3RequestIds()), {
         'content-type': 'application/xml',
@@ -440,12 +450,12 @@ class DidSimulator {
       });
       return;
     }
-    const bytes = this.#video.subarray(plan.start, plan.endInclusive + 1);
+    const bytes = video.subarray(plan.start, plan.endInclusive + 1);
     const headers: OutgoingHttpHeaders = {
       'content-type': 'video/mp4',
       'content-length': bytes.length,
       'accept-ranges': 'bytes',
-      etag: this.#videoEtag,
+      etag: video === this.#video ? this.#videoEtag : `"${talk.id}"`,
       'last-modified': new Date(finishedAtMs(talk)).toUTCString(),
     };
     if (plan.contentRange !== undefined) headers['content-range'] = plan.contentRange;
@@ -482,6 +492,11 @@ class DidSimulator {
       return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
     }
     this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
+  }
+
+  /** The fixture video, or the talk's own one (personalised-video.ts). */
+  #videoOf(talk: SimulatedTalk): Buffer {
+    return this.#personalised?.videoFor(talk.id) ?? this.#video;
   }
 
   #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {

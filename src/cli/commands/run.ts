@@ -9,6 +9,7 @@ import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { waitForPreviews } from '../../worker/preview-worker.js';
+import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import type { BatchBudget } from '../../queue/batches.js';
@@ -29,6 +30,7 @@ every video; the reports are refreshed while rows finish). Rerunning the same ma
 
 ${BATCH_HELP}
 ${MANIFEST_HELP}
+${PREVIEW_HELP}
 ${GLOBAL_HELP}
 
 Exit codes: 0 all rows done, 1 some rows failed or a runtime error, 2 usage, config or manifest error.`;
@@ -37,14 +39,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS },
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS, ...PREVIEW_OPTIONS },
   });
   if (values.help) {
     console.log(RUN_HELP);
     return 0;
   }
   const { manifest, options: manifestOptions } = manifestArgs(values, positionals, 'run');
-  const config = configFromFlags(values);
+  const config = configFromFlags(values, previewOverrides(values));
   if (!config.didApiKey) {
     throw new UsageError('DID_API_KEY is not set. Put your D-ID key in the environment or .env, or try "npm run demo" to use the built-in simulator.');
   }
