@@ -15,9 +15,10 @@ import { machineLine, markdownTable, type Figure, type Scenario, type ScenarioRe
 import { enqueue } from './scenarios/enqueue.js';
 import { latency } from './scenarios/latency.js';
 import { overhead } from './scenarios/overhead.js';
+import { previews } from './scenarios/previews.js';
 import { slots, slotsCapUnknown } from './scenarios/slots.js';
 
-const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency];
+const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, previews];
 
 const DOC = join(ROOT, 'docs', 'performance.md');
 const START = '<!-- bench:results:start -->';

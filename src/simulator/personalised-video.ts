@@ -23,6 +23,8 @@ export class PersonalisedVideos {
   /** Talks whose first byte went out: they keep what they were served. */
   readonly #pinned = new Map<string, Buffer | undefined>();
   readonly #waiting: (() => void)[] = [];
+  /** Encodes under way or queued, by talk. */
+  readonly #encoding = new Map<string, Promise<void>>();
   #running = 0;
   #unavailable = false;
   #folder: Promise<string> | undefined;
@@ -36,7 +38,19 @@ export class PersonalisedVideos {
   prepare(talkId: string, request: CreateTalkRequest, fixture: Buffer): void {
     if (this.#unavailable) return;
     const text = captionOf(request);
-    void this.#encode(talkId, text, fixture).catch(() => undefined);
+    const encoding = this.#encode(talkId, text, fixture)
+      .catch(() => undefined)
+      .finally(() => this.#encoding.delete(talkId));
+    this.#encoding.set(talkId, encoding);
+  }
+
+  /** Resolves once the talk's video is made (or failed), or after `timeoutMs`: a download waits for it rather than get the fixture. */
+  async ready(talkId: string, timeoutMs: number): Promise<void> {
+    const encoding = this.#encoding.get(talkId);
+    if (!encoding) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([encoding, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** The talk's own video when it was ready before its first byte was served, else undefined (use the fixture). */

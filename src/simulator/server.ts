@@ -88,6 +88,8 @@ const MAX_LIST_LIMIT = 100;
 const UNLIMITED_CREDITS_REPORTED = 1_000_000;
 const TALK_ID_LENGTH = 21;
 const CREDITS_VALID_FOR_MS = 30 * 24 * 60 * 60 * 1000;
+/** Longest a download waits for a talk's personalised video before it gets the fixture. */
+const PERSONALISED_WAIT_MS = 15_000;
 const noopLogger = { info: (): void => {}, warn: (): void => {} };
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
@@ -258,7 +260,11 @@ class DidSimulator {
     const mediaFile = decodeSegment(/^\/media\/([^/]+)$/.exec(path)?.[1]);
 
     if (path.startsWith('/__sim/')) return this.#routeAdmin(exchange, method, path);
-    if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+    if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) {
+      // A talk's own video still being made (personalised-video.ts) is waited for, like D-ID's upload to S3.
+      await this.#personalised?.ready(mediaFile.replace(/\.mp4$/, ''), PERSONALISED_WAIT_MS);
+      return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+    }
     if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
     if (path === '/talks' && method === 'GET') return this.#api(exchange, () => this.#listTalks(exchange));
     if (talkId !== undefined && method === 'GET') return this.#api(exchange, () => this.#getTalk(exchange, talkId));
