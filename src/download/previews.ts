@@ -2,6 +2,20 @@ import { spawn } from 'node:child_process';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { AppError } from '../shared/errors.js';
+import { fixHint, type SystemProgram } from '../shared/system-package.js';
+
+/** ffmpeg as Debian packages it (the demo and the tests install it like redis-server when missing). */
+export const FFMPEG: SystemProgram = {
+  purpose: 'previews (posters and GIFs)',
+  candidates: ['ffmpeg'],
+  debianPackage: 'ffmpeg',
+  debianPath: '/usr/bin/ffmpeg',
+  fixes: {
+    debian: 'sudo apt-get install -y ffmpeg',
+    macos: 'brew install ffmpeg',
+    docker: 'add ffmpeg to the worker image (apt-get install -y ffmpeg)',
+  },
+};
 
 /** What an email client shows inline without complaint: 320 px wide, under 1 MB. */
 export const GIF_WIDTH = 320;
@@ -61,7 +75,7 @@ export function encoderProblem(ffmpeg: string): Promise<string | undefined> {
       () => undefined,
       (error: unknown) =>
         `previews need ffmpeg, which could not be run as "${ffmpeg}" (${(error as Error).message}); ` +
-        'install it (Debian/Ubuntu: apt-get install -y ffmpeg; macOS: brew install ffmpeg), set TALKBATCH_FFMPEG, or pass --no-previews',
+        `install it (${fixHint(FFMPEG)}), set TALKBATCH_FFMPEG, or pass --no-previews`,
     );
     encoderChecks.set(ffmpeg, check);
   }

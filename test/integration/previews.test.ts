@@ -4,19 +4,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parse } from 'csv-parse/sync';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { GIF_MAX_BYTES, GIF_WIDTH, makePreviews } from '../../src/download/previews.js';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { FFMPEG, GIF_MAX_BYTES, GIF_WIDTH, makePreviews } from '../../src/download/previews.js';
+import { ensureProgram } from '../../src/shared/system-package.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import { PreviewStore, ShareStore } from '../../src/queue/previews.js';
 import { openQueue } from '../../src/queue/talk-queue.js';
 import { writeBatchReport } from '../../src/report/results.js';
 import { silentLogger } from '../../src/shared/logger.js';
+import { captionOf, PersonalisedVideos } from '../../src/simulator/personalised-video.js';
 import { startSimulator } from '../../src/simulator/server.js';
 import { startTalkWorker } from '../../src/worker/create-worker.js';
 import { testConfig } from '../helpers/context.js';
 import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
 
 const run = promisify(execFile);
+
+// As root on Debian a missing ffmpeg is installed, like redis-server; elsewhere this says how to get it.
+beforeAll(() => {
+  ensureProgram(FFMPEG, (message) => process.stderr.write(`${message}\n`));
+});
 const FIXTURE = new URL('../../fixtures/media/talk.mp4', import.meta.url);
 
 interface Probe {
@@ -170,5 +177,44 @@ describe('previews of a batch', () => {
     await vi.waitFor(async () => expect(await worker.previews.pendingCount('off')).toBe(0), { timeout: 30_000, interval: 100 });
     expect(await worker.previews.outcomes('off', ['row0001'])).toEqual([{ status: 'skipped', reason: expect.stringContaining('--no-previews') }]);
     expect((await readdir(join(harness.config.outDir, 'off'))).filter((name) => /\.(jpg|gif)$/.test(name))).toEqual([]);
+  });
+});
+
+describe("the simulator's per-talk videos", () => {
+  const talk = (text: string): Parameters<PersonalisedVideos['prepare']>[1] => ({ source_url: 'https://example.com/a.jpg', script: { type: 'text', input: text } });
+
+  it('draws each talk\'s script on its own video, and keeps what a talk was first served', async () => {
+    const fixture = await readFile(FIXTURE);
+    const videos = new PersonalisedVideos();
+    cleanups.push(() => videos.close());
+    videos.prepare('tlk_ana', talk('Hi Ana! Thanks for being with Northwind.'), fixture);
+    videos.prepare('tlk_bo', talk('Hi Bo! Thanks for being with Contoso.'), fixture);
+    videos.prepare('tlk_early', talk('Hi Chen!'), fixture);
+    // Served before its video was made: the fixture, for good (a Range resume must get the same bytes).
+    expect(videos.videoFor('tlk_early')).toBeUndefined();
+    await videos.ready('tlk_ana', 60_000);
+    await videos.ready('tlk_bo', 60_000);
+    await videos.ready('tlk_early', 60_000);
+    const ana = videos.videoFor('tlk_ana');
+    const bo = videos.videoFor('tlk_bo');
+    expect(videos.videoFor('tlk_early')).toBeUndefined();
+    if (!ana || !bo) throw new Error('no personalised video was made');
+    expect(ana.equals(bo)).toBe(false);
+    expect(videos.videoFor('tlk_ana')).toBe(ana);
+
+    const dir = await mkdtemp(join(tmpdir(), 'tb-sim-video-'));
+    await writeFile(join(dir, 'ana.mp4'), ana);
+    expect(await probe(join(dir, 'ana.mp4'))).toMatchObject({ codec: 'h264', width: 320, height: 320 });
+    // Different text, different pixels: the posters made from them differ too.
+    await writeFile(join(dir, 'bo.mp4'), bo);
+    const [anaPoster, boPoster] = await Promise.all(['ana', 'bo'].map(async (name) => readFile((await makePreviews(join(dir, `${name}.mp4`), { ffmpeg: 'ffmpeg', posterAtSeconds: 1 })).poster)));
+    expect(anaPoster?.equals(boPoster as Buffer)).toBe(false);
+  });
+
+  it('captions the first words of the script on at most three lines', () => {
+    expect(captionOf(talk('Hi Ana! Thanks for being with Northwind. I made this short video to show you the spring catalogue. Talk soon!'))).toBe(
+      'Hi Ana! Thanks for being\nwith Northwind. I made\nthis short video to show',
+    );
+    expect(captionOf(talk('<speak>100% <break time="1s"/> sure</speak>'))).toBe('100%% sure');
   });
 });

@@ -2,6 +2,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { FFMPEG } from '../../download/previews.js';
+import { ensureProgram, ProgramUnavailableError } from '../../shared/system-package.js';
 import { startSimulator } from '../../simulator/server.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor } from '../context.js';
@@ -40,9 +42,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
       TALKBATCH_POLL_MAX_MS: 1000,
       ...previewOverrides(values),
     };
-    const plain = configFromFlags(values, settings);
+    let plain = configFromFlags(values, settings);
+    if (plain.previews) {
+      // Like redis-server: Debian's ffmpeg is installed when missing (root on Debian/Ubuntu); else the demo goes on without previews.
+      try {
+        const ffmpeg = ensureProgram(FFMPEG, (message) => process.stderr.write(`${message}\n`));
+        plain = configFromFlags(values, { ...settings, TALKBATCH_FFMPEG: ffmpeg });
+      } catch (error) {
+        if (!(error instanceof ProgramUnavailableError)) throw error;
+        process.stderr.write(`${error.message}\nThe demo goes on without posters and GIFs.\n`);
+      }
+    }
     // The results carry share links even without a public URL: pointing at a local `talkbatch serve`.
-    const config = plain.shareBaseUrl ? plain : configFromFlags(values, { ...settings, TALKBATCH_SHARE_URL: `http://${plain.host}:${plain.port}` });
+    const config = plain.shareBaseUrl ? plain : configFromFlags(values, { ...settings, TALKBATCH_FFMPEG: plain.ffmpegPath, TALKBATCH_SHARE_URL: `http://${plain.host}:${plain.port}` });
     process.stderr.write(`D-ID simulator on ${simulator.url} (render ${renderMs} ms, plan cap ${planCap})\n`);
     return await runBatch({
       config,
