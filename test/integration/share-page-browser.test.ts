@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ShareStore } from '../../src/queue/previews.js';
 import { writeBatchReport } from '../../src/report/results.js';
 import { buildServer, type TalkbatchServer } from '../../src/server/build-server.js';
+import { runCli } from '../helpers/cli.js';
 import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -133,7 +134,11 @@ describe('share page in Chromium', () => {
   it('answers 410 Gone once a link is revoked, page and files alike, and leaves other rows shared', async () => {
     const revokedToken = await tokenOf('row0001');
     const otherToken = await tokenOf('row0002');
-    expect(await shares.revoke(BATCH, 'row0001')).toBe(1);
+    // The operator's way: talkbatch share revoke BATCH ROW, on the workers' Redis.
+    const { config } = harness as Harness;
+    const cli = await runCli(['share', 'revoke', BATCH, 'row0001'], { REDIS_URL: config.redisUrl, TALKBATCH_QUEUE: config.queueName, TALKBATCH_PREFIX: config.prefix });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('1 share link revoked (row row0001) in batch share');
     expect(await shares.revoke(BATCH, 'row0001')).toBe(0);
     const page = await (browser as Browser).newPage();
     expect((await page.goto(`${baseUrl}/s/${revokedToken}`))?.status()).toBe(410);
