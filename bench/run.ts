@@ -15,10 +15,11 @@ import { machineLine, markdownTable, type Figure, type Scenario, type ScenarioRe
 import { enqueue } from './scenarios/enqueue.js';
 import { latency } from './scenarios/latency.js';
 import { overhead } from './scenarios/overhead.js';
+import { previews } from './scenarios/previews.js';
 import { scale } from './scenarios/scale.js';
 import { slots, slotsCapUnknown } from './scenarios/slots.js';
 
-const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale];
+const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale, previews];
 
 const DOC = join(ROOT, 'docs', 'performance.md');
 const START = '<!-- bench:results:start -->';

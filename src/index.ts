@@ -52,6 +52,10 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   localMediaDirs: 'TALKBATCH_LOCAL_MEDIA_DIRS',
   uploadTtlMs: 'TALKBATCH_UPLOAD_TTL_MS',
   outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
+  previews: 'TALKBATCH_PREVIEWS',
+  posterAtSeconds: 'TALKBATCH_POSTER_AT',
+  ffmpegPath: 'TALKBATCH_FFMPEG',
+  shareBaseUrl: 'TALKBATCH_SHARE_URL',
 };
 
 /**

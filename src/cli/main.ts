@@ -8,6 +8,7 @@ import { runCommand } from './commands/run.js';
 import { scheduleCommand } from './commands/schedule.js';
 import { schemaCommand } from './commands/schema.js';
 import { serveCommand } from './commands/serve.js';
+import { shareCommand } from './commands/share.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
 import { workerCommand } from './commands/worker.js';
@@ -31,6 +32,7 @@ Commands:
   simulate             run the D-ID simulator as a standalone server
   serve                HTTP server: D-ID webhooks, REST API, dashboard, metrics (--with-worker: all in one)
   schema               print the job payload's JSON Schema (for other BullMQ clients)
+  share revoke <batchId> [row]   turn off share-page links of a batch or one row
 
 Configuration comes from the environment (and .env); see the README's config table.
 Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
@@ -59,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
       return serveCommand(rest);
     case 'schema':
       return schemaCommand(rest);
+    case 'share':
+      return shareCommand(rest);
     case 'schedule':
       return scheduleCommand(rest);
     case 'pause':

@@ -78,6 +78,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
     uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
+    previews: v.TALKBATCH_PREVIEWS,
+    posterAtSeconds: v.TALKBATCH_POSTER_AT,
+    ffmpegPath: v.TALKBATCH_FFMPEG,
+    shareBaseUrl: (v.TALKBATCH_SHARE_URL ?? v.TALKBATCH_PUBLIC_URL)?.replace(/\/+$/, ''),
   });
 }
 

@@ -87,6 +87,10 @@ export const ENV_SCHEMA = z.object({
       .pipe(z.array(z.string().regex(/^(?:\[[0-9a-fA-F:.]+\]|[^\s/:@?#[\]]+|[0-9a-fA-F:.]+)(?::\d{1,5})?$/, 'each entry must be a host name or IP address, optionally with :port')))
       .optional(),
   ),
+  TALKBATCH_PREVIEWS: z.preprocess(emptyToUndefined, bool(true)),
+  TALKBATCH_POSTER_AT: z.preprocess(emptyToUndefined, z.coerce.number().min(0).max(3_600).default(1)),
+  TALKBATCH_FFMPEG: z.preprocess(emptyToUndefined, z.string().default('ffmpeg')),
+  TALKBATCH_SHARE_URL: z.preprocess(emptyToUndefined, httpUrl.optional()),
 });
 
 export type EnvInput = z.input<typeof ENV_SCHEMA>;
@@ -149,4 +153,12 @@ export interface Config {
   readonly uploadTtlMs: number;
   /** Hosts (name or IP, optionally :port) that requests made on a user's behalf may reach although they are not public. */
   readonly outboundAllow: readonly string[];
+  /** Make `<name>.jpg` and `<name>.gif` next to each video (when ffmpeg is there). */
+  readonly previews: boolean;
+  /** Where in the video the poster frame is taken, in seconds. */
+  readonly posterAtSeconds: number;
+  /** The ffmpeg program previews are made with: a command name on PATH or a path. */
+  readonly ffmpegPath: string;
+  /** Base of share-page links in results (TALKBATCH_SHARE_URL, else TALKBATCH_PUBLIC_URL); none: no share links. */
+  readonly shareBaseUrl: string | undefined;
 }

@@ -8,6 +8,7 @@ import type { Job } from 'bullmq';
 import { jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
+import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPages } from './review-page.js';
 
 export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
@@ -34,24 +35,47 @@ export interface ResultRecord {
   enqueuedAt: string | null;
   finishedAt: string | null;
   input: Record<string, string>;
+  /** Poster and GIF file names next to the video, why they are missing, the share page, the mail-merge HTML. */
+  poster?: string | null;
+  gif?: string | null;
+  previewNote?: string | null;
+  shareUrl?: string | null;
+  emailHtml?: string | null;
+}
+
+export interface ReportOptions {
+  /** Base of share-page links (config.shareBaseUrl); without it the share columns stay empty. */
+  shareBaseUrl?: string | undefined;
 }
 
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
-export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): AsyncGenerator<ResultRecord> {
+export async function* batchResults(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: ReportOptions = {}): AsyncGenerator<ResultRecord> {
   let page: BatchRowRef[] = [];
   for await (const ref of handle.batches.rows(batchId)) {
     page.push(ref);
     if (page.length >= 200) {
-      yield* await resultsFor(handle, batchId, page, outDir);
+      yield* await withPreviews(handle, batchId, await resultsFor(handle, batchId, page, outDir), options);
       page = [];
     }
   }
-  yield* await resultsFor(handle, batchId, page, outDir);
+  yield* await withPreviews(handle, batchId, await resultsFor(handle, batchId, page, outDir), options);
+}
+
+/** Records with their poster, GIF and share columns (made on the previews queue after the row was done). */
+async function withPreviews(handle: Pick<QueueHandle, 'queue'>, batchId: string, records: ResultRecord[], options: ReportOptions): Promise<ResultRecord[]> {
+  const previews = await previewColumnsFor(
+    handle.queue,
+    batchId,
+    records.map((record) => ({ rowKey: record.rowKey, done: record.status === 'done', title: record.input.share_title })),
+    options.shareBaseUrl,
+  );
+  return records.map((record, index) => ({ ...record, ...(previews[index] ?? NO_PREVIEW) }));
 }
 
 /**
@@ -174,7 +198,7 @@ export interface ReportFiles {
  * each through a temp file and a rename, so a reader never sees half a report. The JSONL and CSV stream
  * (a batch of any size fits); the page (paged above 2,000 rows, review-page.ts) is built from the finished JSONL.
  */
-export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string): Promise<ReportFiles> {
+export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, outDir: string, options: ReportOptions = {}): Promise<ReportFiles> {
   const dir = join(outDir, batchId);
   await mkdir(dir, { recursive: true });
   const jsonlPath = join(dir, 'results.jsonl');
@@ -186,7 +210,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
 
   try {
     const jsonl = createWriteStream(jsonlTemp);
-    for await (const record of batchResults(handle, batchId, outDir)) {
+    for await (const record of batchResults(handle, batchId, outDir, options)) {
       counts[record.status] += 1;
       for (const key of Object.keys(record.input)) inputColumns.add(key);
       if (!jsonl.write(`${JSON.stringify(record)}\n`)) await new Promise<void>((resolve) => jsonl.once('drain', () => resolve()));
@@ -206,6 +230,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));
@@ -229,7 +254,7 @@ export function safeCell(value: unknown): string {
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
 }
 
-export interface LiveReportOptions {
+export interface LiveReportOptions extends ReportOptions {
   /** Rebuild the CSV and the page no sooner than this after the last rebuild (default 5 minutes)... */
   minRebuildGapMs?: number;
   /** ...and no sooner than this many times the last rebuild took (default 20): rebuilds stay a small share of the run. */
@@ -249,6 +274,7 @@ export class LiveReport {
   readonly #outDir: string;
   readonly #minGapMs: number;
   readonly #costFactor: number;
+  readonly #reportOptions: ReportOptions;
   /** Row keys finished since the last refresh: bounded by what finishes in one refresh interval. */
   #finished: string[] = [];
   #lastRebuildAt = 0;
@@ -264,6 +290,7 @@ export class LiveReport {
     this.#outDir = outDir;
     this.#minGapMs = options.minRebuildGapMs ?? 5 * 60_000;
     this.#costFactor = options.rebuildCostFactor ?? 20;
+    this.#reportOptions = { shareBaseUrl: options.shareBaseUrl };
   }
 
   /** A row of this batch got its outcome. */
@@ -298,7 +325,7 @@ export class LiveReport {
     this.#finished = [];
     const lines = await this.#handle.batches.linesOf(this.#batchId, keys);
     const refs = keys.map((rowKey, index) => ({ rowKey, line: lines[index] ?? 0 }));
-    const records = await resultsFor(this.#handle, this.#batchId, refs, this.#outDir);
+    const records = await withPreviews(this.#handle, this.#batchId, await resultsFor(this.#handle, this.#batchId, refs, this.#outDir), this.#reportOptions);
     const text = records.map((record) => `${JSON.stringify(record)}\n`).join('');
     // One write with O_APPEND: readers see whole lines added at the end.
     await appendFile(join(this.#outDir, this.#batchId, 'results.jsonl'), text);
@@ -309,7 +336,7 @@ export class LiveReport {
     this.#finished = [];
     this.#finishedSinceRebuild = 0;
     const started = Date.now();
-    const files = await writeBatchReport(this.#handle, this.#batchId, this.#outDir);
+    const files = await writeBatchReport(this.#handle, this.#batchId, this.#outDir, this.#reportOptions);
     this.#lastRebuildAt = Date.now();
     this.#lastRebuildMs = this.#lastRebuildAt - started;
     this.#written = true;

@@ -152,6 +152,7 @@ const REVIEW_SCRIPT = `
     video.playsInline = true;
     video.preload = 'none';
     video.src = slot.getAttribute('data-src');
+    if (slot.hasAttribute('data-poster')) video.poster = slot.getAttribute('data-poster');
     slot.textContent = '';
     slot.appendChild(video);
     video.preload = 'metadata';
@@ -251,7 +252,9 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
     // elements parsed up front made Chromium take 4-6 s to open the page (0.7 s without them). Without
     // JavaScript the <noscript> copy is parsed instead, so every video still plays.
     const href = escapeHtml(hrefPrefix + relativeHref(record.file));
-    parts.push(`<div class="v" data-src="${href}"><noscript><video controls preload="none" playsinline src="${href}"></video></noscript></div>`);
+    const poster = record.poster ? escapeHtml(hrefPrefix + relativeHref(record.poster)) : undefined;
+    const posterAttr = (name: string): string => (poster ? ` ${name}="${poster}"` : '');
+    parts.push(`<div class="v" data-src="${href}"${posterAttr('data-poster')}><noscript><video controls preload="none" playsinline src="${href}"${posterAttr('poster')}></video></noscript></div>`);
   } else if (record.status === 'done') {
     parts.push('<div class="v">video file not recorded: the job has expired from Redis; look in the batch folder</div>');
   } else {

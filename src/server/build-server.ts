@@ -12,6 +12,7 @@ import { HttpError, codeForStatus, sendError } from './http-errors.js';
 import { TalkbatchMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { registerReview } from './review.js';
+import { registerShareRoutes } from './share-routes.js';
 import { registerWebhook } from './webhook.js';
 import type { WorkerHealth } from '../worker/create-worker.js';
 
@@ -49,7 +50,7 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   const keys = new ApiKeys(config.apiKeys);
   const metrics = deps.metrics ?? new TalkbatchMetrics();
   // One report writer per process: two writers of the same batch would share temp file names.
-  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir);
+  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir, { shareBaseUrl: config.shareBaseUrl });
   const ownsFinisher = deps.finisher === undefined;
   const finisher =
     deps.finisher ??
@@ -117,5 +118,6 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
 
   await registerDashboard(app, { queue: handle.queue, keys, writable: config.dashboardWrite });
   await registerReview(app, { handle, keys, outDir: config.outDir, reports });
+  await registerShareRoutes(app, { config, redis: handle.redis });
   return { app, metrics, finisher };
 }

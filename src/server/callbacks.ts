@@ -3,7 +3,7 @@ import { request } from 'undici';
 import type { Config } from '../config/index.js';
 import type { BatchCounts } from '../queue/batches.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
-import { writeBatchReport, type ReportFiles } from '../report/results.js';
+import { writeBatchReport, type ReportFiles, type ReportOptions } from '../report/results.js';
 import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { RedisClient } from '../queue/connections.js';
@@ -105,19 +105,20 @@ export class ReportWriter {
   constructor(
     private readonly handle: Pick<QueueHandle, 'queue' | 'batches'>,
     private readonly outDir: string,
+    private readonly options: ReportOptions = {},
   ) {}
 
   write(batchId: string): Promise<ReportFiles> {
     const running = this.#inFlight.get(batchId);
     if (running) return running;
-    const writing = writeBatchReport(this.handle, batchId, this.outDir).finally(() => this.#inFlight.delete(batchId));
+    const writing = writeBatchReport(this.handle, batchId, this.outDir, this.options).finally(() => this.#inFlight.delete(batchId));
     this.#inFlight.set(batchId, writing);
     return writing;
   }
 }
 
 export interface BatchFinisherOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl'>;
   handle: Pick<QueueHandle, 'queue' | 'batches' | 'redis'>;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
@@ -143,7 +144,7 @@ export class BatchFinisher {
   constructor(options: BatchFinisherOptions) {
     this.#options = options;
     this.#retry = { ...DEFAULT_CALLBACK_RETRY, ...options.retry };
-    this.reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir);
+    this.reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir, { shareBaseUrl: options.config.shareBaseUrl });
     this.callbacks = new CallbackLog(options.handle.redis, options.config.prefix, options.config.queueName);
   }
 

@@ -59,7 +59,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     config,
     handle,
     logger,
-    reports: new ReportWriter(handle, config.outDir),
+    reports: new ReportWriter(handle, config.outDir, { shareBaseUrl: config.shareBaseUrl }),
     ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
     ...(options.callbackRetry !== undefined ? { retry: options.callbackRetry } : {}),
   });

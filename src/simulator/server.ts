@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { CreateTalkValidator, findPackageFixture } from './did-document.js';
 import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
 import { planVideoResponse, s3ErrorXml } from './media.js';
+import { PersonalisedVideos } from './personalised-video.js';
 import { UrlSigner } from './presign.js';
 import { RateLimiter } from './rate-limiter.js';
 import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkOutcome } from './talks.js';
@@ -35,6 +36,8 @@ export interface SimulatorOptions {
   knobs?: Partial<SimulatorKnobs>;
   /** Default fixtures/media/talk.mp4 of this package. */
   videoPath?: string;
+  /** Give each talk a video of its own (its script drawn on the frames) when ffmpeg is there; default off. */
+  personalisedVideos?: boolean;
   /** Source of every random decision (failures, jitter); inject a seeded one for reproducible runs. */
   random?: () => number;
   logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
@@ -90,6 +93,8 @@ const MAX_SPOKEN_CHARS = 10_000;
 const UNLIMITED_CREDITS_REPORTED = 1_000_000;
 const TALK_ID_LENGTH = 21;
 const CREDITS_VALID_FOR_MS = 30 * 24 * 60 * 60 * 1000;
+/** Longest a download waits for a talk's personalised video before it gets the fixture. */
+const PERSONALISED_WAIT_MS = 15_000;
 const noopLogger = { info: (): void => {}, warn: (): void => {} };
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
@@ -101,6 +106,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     apiKeys,
     knobs: mergeKnobs({ ...DEFAULT_KNOBS }, options.knobs ?? {}),
     video,
+    ...(options.personalisedVideos ? { personalised: new PersonalisedVideos() } : {}),
     random: options.random ?? Math.random,
     logger: options.logger ?? noopLogger,
   });
@@ -122,6 +128,7 @@ interface DidSimulatorOptions {
   apiKeys: readonly string[];
   knobs: SimulatorKnobs;
   video: Buffer;
+  personalised?: PersonalisedVideos;
   random: () => number;
   logger: NonNullable<SimulatorOptions['logger']>;
 }
@@ -141,6 +148,7 @@ class DidSimulator {
   readonly #apiKeys: readonly string[];
   readonly #video: Buffer;
   readonly #videoEtag: string;
+  readonly #personalised: PersonalisedVideos | undefined;
   readonly #random: () => number;
   readonly #logger: DidSimulatorOptions['logger'];
   readonly #talks = new TalkStore();
@@ -161,6 +169,7 @@ class DidSimulator {
     this.#apiKeys = options.apiKeys;
     this.#video = options.video;
     this.#videoEtag = `"${createHash('md5').update(options.video).digest('hex')}"`;
+    this.#personalised = options.personalised;
     this.#random = options.random;
     this.#logger = options.logger;
     this.#webhooks = new WebhookDispatcher({
@@ -221,6 +230,7 @@ class DidSimulator {
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolveClose) => {
       this.#webhooks.close();
+      void this.#personalised?.close();
       this.#server.close(() => resolveClose());
       // close() alone waits for keep-alive sockets to go idle and time out.
       this.#server.closeAllConnections();
@@ -249,7 +259,11 @@ class DidSimulator {
     const mediaFile = decodeSegment(/^\/media\/([^/]+)$/.exec(path)?.[1]);
 
     if (path.startsWith('/__sim/')) return this.#routeAdmin(exchange, method, path);
-    if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+    if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) {
+      // A talk's own video still being made (personalised-video.ts) is waited for, like D-ID's upload to S3.
+      await this.#personalised?.ready(mediaFile.replace(/\.mp4$/, ''), PERSONALISED_WAIT_MS);
+      return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+    }
     if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
     if (path === '/talks' && method === 'GET') return this.#api(exchange, () => this.#listTalks(exchange));
     if (talkId !== undefined && method === 'GET') return this.#api(exchange, () => this.#getTalk(exchange, talkId));
@@ -344,6 +358,7 @@ class DidSimulator {
       received: json,
     });
     this.#recordCreate(talk, nowMs);
+    if (talk.outcome === 'done') this.#personalised?.prepare(talk.id, talk.request, this.#video);
     if (talk.request.webhook !== undefined) {
       this.#webhooks.schedule(finishedAtMs(talk) + this.knobs.webhookDelayMs, talk.request.webhook, () => this.talkView(talk.id));
     }
@@ -482,7 +497,8 @@ class DidSimulator {
       return;
     }
 
-    const video = this.knobs.stampTalkId ? stampedVideo(this.#video, talk.id) : this.#video;
+    const ownVideo = this.#videoOf(talk);
+    const video = this.knobs.stampTalkId ? stampedVideo(ownVideo, talk.id) : ownVideo;
     const plan = planVideoResponse(video.length, exchange.req.headers.range);
     if (plan.status === 416) {
       this.#send(exchange, 416, s3ErrorXml('InvalidRange', 'The requested range is not satisfiable', this.#s3RequestIds()), {
@@ -533,6 +549,11 @@ class DidSimulator {
       return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
     }
     this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
+  }
+
+  /** The fixture video, or the talk's own one (personalised-video.ts). */
+  #videoOf(talk: SimulatedTalk): Buffer {
+    return this.#personalised?.videoFor(talk.id) ?? this.#video;
   }
 
   #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {

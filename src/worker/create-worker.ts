@@ -8,6 +8,7 @@ import { BatchStore } from '../queue/batches.js';
 import type { Redis } from 'ioredis';
 import { createRedis, parseRedisTarget } from '../queue/connections.js';
 import { ReplicaAck } from '../queue/replica-ack.js';
+import type { PreviewStore } from '../queue/previews.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
 import type { JobPayload, RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
@@ -15,6 +16,7 @@ import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor } from './processor.js';
+import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
 import { Wakeups, wakeChannel } from './wakeups.js';
@@ -72,6 +74,8 @@ export interface TalkWorker {
   batches: BatchStore;
   /** Whether this process reaches Redis and takes rows, for /readyz and logs. */
   health(): WorkerHealth;
+  /** Outcomes of the posters and GIFs this queue's workers make (see preview-worker.ts). */
+  previews: PreviewStore;
   /** Why the worker stopped taking jobs on its own (a rejected API key), if it did. */
   readonly fatal: Error | undefined;
   /** Resolves when the worker has stopped by itself (fatal) or via close(). */
@@ -126,6 +130,10 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
 
+  const previewRequests = new PreviewRequests(connection, config);
+  const previewConnection = createRedis(redisUrl, 'worker');
+  const previewWorker = startPreviewWorker({ config, connection: previewConnection, logger });
+
   const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, keyPrefix: `${config.prefix}:${config.queueName}` });
 
   await credits.watchIfPaused();
@@ -150,6 +158,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     },
     onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
     ...(replicaAck ? { replicaAck } : {}),
+    requestPreview: (job) => previewRequests.request(job),
   });
 
   /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
@@ -269,6 +278,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      await previewWorker.close();
+      await previewRequests.close();
+      previewConnection.disconnect();
       await connection.del(heartbeatKey).catch(() => undefined);
       await queue.close();
       await wakeups.close();
@@ -295,6 +307,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     }),
     queue,
     batches,
+    previews: previewRequests.store,
     get fatal() {
       return fatal;
     },

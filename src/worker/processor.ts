@@ -22,6 +22,7 @@ import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import type { PreviewJob } from './preview-worker.js';
 import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
 import { LocalFileError, type UploadCache } from './uploads.js';
@@ -74,6 +75,8 @@ export interface ProcessorDeps {
   onCreditsExhausted: (error: DidPaymentRequiredError) => Promise<void>;
   /** Behind Sentinel: confirms a replica holds the "create in flight" checkpoint before the create is paid. */
   replicaAck?: ReplicaAck;
+  /** Hands a downloaded video to the preview queue (off this row's render slot). */
+  requestPreview?: (job: PreviewJob) => Promise<void>;
 }
 
 type TalkJob = Job<JobPayload, RowResult>;
@@ -247,6 +250,8 @@ export function createProcessor(deps: ProcessorDeps) {
         const owned = record !== undefined && record.talkId === talkId ? { sha256: record.sha256 } : undefined;
         const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(owned ? { owned } : {}), ...(signal ? { signal } : {}) });
         await deps.batches.recordFile(payload.batchId, payload.output.name, { rowKey: payload.rowKey, talkId, sha256: file.sha256 });
+        // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
+        if (deps.requestPreview) await deps.requestPreview(previewJobFor(payload, file.path));
         const finishedAt = Date.now();
         const result: RowResult = {
           status: 'done',
@@ -429,6 +434,12 @@ export function createProcessor(deps: ProcessorDeps) {
       }
     }
   };
+}
+
+function previewJobFor(payload: JobPayload, file: string): PreviewJob {
+  const title = payload.input.share_title?.trim();
+  const message = payload.input.share_message?.trim();
+  return { batchId: payload.batchId, rowKey: payload.rowKey, file, ...(title ? { title } : {}), ...(message ? { message } : {}) };
 }
 
 /** How long D-ID took to render a finished talk, by its own clock (created_at → modified_at). */

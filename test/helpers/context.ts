@@ -23,6 +23,8 @@ export async function testConfig(overrides: Partial<Record<EnvName, string | num
       TALKBATCH_POLL_MAX_MS: 300,
       TALKBATCH_LOG_LEVEL: 'silent',
       TALKBATCH_CREDIT_CHECK_MS: 1_000,
+      // Encoding posters and GIFs costs CPU that tests of other things do not need; test/integration/previews.test.ts turns them on.
+      TALKBATCH_PREVIEWS: 'false',
       ...overrides,
     },
   });

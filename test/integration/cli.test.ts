@@ -2,12 +2,14 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'csv-parse/sync';
 import { runCli } from '../helpers/cli.js';
 
 describe('talkbatch CLI', () => {
   it('demo: a private Redis, the simulator, 10 verified MP4s and both reports', async () => {
     const out = await mkdtemp(join(tmpdir(), 'tb-demo-'));
-    const result = await runCli(['demo', '--out', out, '--render-ms', '300'], { REDIS_URL: undefined });
+    // The demo also makes a poster and a GIF per row (ffmpeg), which takes a while on a busy machine.
+    const result = await runCli(['demo', '--out', out, '--render-ms', '300'], { REDIS_URL: undefined }, 240_000);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/finished: 10 done, 0 failed/);
     const [batch] = await readdir(out);
@@ -21,7 +23,14 @@ describe('talkbatch CLI', () => {
     expect(result.stdout).toContain(join(out, batch as string, 'results.csv'));
     const csv = await readFile(join(out, batch as string, 'results.csv'), 'utf8');
     expect(csv).toContain('Hi Dara! Thanks for being with Tailspin Toys. I made this short video to show you what is new this month.');
-  });
+    // Posters and GIFs next to the videos, and results ready for mail merge (links to a local serve).
+    expect(files.filter((f) => /\.(jpg|gif)$/.test(f))).toHaveLength(20);
+    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    expect(rows[0]).toMatchObject({ poster: 'ana.jpg', gif: 'ana.gif', preview_note: '' });
+    expect(rows[0]?.share_url).toMatch(/^http:\/\/127\.0\.0\.1:8080\/s\/[A-Za-z0-9_-]{43}$/);
+    expect(rows[0]?.email_html).toContain(`${rows[0]?.share_url}/preview.gif`);
+    expect(await readFile(join(out, batch as string, 'index.html'), 'utf8')).toContain('data-poster="ana.jpg"');
+  }, 300_000);
 
   it('validate: lists a rejected row with line and column, spends nothing, exits 1', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tb-validate-'));

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { Config } from '../../config/index.js';
 import { creditMarkerKey } from '../../worker/credit-watch.js';
 import { jobIdFor } from '../../queue/payload.js';
 import { openQueue } from '../../queue/talk-queue.js';
@@ -22,7 +23,7 @@ export const RETRY_HELP = `Usage: talkbatch retry <batchId> --failed [options]
 Puts the batch's failed rows back in the queue (a new D-ID talk is made for each).
 ${GLOBAL_HELP}`;
 
-async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: Awaited<ReturnType<typeof openQueue>>, positionals: string[], values: Record<string, unknown>, outDir: string, prefix: string, queueName: string) => Promise<T>): Promise<T | 0> {
+async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: Awaited<ReturnType<typeof openQueue>>, positionals: string[], values: Record<string, unknown>, outDir: string, prefix: string, queueName: string, config: Config) => Promise<T>): Promise<T | 0> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...extra } });
   if (values.help) {
     console.log(help);
@@ -32,21 +33,21 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: this command works on the Redis your workers use');
   const handle = await openQueue(config, config.redisUrl);
   try {
-    return await fn(handle, positionals, values, config.outDir, config.prefix, config.queueName);
+    return await fn(handle, positionals, values, config.outDir, config.prefix, config.queueName, config);
   } finally {
     await handle.close();
   }
 }
 
 export function reportCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, outDir) => {
+  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('report needs a batch id');
     if (!(await handle.batches.exists(batchId))) {
       process.stderr.write(`no batch "${batchId}"\n`);
       return 1;
     }
-    const report = await writeBatchReport(handle, batchId, outDir);
+    const report = await writeBatchReport(handle, batchId, outDir, { shareBaseUrl: config.shareBaseUrl });
     console.log(`${report.csv}\n${report.jsonl}\n${Object.entries(report.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')}`);
     return 0;
   });

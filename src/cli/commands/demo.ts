@@ -2,7 +2,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { FFMPEG } from '../../download/previews.js';
+import { ensureProgram, ProgramUnavailableError } from '../../shared/system-package.js';
 import { startSimulator } from '../../simulator/server.js';
+import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor } from '../context.js';
 import { runBatch } from './run.js';
 
@@ -15,12 +18,13 @@ No D-ID key and no Redis needed. A real D-ID key in the environment is ignored h
 Options:
   --render-ms N          simulated render time per video (default 2000)
   --plan-cap N           simulated D-ID concurrent-render cap (default 6)
+${PREVIEW_HELP}
 ${GLOBAL_HELP}`;
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...GLOBAL_OPTIONS, 'render-ms': { type: 'string' }, 'plan-cap': { type: 'string' } },
+    options: { ...GLOBAL_OPTIONS, ...PREVIEW_OPTIONS, 'render-ms': { type: 'string' }, 'plan-cap': { type: 'string' } },
   });
   if (values.help) {
     console.log(DEMO_HELP);
@@ -29,14 +33,28 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const root = packageRoot();
   const renderMs = Number(values['render-ms'] ?? 2000);
   const planCap = Number(values['plan-cap'] ?? 6);
-  const simulator = await startSimulator({ knobs: { renderMs, renderJitter: 0.3, maxConcurrentRenders: planCap } });
+  const simulator = await startSimulator({ knobs: { renderMs, renderJitter: 0.3, maxConcurrentRenders: planCap }, personalisedVideos: true });
   try {
-    const config = configFromFlags(values, {
+    const settings = {
       DID_API_URL: simulator.url,
       DID_API_KEY: simulator.apiKey,
       TALKBATCH_POLL_INITIAL_MS: 500,
       TALKBATCH_POLL_MAX_MS: 1000,
-    });
+      ...previewOverrides(values),
+    };
+    let plain = configFromFlags(values, settings);
+    if (plain.previews) {
+      // Like redis-server: Debian's ffmpeg is installed when missing (root on Debian/Ubuntu); else the demo goes on without previews.
+      try {
+        const ffmpeg = ensureProgram(FFMPEG, (message) => process.stderr.write(`${message}\n`));
+        plain = configFromFlags(values, { ...settings, TALKBATCH_FFMPEG: ffmpeg });
+      } catch (error) {
+        if (!(error instanceof ProgramUnavailableError)) throw error;
+        process.stderr.write(`${error.message}\nThe demo goes on without posters and GIFs.\n`);
+      }
+    }
+    // The results carry share links even without a public URL: pointing at a local `talkbatch serve`.
+    const config = plain.shareBaseUrl ? plain : configFromFlags(values, { ...settings, TALKBATCH_FFMPEG: plain.ffmpegPath, TALKBATCH_SHARE_URL: `http://${plain.host}:${plain.port}` });
     process.stderr.write(`D-ID simulator on ${simulator.url} (render ${renderMs} ms, plan cap ${planCap})\n`);
     return await runBatch({
       config,

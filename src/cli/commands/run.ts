@@ -8,6 +8,8 @@ import type { ManifestOptions } from '../../manifest/index.js';
 import type { Logger } from '../../shared/logger.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
+import { waitForPreviews } from '../../worker/preview-worker.js';
+import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import type { BatchBudget } from '../../queue/batches.js';
@@ -16,6 +18,8 @@ import { printIssues } from '../output.js';
 import { watchBatch } from '../progress.js';
 
 const REPORT_REFRESH_MS = 5_000;
+/** How long `run` waits for the last rows' previews after the last video is in. */
+const PREVIEW_WAIT_MS = 120_000;
 
 export const RUN_HELP = `Usage: talkbatch run <manifest> [options]
 
@@ -27,6 +31,7 @@ then. Rerunning the same manifest with the same --batch adds nothing and makes n
 
 ${BATCH_HELP}
 ${MANIFEST_HELP}
+${PREVIEW_HELP}
 ${GLOBAL_HELP}
 
 Exit codes: 0 all rows done, 1 some rows failed or a runtime error, 2 usage, config or manifest error.`;
@@ -35,14 +40,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS },
+    options: { ...GLOBAL_OPTIONS, ...MANIFEST_OPTIONS, ...BATCH_OPTIONS, ...PREVIEW_OPTIONS },
   });
   if (values.help) {
     console.log(RUN_HELP);
     return 0;
   }
   const { manifest, options: manifestOptions } = manifestArgs(values, positionals, 'run');
-  const config = configFromFlags(values);
+  const config = configFromFlags(values, previewOverrides(values));
   if (!config.didApiKey) {
     throw new UsageError('DID_API_KEY is not set. Put your D-ID key in the environment or .env, or try "npm run demo" to use the built-in simulator.');
   }
@@ -107,7 +112,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
     );
 
     // The report is kept current while rows finish at a cost in proportion to what changed (LiveReport).
-    const live = new LiveReport(handle, enqueued.batchId, config.outDir);
+    const live = new LiveReport(handle, enqueued.batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
     worker = await startTalkWorker({
       config,
       redisUrl: redis.url,
@@ -140,6 +145,11 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       signal: stopWatching.signal,
       stopWhen: () => activeWorker.fatal !== undefined,
     });
+    // Posters and GIFs are made on their own queue after each row's slot is free: let them finish.
+    if (!stopWatching.signal.aborted && !worker.fatal) {
+      const pending = await waitForPreviews(worker.previews, enqueued.batchId, { timeoutMs: PREVIEW_WAIT_MS, signal: stopWatching.signal });
+      if (pending > 0) say(`${pending} previews still being made; "talkbatch report ${enqueued.batchId}" lists them once a worker made them`);
+    }
     await worker.close();
     const report = await live.final();
     if (worker.fatal) {

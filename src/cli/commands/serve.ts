@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { redactRedisUrl } from '../../queue/connections.js';
 import { startServer } from '../../server/start.js';
 import { UsageError } from '../../shared/errors.js';
+import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
 import { startScheduleWorker } from '../../queue/schedule-worker.js';
 
@@ -21,6 +22,7 @@ Options:
   --port N               port (default: $TALKBATCH_PORT or 8080; 0 picks a free one)
   --with-worker          also process jobs in this process (one process does everything)
   --worker-concurrency N with --with-worker: jobs this process runs at once
+${PREVIEW_HELP}
 ${GLOBAL_HELP}
 
 Without REDIS_URL a private redis-server is started for this process: fine to try things locally, but
@@ -35,6 +37,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
       port: { type: 'string' },
       'with-worker': { type: 'boolean' },
       'worker-concurrency': { type: 'string' },
+      ...PREVIEW_OPTIONS,
     },
   });
   if (values.help) {
@@ -45,6 +48,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     TALKBATCH_HOST: values.host,
     TALKBATCH_PORT: values.port,
     TALKBATCH_WORKER_CONCURRENCY: values['worker-concurrency'],
+    ...previewOverrides(values),
   });
   const withWorker = values['with-worker'] === true;
   if (withWorker && !config.didApiKey) throw new UsageError('DID_API_KEY is not set: --with-worker needs it to make videos');

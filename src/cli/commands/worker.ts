@@ -5,6 +5,7 @@ import { openQueue } from '../../queue/talk-queue.js';
 import { BatchFinisher } from '../../server/callbacks.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
+import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals } from '../context.js';
 
 export const WORKER_HELP = `Usage: talkbatch worker [options]
@@ -18,15 +19,16 @@ Options:
   --worker-concurrency N jobs this process runs at once (default: --concurrency)
   --no-schedules         do not run schedule ticks here (by default every worker can run them; see
                          talkbatch schedule --help)
+${PREVIEW_HELP}
 ${GLOBAL_HELP}`;
 
 export async function workerCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, 'worker-concurrency': { type: 'string' }, 'no-schedules': { type: 'boolean' } } });
+  const { values } = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, 'worker-concurrency': { type: 'string' }, 'no-schedules': { type: 'boolean' }, ...PREVIEW_OPTIONS } });
   if (values.help) {
     console.log(WORKER_HELP);
     return 0;
   }
-  const config = configFromFlags(values, { TALKBATCH_WORKER_CONCURRENCY: values['worker-concurrency'] });
+  const config = configFromFlags(values, { TALKBATCH_WORKER_CONCURRENCY: values['worker-concurrency'], ...previewOverrides(values) });
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: workers need the Redis their jobs are in');
   if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
   const logger = loggerFor(config);
@@ -47,7 +49,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     redisUrl: config.redisUrl,
     logger,
     onBatchFinished: async (batchId) => {
-      const report = await writeBatchReport(reports, batchId, config.outDir);
+      const report = await writeBatchReport(reports, batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
       await callbacks.deliver(batchId);
     },
