@@ -117,6 +117,10 @@ export function describeTalk(talk: SimulatedTalk, context: TalkViewContext): Rec
   if (request.webhook !== undefined) view.webhook = request.webhook;
   if (request.name !== undefined) view.name = request.name;
   if (request.script.type === 'audio') view.audio_url = request.script.audio_url;
+  // Fields real D-ID returns in GET and list answers (the GET /talks example), beyond the published GetTalkDto.
+  view.subtitles = request.script.subtitles ?? false;
+  view.face = request.face ?? { mask_confidence: -1, detection: [224, 198, 484, 552], overlap: 'no', size: 512, top_left: [98, 119], face_id: 0, detect_confidence: 0.9998 };
+  if (request.driver_url !== undefined) view.driver_url = request.driver_url;
   if (isRendering(status)) view.pending_url = `s3://d-id-talks-prod/${encodeURIComponent(SIMULATED_OWNER)}/${talk.id}/${talk.id}.mp4`;
   if (status === 'done') {
     view.result_url = context.resultUrl(talk);

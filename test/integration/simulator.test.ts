@@ -455,6 +455,15 @@ describe('simulator speaks D-ID\'s published schema', () => {
     expect(talk.json).toMatchObject({ config: { fluent: false, pad_audio: 0 }, script: { subtitles: false } });
   });
 
+  it('lists talks with the fields real D-ID returns, user_data included', async () => {
+    const sim = await start();
+    const created = await call(sim, 'POST', '/talks', { body: { ...VALID_BODY, user_data: 'crm-42 [talkbatch b-r1]' } });
+    const { id } = CreateTalkResponse.parse(created.json);
+    const list = await call(sim, 'GET', '/talks?limit=10');
+    const talk = TalkList.parse(list.json).talks.find((candidate) => candidate.id === id);
+    expect(talk).toMatchObject({ user_data: 'crm-42 [talkbatch b-r1]', user_id: expect.any(String), driver_url: expect.any(String), subtitles: false, face: { size: 512 }, config: { result_format: '.mp4' } });
+  });
+
   it('accepts the deprecated fields D-ID documents and refuses a misspelt one', async () => {
     const sim = await start();
     const body = { ...VALID_BODY, driver_url: 'bank://lively/', persist: true, face: { size: 512, top_left: [98, 119] }, config: { align_driver: true, motion_factor: 1 } };
