@@ -7,6 +7,8 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const bool = (fallback: boolean) =>
   z.preprocess(emptyToUndefined, z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] }).default(fallback));
 
+/** A value sent in an HTTP header: a line break or control character in it can never work, so it stops at startup. */
+const headerSafe = z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces, line breaks or control characters (check for a stray \\r from a Windows .env file)');
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const redisUrl = z
   .string()
@@ -17,9 +19,9 @@ const redisUrl = z
  * where variable names appear; the README's config table is written from it.
  */
 export const ENV_SCHEMA = z.object({
-  DID_API_KEY: optionalString,
+  DID_API_KEY: z.preprocess(emptyToUndefined, headerSafe.optional()),
   DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
-  DID_ELEVENLABS_API_KEY: optionalString,
+  DID_ELEVENLABS_API_KEY: z.preprocess(emptyToUndefined, headerSafe.optional()),
   REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
   TALKBATCH_OUT_DIR: z.preprocess(emptyToUndefined, z.string().default('out')),
   TALKBATCH_QUEUE: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only').default('talks')),
@@ -49,7 +51,7 @@ export const ENV_SCHEMA = z.object({
     z
       .string()
       .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
-      .pipe(z.array(z.string().min(16, 'each key must be at least 16 characters')))
+      .pipe(z.array(z.string().min(16, 'each key must be at least 16 characters').regex(/^[\x21-\x7e]+$/, 'each key must be printable ASCII without spaces or control characters')))
       .optional(),
   ),
   TALKBATCH_HOST: z.preprocess(emptyToUndefined, z.string().default('127.0.0.1')),
