@@ -7,6 +7,8 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const bool = (fallback: boolean) =>
   z.preprocess(emptyToUndefined, z.stringbool({ truthy: ['true', '1', 'yes', 'on'], falsy: ['false', '0', 'no', 'off'] }).default(fallback));
 
+/** A value sent in an HTTP header: a line break or control character in it can never work, so it stops at startup. */
+const headerSafe = z.string().regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces, line breaks or control characters (check for a stray \\r from a Windows .env file)');
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 const redisUrl = z
   .string()
@@ -24,7 +26,7 @@ export const ENV_SCHEMA = z.object({
   DID_API_USERNAME: optionalString,
   DID_API_PASSWORD: optionalString,
   DID_API_URL: z.preprocess(emptyToUndefined, httpUrl.default('https://api.d-id.com')),
-  DID_ELEVENLABS_API_KEY: optionalString,
+  DID_ELEVENLABS_API_KEY: z.preprocess(emptyToUndefined, headerSafe.optional()),
   REDIS_URL: z.preprocess(emptyToUndefined, redisUrl.optional()),
   REDIS_CLUSTER_NODES: optionalString,
   REDIS_SENTINELS: optionalString,
@@ -62,7 +64,7 @@ export const ENV_SCHEMA = z.object({
     z
       .string()
       .transform((value) => value.split(',').map((key) => key.trim()).filter(Boolean))
-      .pipe(z.array(z.string().min(16, 'each key must be at least 16 characters')))
+      .pipe(z.array(z.string().min(16, 'each key must be at least 16 characters').regex(/^[\x21-\x7e]+$/, 'each key must be printable ASCII without spaces or control characters')))
       .optional(),
   ),
   TALKBATCH_HOST: z.preprocess(emptyToUndefined, z.string().default('127.0.0.1')),

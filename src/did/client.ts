@@ -4,6 +4,7 @@ import { sleep, withJitter } from '../shared/clock.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { DidApiError, DidConnectionError, DidProtocolError, DidServerError, DidTimeoutError } from './errors.js';
 import { CreateTalkResponse, Credits, Talk, TalkList, UploadResponse, type CreateTalkRequest } from './schemas.js';
+import { secretForms } from '../shared/secret-forms.js';
 
 export interface DidClientOptions {
   apiKey: string;
@@ -59,7 +60,8 @@ export class DidClient {
     this.#ownsDispatcher = options.dispatcher === undefined;
     this.#dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 10_000, connections: 128 });
     this.#logger = options.logger ?? silentLogger;
-    this.#secrets = [options.apiKey, options.elevenLabsApiKey].filter((s): s is string => Boolean(s && s.length >= 4));
+    // Every form an upstream might echo (base64, each half of user:secret, URL-encoded), longest first.
+    this.#secrets = [...new Set([options.apiKey, options.elevenLabsApiKey].filter((s): s is string => Boolean(s && s.length >= 4)).flatMap(secretForms))].sort((a, b) => b.length - a.length);
     this.#onResponse = options.onResponse;
   }
 

@@ -34,6 +34,17 @@ export function formulaMessage(raw: string): string | undefined {
   return undefined;
 }
 
+/** C0 controls and DEL, except tab, line feed and carriage return (multi-line scripts). */
+const CONTROL_CHARACTER = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/** A NUL or other control character has no place in a script, a URL or a name; it would be sent as it is. */
+export function controlCharacterMessage(raw: string): string | undefined {
+  const match = CONTROL_CHARACTER.exec(raw);
+  if (match === null) return undefined;
+  const code = match[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+  return `cell holds the control character U+${code}${code === '0000' ? ' (NUL)' : ''} at position ${match.index + 1}; remove it`;
+}
+
 const TRUE_WORDS = new Set(['true', 'yes', '1']);
 const FALSE_WORDS = new Set(['false', 'no', '0']);
 

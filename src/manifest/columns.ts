@@ -62,7 +62,8 @@ export function canonicalColumn(name: string): string {
   const cached = cache.get(name);
   if (cached !== undefined) return cached;
   const snake = snakeCase(name);
-  const canonical = ALIASES[snake] ?? snake;
+  // Own keys only: a header called "constructor" or "__proto__" is a column like any other.
+  const canonical = Object.hasOwn(ALIASES, snake) ? (ALIASES[snake] as string) : snake;
   if (cache.size >= CACHE_MAX) cache.clear();
   cache.set(name, canonical);
   return canonical;

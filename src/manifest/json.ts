@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { canonicalColumn, type ColumnNamer } from './columns.js';
 import type { CellValue, RawCell } from './row.js';
+import { jsonDepthProblem } from './json-depth.js';
 import { countLineBreaks, issueAt, jsonErrorText, type SourceEvent } from './source.js';
 import { DEFAULT_ENCODING, decodeWhole, decodingStage } from './encoding.js';
 import { encodingMessage } from './utf8.js';
@@ -131,6 +132,11 @@ export async function* readJson(path: string, file: string, namer: ColumnNamer =
     yield { kind: 'issue', issue: issueAt(file, 1, 'file is empty') };
     return;
   }
+  const tooDeep = jsonDepthProblem(text);
+  if (tooDeep !== undefined) {
+    yield { kind: 'issue', issue: issueAt(file, 1, tooDeep) };
+    return;
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -141,6 +147,11 @@ export async function* readJson(path: string, file: string, namer: ColumnNamer =
     return;
   }
   const rows: unknown = Array.isArray(value) ? value : isPlainObject(value) ? value.rows : undefined;
+  if (Array.isArray(rows) && rows.length > 0 && rows.every((row) => Array.isArray(row))) {
+    // A sheet exported as a grid (header row, then value rows) rather than one object per row.
+    yield { kind: 'issue', issue: issueAt(file, 1, 'JSON is an array of arrays; talkbatch reads an array of row objects ([{"image_url": "...", "script": "..."}, ...]), or export the sheet as CSV') };
+    return;
+  }
   if (!Array.isArray(rows)) {
     yield { kind: 'issue', issue: issueAt(file, 1, SHAPE_MESSAGE) };
     return;
@@ -180,6 +191,11 @@ export async function* readJsonl(path: string, file: string, namer: ColumnNamer 
       const text = line === 1 ? stripBom(rawLine) : rawLine;
       if (text.trim() === '') continue;
       records++;
+      const tooDeep = jsonDepthProblem(text);
+      if (tooDeep !== undefined) {
+        yield { kind: 'bad-record', line, issues: [issueAt(file, line, tooDeep)] };
+        continue;
+      }
       let value: unknown;
       try {
         value = JSON.parse(text);

@@ -7,7 +7,7 @@ import {
   type Provider,
   type ProviderType,
 } from '../did/schemas.js';
-import { CELL_MAX, formatCount, formulaMessage, parseBoolean, parseNumberInRange, quoteValue } from './cells.js';
+import { CELL_MAX, controlCharacterMessage, formatCount, formulaMessage, parseBoolean, parseNumberInRange, quoteValue } from './cells.js';
 import { OBJECT_COLUMNS, type ColumnNamer } from './columns.js';
 import { checkFileName, outputFileName, sanitizeNamePart, type VideoFormat } from './name.js';
 import { computeRowKey } from './row-key.js';
@@ -142,8 +142,9 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
   };
 
   // 1. Cells: text, size, formula. A cell that fails here is "bad" and is not checked again.
-  const input: Record<string, string> = {};
-  const objects: Record<string, Record<string, unknown>> = {};
+  // No prototype: the keys are the sheet's headers ("constructor", "__proto__" are just columns).
+  const input: Record<string, string> = Object.create(null) as Record<string, string>;
+  const objects: Record<string, Record<string, unknown>> = Object.create(null) as Record<string, Record<string, unknown>>;
   const bad = new Set<string>();
   const keys = new Map<string, string>();
   let anyValue = false;
@@ -184,7 +185,7 @@ export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContex
       bad.add(column);
       continue;
     }
-    const formula = typeof value === 'string' ? formulaMessage(text) : undefined;
+    const formula = typeof value === 'string' ? (formulaMessage(text) ?? controlCharacterMessage(text)) : undefined;
     if (formula !== undefined) {
       add(column, formula, cell.columnNumber);
       bad.add(column);

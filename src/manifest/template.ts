@@ -65,7 +65,7 @@ export function renderWith(
   const missing: string[] = [];
   let lookup: Map<string, string> | undefined;
   const valueOf = (name: string): string | undefined => {
-    const direct = values[name];
+    const direct = Object.hasOwn(values, name) ? values[name] : undefined;
     if (direct !== undefined) return direct;
     // Keys not already canonical (a caller's own object): normalise them once, on the first miss.
     lookup ??= new Map(Object.entries(values).map(([key, value]) => [namer(key), value]));

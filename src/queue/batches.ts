@@ -237,9 +237,11 @@ export class BatchStore {
     const multi = this.#redis.multi();
     multi.hsetnx(this.#key(id), 'createdAt', now);
     multi.hsetnx(this.#key(id), 'source', source);
-    if (extra.callbackUrl) multi.hset(this.#key(id), 'callbackUrl', extra.callbackUrl);
-    if (extra.budget?.maxTalks !== undefined) multi.hset(this.#key(id), 'maxTalks', extra.budget.maxTalks);
-    if (extra.budget?.maxVideoSeconds !== undefined) multi.hset(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
+    // Settings are the first submission's: a later submission into the same batch id cannot re-point its callback
+    // or raise its budget.
+    if (extra.callbackUrl) multi.hsetnx(this.#key(id), 'callbackUrl', extra.callbackUrl);
+    if (extra.budget?.maxTalks !== undefined) multi.hsetnx(this.#key(id), 'maxTalks', extra.budget.maxTalks);
+    if (extra.budget?.maxVideoSeconds !== undefined) multi.hsetnx(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
     // A batch that grows again is no longer finished.
     multi.zadd(`${this.#base}:batches`, 'NX', Date.parse(now), id);
     await multi.exec();

@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { sendError } from './http-errors.js';
 
@@ -10,12 +10,11 @@ const SESSION_SECONDS = 12 * 60 * 60;
  */
 export class ApiKeys {
   readonly #digests: readonly Buffer[];
-  readonly #sessions: readonly Buffer[];
+  readonly #keys: readonly string[];
 
   constructor(keys: readonly string[]) {
     this.#digests = keys.map(digest);
-    // A dashboard session cookie is derived from a key, so it never carries the key itself and dies with it.
-    this.#sessions = keys.map((key) => Buffer.from(sessionFor(key)));
+    this.#keys = [...keys];
   }
 
   get configured(): boolean {
@@ -30,17 +29,31 @@ export class ApiKeys {
     return match;
   }
 
-  /** The cookie value for a verified key. */
-  session(key: string): string {
-    return sessionFor(key);
+  /**
+   * A new cookie value for a verified key: a random nonce and an expiry, signed with the key. Random per login and
+   * expiring; it never carries the key, and dies when the key is removed from TALKBATCH_API_KEYS (no key signs it
+   * any more). Stateless, so every server process behind one address accepts it.
+   */
+  session(key: string, nowMs: number = Date.now()): string {
+    const nonce = randomBytes(18).toString('base64url');
+    const expires = Math.floor(nowMs / 1000) + SESSION_SECONDS;
+    return `${nonce}.${expires}.${sessionMac(key, nonce, expires)}`;
   }
 
-  verifySession(candidate: string | undefined): boolean {
+  verifySession(candidate: string | undefined, nowMs: number = Date.now()): boolean {
     if (candidate === undefined || candidate === '') return false;
-    const given = Buffer.from(candidate);
-    let match = false;
-    for (const known of this.#sessions) match = (given.length === known.length && timingSafeEqual(given, known)) || match;
-    return match;
+    const match = /^([A-Za-z0-9_-]{24})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(candidate);
+    if (!match) return false;
+    const [, nonce = '', expiresText = '', mac = ''] = match;
+    const expires = Number(expiresText);
+    if (expires * 1000 <= nowMs) return false;
+    const given = Buffer.from(mac);
+    let valid = false;
+    for (const key of this.#keys) {
+      const expected = Buffer.from(sessionMac(key, nonce, expires));
+      valid = (expected.length === given.length && timingSafeEqual(expected, given)) || valid;
+    }
+    return valid;
   }
 }
 
@@ -48,8 +61,8 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
-function sessionFor(key: string): string {
-  return createHmac('sha256', key).update('talkbatch-dashboard-session').digest('base64url');
+function sessionMac(key: string, nonce: string, expires: number): string {
+  return createHmac('sha256', key).update(`talkbatch-session.${nonce}.${expires}`).digest('base64url');
 }
 
 /** The token of `Authorization: Bearer <token>`, if that is what the header holds. */
@@ -72,7 +85,7 @@ export function cookieValue(header: string | undefined, name: string): string | 
 
 /**
  * An onRequest guard for pages a browser opens (dashboard, review pages): a browser cannot send a bearer
- * header, so `?key=<key>` once sets an HttpOnly cookie derived from the key (never the key itself) for
+ * header, so `?key=<key>` once sets an HttpOnly session cookie (random, expiring, signed with the key) for
  * `cookiePath` and redirects to the same URL without the key. A bearer header works too.
  */
 export function browserGuard(keys: ApiKeys, cookieName: string, cookiePath: string) {
@@ -85,7 +98,8 @@ export function browserGuard(keys: ApiKeys, cookieName: string, cookiePath: stri
       const secure = request.protocol === 'https' ? '; Secure' : '';
       return reply
         .header('set-cookie', `${cookieName}=${keys.session(queryKey)}; Path=${cookiePath}; HttpOnly; SameSite=Strict; Max-Age=${SESSION_SECONDS}${secure}`)
-        .redirect(`${url.pathname}${url.search}`, 303);
+        // Same-origin paths only: "//evil.example/" (from "/review/..//evil.example/?key=...") is a different site.
+        .redirect(`/${url.pathname.replace(/^[/\\]+/, '')}${url.search}`, 303);
     }
     if (keys.verify(bearerToken(request.headers.authorization))) return undefined;
     if (keys.verifySession(cookieValue(request.headers.cookie, cookieName))) return undefined;

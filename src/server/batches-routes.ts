@@ -2,10 +2,12 @@ import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { basename, extname, sep } from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import secureJson from 'secure-json-parse';
 import type { z } from 'zod';
 import type { Config } from '../config/index.js';
 import { batchDirFor, outputPathFor } from '../download/paths.js';
 import { ManifestError, type ManifestIssue } from '../manifest/index.js';
+import { jsonDepthProblem } from '../manifest/json-depth.js';
 import { BATCH_ID_PATTERN } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { batchResults, type ResultRecord, type RowStatus } from '../report/results.js';
@@ -16,6 +18,7 @@ import { batchView, cancelBatch, type BatchView } from './batch-ops.js';
 import type { BatchFinisher, ReportWriter } from './callbacks.js';
 import { HttpError, sendError } from './http-errors.js';
 import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, type SubmitBatchOptions } from './intake.js';
+
 
 export interface BatchRoutesDeps {
   config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'callbackSecret' | 'localMediaDirs'>;
@@ -61,6 +64,18 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   // A CSV body is taken as bytes (the manifest module checks its encoding), up to the body limit.
   scope.addContentTypeParser(CSV_TYPES, { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
+  // JSON nesting is checked on the text before parsing: a body nested 100,000 deep would overflow the stack in
+  // every recursive step after JSON.parse. Prototype keys are refused as by Fastify's own parser.
+  scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: config.maxBodyBytes }, (_request, body, done) => {
+    const text = String(body);
+    const tooDeep = jsonDepthProblem(text);
+    if (tooDeep !== undefined) return done(new HttpError(422, 'too_deep', `${tooDeep}; rows are flat objects`), undefined);
+    try {
+      done(null, secureJson.parse(text, undefined, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (error) {
+      done(new HttpError(400, 'bad_request', `invalid JSON body: ${error instanceof Error ? error.message : String(error)}`), undefined);
+    }
+  });
 
   scope.post('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>, reply: FastifyReply) => {
     let input: BatchInput;

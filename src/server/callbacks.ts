@@ -1,6 +1,6 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
-import { request } from 'undici';
 import type { Config } from '../config/index.js';
+import { outboundFetch, OutboundRefusedError } from '../net/outbound.js';
 import type { BatchCounts } from '../queue/batches.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { writeBatchReport, type ReportFiles, type ReportOptions } from '../report/results.js';
@@ -45,6 +45,10 @@ export interface BatchCallbackBody {
   resultsUrl?: string;
 }
 
+/**
+ * One delivery attempt as API callers see it: coarse on purpose. Error codes (ECONNREFUSED against a timeout) and
+ * timings would let anyone who can set a callback URL map which ports answer; the details go to the server log.
+ */
 export interface CallbackAttempt {
   attempt: number;
   /** When the attempt started (ISO 8601). */
@@ -52,9 +56,8 @@ export interface CallbackAttempt {
   ok: boolean;
   /** The receiver's HTTP status, when it answered. */
   status?: number;
-  /** Why the attempt failed, when it did. */
+  /** Why the attempt failed: `HTTP <status>`, `not delivered`, or a refusal the submitter must fix. */
   error?: string;
-  durationMs: number;
 }
 
 export interface CallbackStatus {
@@ -118,7 +121,7 @@ export class ReportWriter {
 }
 
 export interface BatchFinisherOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow'>;
   handle: Pick<QueueHandle, 'queue' | 'batches' | 'redis'>;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
@@ -185,7 +188,7 @@ export class BatchFinisher {
     // The callback URL may carry the receiver's own token: logs name only its origin.
     const where = new URL(url).origin;
     if (!config.callbackSecret) {
-      await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: TALKBATCH_CALLBACK_SECRET is not set', durationMs: 0 });
+      await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: TALKBATCH_CALLBACK_SECRET is not set' });
       logger.error({ batchId }, 'batch callback not sent: TALKBATCH_CALLBACK_SECRET is not set');
       return false;
     }
@@ -204,31 +207,39 @@ export class BatchFinisher {
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt += 1) {
       if (this.#stop.signal.aborted) return false;
       const at = new Date().toISOString();
-      const started = performance.now();
       let status: number | undefined;
       let error: string | undefined;
+      let detail: string | undefined;
+      let refused = false;
       try {
-        const response = await request(url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'user-agent': 'talkbatch-callback/1',
-            [SIGNATURE_HEADER]: signCallback(config.callbackSecret, body),
-            'x-talkbatch-delivery': deliveryId,
-            'x-talkbatch-attempt': String(attempt),
+        const { response } = await outboundFetch(
+          new URL(url),
+          {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'user-agent': 'talkbatch-callback/1',
+              [SIGNATURE_HEADER]: signCallback(config.callbackSecret, body),
+              'x-talkbatch-delivery': deliveryId,
+              'x-talkbatch-attempt': String(attempt),
+            },
+            body,
+            timeoutMs: this.#retry.timeoutMs,
+            signal: this.#stop.signal,
+            // A redirect is not followed (the signed body is not re-sent elsewhere): that attempt is not delivered.
+            maxRedirects: 0,
           },
-          body,
-          signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#retry.timeoutMs)]),
-          headersTimeout: this.#retry.timeoutMs,
-          bodyTimeout: this.#retry.timeoutMs,
-        });
-        status = response.statusCode;
-        await response.body.dump();
+          { allow: config.outboundAllow },
+        );
+        status = response.status;
+        await response.body?.cancel().catch(() => undefined);
         if (status < 200 || status >= 300) error = `HTTP ${status}`;
       } catch (caught) {
+        refused = caught instanceof OutboundRefusedError && caught.reason !== 'too-many-redirects';
+        error = refused ? 'not sent: the callback URL is not a public address' : 'not delivered';
         const name = (caught as { name?: string } | null)?.name;
-        const code = (caught as { code?: string } | null)?.code;
-        error = name === 'TimeoutError' ? `no answer within ${this.#retry.timeoutMs} ms` : (code ?? (caught instanceof Error ? caught.message : String(caught)));
+        const code = (caught as { cause?: { code?: string } } | null)?.cause?.code ?? (caught as { code?: string } | null)?.code;
+        detail = name === 'TimeoutError' ? `no answer within ${this.#retry.timeoutMs} ms` : (code ?? (caught instanceof Error ? caught.message : String(caught)));
       }
       const ok = error === undefined;
       await this.callbacks.record(batchId, {
@@ -237,14 +248,14 @@ export class BatchFinisher {
         ok,
         ...(status !== undefined ? { status } : {}),
         ...(error !== undefined ? { error } : {}),
-        durationMs: Math.round(performance.now() - started),
       });
       if (ok) {
         logger.info({ batchId, callback: where, attempt }, 'batch callback delivered');
         return true;
       }
-      const willRetry = attempt < this.#retry.attempts;
-      logger.warn({ batchId, callback: where, attempt, err: error, willRetry }, 'batch callback failed');
+      // A refused address stays refused: trying again cannot help.
+      const willRetry = attempt < this.#retry.attempts && !refused;
+      logger.warn({ batchId, callback: where, attempt, err: detail ?? error, willRetry }, 'batch callback failed');
       if (!willRetry) break;
       try {
         await sleep(this.#retry.baseDelayMs * 2 ** (attempt - 1), this.#stop.signal);

@@ -26,14 +26,13 @@ export function openApiDocument(): Record<string, unknown> {
   const links = { type: 'object', additionalProperties: { type: 'string' } };
   const callbackAttempt = {
     type: 'object',
-    required: ['attempt', 'at', 'ok', 'durationMs'],
+    required: ['attempt', 'at', 'ok'],
     properties: {
       attempt: { type: 'integer' },
       at: { type: 'string', format: 'date-time' },
       ok: { type: 'boolean' },
       status: { type: 'integer' },
-      error: { type: 'string' },
-      durationMs: { type: 'integer' },
+      error: { type: 'string', description: '`HTTP <status>`, `not delivered`, or `not sent: ...` (details are in the server log only)' },
     },
   };
   const batch = {

@@ -1,3 +1,5 @@
+import { lstatSync, realpathSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QueueHandle } from '../queue/talk-queue.js';
@@ -50,7 +52,25 @@ export async function registerReview(app: FastifyInstance, deps: ReviewDeps): Pr
       list: false,
       dotfiles: 'deny',
       // Never hand out a download in progress.
-      allowedPath: (pathName) => !/\.(part|tmp)$/i.test(pathName),
+      allowedPath: (pathName) => !/\.(part|tmp)$/i.test(pathName) && isRegularFileInBatch(deps.outDir, pathName),
     });
   });
+}
+
+/**
+ * Only regular files that really live inside their batch folder: a symlink (or a folder link) pointing out of it,
+ * say to /etc or another batch, is not served, whatever the static server would follow.
+ */
+export function isRegularFileInBatch(outDir: string, pathName: string): boolean {
+  const segments = pathName.split('/').filter((segment) => segment !== '');
+  if (segments.length < 2) return false;
+  try {
+    const batchDir = realpathSync(resolve(outDir, segments[0] as string));
+    const target = resolve(outDir, ...segments);
+    if (lstatSync(target).isSymbolicLink()) return false;
+    const real = realpathSync(target);
+    return real.startsWith(batchDir + sep) && lstatSync(real).isFile();
+  } catch {
+    return false;
+  }
 }

@@ -15,7 +15,7 @@ let harness: Harness;
 let server: RunningServer;
 
 beforeAll(async () => {
-  harness = await startHarness({ renderMs: 150 }, { TALKBATCH_API_KEYS: `${KEY}, ${OTHER_KEY}`, TALKBATCH_CALLBACK_SECRET: 'callback-secret-0123456789abcdef' });
+  harness = await startHarness({ renderMs: 150 }, { TALKBATCH_API_KEYS: `${KEY}, ${OTHER_KEY}`, TALKBATCH_CALLBACK_SECRET: 'callback-secret-0123456789abcdef', TALKBATCH_OUTBOUND_ALLOW: '127.0.0.1' });
   // What `talkbatch serve --with-worker` runs.
   server = await startServer({ config: harness.config, redisUrl: harness.config.redisUrl as string, logger: silentLogger, host: '127.0.0.1', port: 0, withWorker: true });
 });

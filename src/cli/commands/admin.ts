@@ -71,6 +71,8 @@ export function retryCommand(argv: string[]): Promise<number> {
   return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values) => {
     const batchId = positionals[0];
     if (!batchId || values.failed !== true) throw new UsageError('usage: talkbatch retry <batchId> --failed');
+    // A typo must not look like "nothing to retry".
+    if (!(await handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
     let retried = 0;
     for (const rowKey of await handle.batches.failedRowKeys(batchId)) {
       const job = await handle.queue.getJob(jobIdFor(batchId, rowKey));
