@@ -1,0 +1,56 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startPrivateRedis, type PrivateRedis } from '../../src/queue/local-redis.js';
+import { startServer, type RunningServer } from '../../src/server/index.js';
+import { silentLogger } from '../../src/shared/logger.js';
+import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { testConfig } from '../helpers/context.js';
+import { row } from '../helpers/harness.js';
+import { enqueueRows } from '../../src/queue/producer.js';
+
+let redis: PrivateRedis | undefined;
+let server: RunningServer | undefined;
+let simulator: Simulator | undefined;
+
+afterEach(async () => {
+  await server?.close().catch(() => undefined);
+  await simulator?.close();
+  await redis?.stop();
+  server = undefined;
+  simulator = undefined;
+  redis = undefined;
+});
+
+async function readyz(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${url}/readyz`);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe('a worker that loses Redis', () => {
+  it('says so on /readyz and goes back to work by itself when Redis returns', async () => {
+    // A Redis of this test's own, killed and restarted on the same port and data (AOF).
+    redis = await startPrivateRedis();
+    const { port, dir } = redis;
+    simulator = await startSimulator({ knobs: { renderMs: 100 } });
+    const config = await testConfig({ REDIS_URL: redis.url, DID_API_URL: simulator.url, DID_API_KEY: simulator.apiKey });
+    server = await startServer({ config, redisUrl: redis.url, logger: silentLogger, host: '127.0.0.1', port: 0, withWorker: true });
+    const url = server.url;
+    expect(await readyz(url)).toMatchObject({ status: 200, body: { status: 'ready', worker: { redis: 'ok', running: true } } });
+
+    redis.process.kill('SIGKILL');
+    await vi.waitFor(async () => expect(await readyz(url)).toMatchObject({ status: 503, body: { status: 'unavailable', worker: { redis: 'lost' } } }), {
+      timeout: 15_000,
+      interval: 100,
+    });
+
+    const restarted = await startPrivateRedis({ port, dir });
+    redis = restarted;
+    await vi.waitFor(async () => expect(await readyz(url)).toMatchObject({ status: 200, body: { worker: { redis: 'ok', running: true } } }), {
+      timeout: 30_000,
+      interval: 200,
+    });
+    // The same worker, never restarted, takes rows again.
+    await server.handle.batches.create('after-loss', 'test');
+    await enqueueRows(server.handle, 'after-loss', [row(0), row(1)]);
+    await vi.waitFor(async () => expect((await server?.handle.batches.counts('after-loss'))?.done).toBe(2), { timeout: 30_000, interval: 100 });
+  });
+});
