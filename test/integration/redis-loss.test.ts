@@ -4,14 +4,17 @@ import { startServer, type RunningServer } from '../../src/server/index.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
 import { testConfig } from '../helpers/context.js';
-import { row } from '../helpers/harness.js';
+import { row, startHarness, type Harness } from '../helpers/harness.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 
 let redis: PrivateRedis | undefined;
 let server: RunningServer | undefined;
 let simulator: Simulator | undefined;
+let harness: Harness | undefined;
 
 afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
   await server?.close().catch(() => undefined);
   await simulator?.close();
   await redis?.stop();
@@ -52,5 +55,18 @@ describe('a worker that loses Redis', () => {
     await server.handle.batches.create('after-loss', 'test');
     await enqueueRows(server.handle, 'after-loss', [row(0), row(1)]);
     await vi.waitFor(async () => expect((await server?.handle.batches.counts('after-loss'))?.done).toBe(2), { timeout: 30_000, interval: 100 });
+  });
+
+  it('replaces, in the same process, a BullMQ worker that stopped fetching while rows wait', async () => {
+    harness = await startHarness({ renderMs: 100 }, { TALKBATCH_FETCH_WATCHDOG_MS: 5_000 });
+    const talkWorker = await harness.startWorker();
+    // BullMQ's silent stop (taskforcesh/bullmq #4378): the fetch loop never returns while isRunning() stays true.
+    const stuck = talkWorker.worker;
+    Object.assign(stuck as unknown as Record<string, unknown>, { waitForJob: () => new Promise(() => {}) });
+    await vi.waitFor(() => expect(stuck.isRunning()).toBe(true));
+    await harness.enqueue('stuck', [row(0), row(1), row(2)]);
+    await vi.waitFor(async () => expect((await harness?.handle.batches.counts('stuck'))?.done).toBe(3), { timeout: 60_000, interval: 200 });
+    expect(talkWorker.health().restarts).toBeGreaterThanOrEqual(1);
+    expect(talkWorker.worker).not.toBe(stuck);
   });
 });
