@@ -37,7 +37,7 @@ export interface TalkbatchOutcome extends RunOutcome {
   globalConcurrencyAtEnd: number | null;
 }
 
-async function talksOf(sim: SimulatorProcess, tag: string): Promise<SimTalk[]> {
+export async function talksOf(sim: SimulatorProcess, tag: string): Promise<SimTalk[]> {
   return (await sim.talks()).filter((talk) => talk.user_data?.startsWith(tag));
 }
 
@@ -46,7 +46,7 @@ async function talksOf(sim: SimulatorProcess, tag: string): Promise<SimTalk[]> {
  * created) the moment one of `cap` slots frees: what no scheduler can beat in that order, since the
  * last renders cannot all end together.
  */
-function listScheduleOf(talks: readonly SimTalk[], cap: number): number {
+export function listScheduleOf(talks: readonly SimTalk[], cap: number): number {
   const ordered = [...talks].sort((a, b) => Date.parse(a.created_at ?? '') - Date.parse(b.created_at ?? ''));
   const slots: number[] = Array.from({ length: cap }, () => 0);
   for (const talk of ordered) {
@@ -57,13 +57,13 @@ function listScheduleOf(talks: readonly SimTalk[], cap: number): number {
   return Math.max(...slots);
 }
 
-function idealOf(talks: readonly SimTalk[], cap: number): number {
+export function idealOf(talks: readonly SimTalk[], cap: number): number {
   let sum = 0;
   for (const talk of talks) sum += renderMsOf(talk) ?? 0;
   return sum / cap;
 }
 
-async function settle(sim: SimulatorProcess): Promise<void> {
+export async function settle(sim: SimulatorProcess): Promise<void> {
   for (let i = 0; i < 200 && (await sim.stats()).rendersInFlight > 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
   await sim.resetStats();
 }

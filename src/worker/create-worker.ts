@@ -164,8 +164,18 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
   let inFlight = 0;
   let lastTakenAt = Date.now();
+  // Counted around the processor: BullMQ emits no event when a row is handed back (DelayedError, 429).
+  const counted = async (job: Job<JobPayload, RowResult>, token?: string, signal?: AbortSignal): Promise<RowResult> => {
+    inFlight += 1;
+    lastTakenAt = Date.now();
+    try {
+      return await processor(job, token, signal);
+    } finally {
+      inFlight -= 1;
+    }
+  };
   const makeWorker = (): Worker<JobPayload, RowResult> => {
-    const created = new Worker<JobPayload, RowResult>(config.queueName, processor, {
+    const created = new Worker<JobPayload, RowResult>(config.queueName, counted, {
       connection,
       prefix: config.prefix,
       concurrency: config.workerConcurrency,
@@ -176,12 +186,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       maxStalledCount: config.maxStalled,
     });
     created.on('error', (error) => logger.warn({ err: error.message }, 'worker connection error'));
-    created.on('active', () => {
-      inFlight += 1;
-      lastTakenAt = Date.now();
-    });
     created.on('failed', (job: Job<JobPayload, RowResult> | undefined, error: Error) => {
-      inFlight = Math.max(0, inFlight - 1);
       if (!job) return;
       void (async () => {
         const state = await job.getState();
@@ -198,7 +203,6 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
     });
     created.on('completed', (job: Job<JobPayload, RowResult>) => {
-      inFlight = Math.max(0, inFlight - 1);
       options.metrics?.onRowCompleted?.(job.returnvalue);
       options.onRowFinished?.(job.data.batchId, job.data.rowKey);
       void finishIfLast(job.data.batchId).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not finish batch'));

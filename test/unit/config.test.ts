@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
+import { parseRedisTarget, redactRedisUrl } from '../../src/queue/connections.js';
 import { ConfigError } from '../../src/shared/errors.js';
 
 describe('loadConfig', () => {
@@ -54,6 +55,47 @@ describe('loadConfig', () => {
 
   it('rejects a prefix with a colon', () => {
     expect(() => loadConfig({ env: { TALKBATCH_PREFIX: 'a:b' }, dotenvPath: false })).toThrow(/TALKBATCH_PREFIX/);
+  });
+
+  it('builds a Cluster or Sentinel address from the host lists, with credentials and TLS', () => {
+    const cluster = loadConfig({ env: { REDIS_CLUSTER_NODES: 'a.example:7000, b.example:7001', REDIS_PASSWORD: 'p@ss:w/rd', REDIS_TLS: 'true' }, dotenvPath: false });
+    expect(cluster.redisUrl).toBe('rediss+cluster://:p%40ss%3Aw%2Frd@a.example:7000,b.example:7001');
+    expect(parseRedisTarget(cluster.redisUrl as string)).toEqual({
+      kind: 'cluster',
+      nodes: [{ host: 'a.example', port: 7000 }, { host: 'b.example', port: 7001 }],
+      tls: true,
+      password: 'p@ss:w/rd',
+    });
+    const sentinel = loadConfig({
+      env: { REDIS_SENTINELS: '10.0.0.1:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'mymaster', REDIS_USERNAME: 'app', REDIS_PASSWORD: 'pw', REDIS_SENTINEL_PASSWORD: 's pw' },
+      dotenvPath: false,
+    });
+    expect(parseRedisTarget(sentinel.redisUrl as string)).toEqual({
+      kind: 'sentinel',
+      sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '::1', port: 26380 }],
+      name: 'mymaster',
+      tls: false,
+      username: 'app',
+      password: 'pw',
+      sentinelPassword: 's pw',
+    });
+    expect(redactRedisUrl(sentinel.redisUrl as string)).not.toMatch(/pw/);
+  });
+
+  it('refuses mixed or incomplete Redis topologies, and a Cluster prefix without a hash tag, without printing secrets', () => {
+    const attempt = (env: Record<string, string>) => () => loadConfig({ env, dotenvPath: false });
+    expect(attempt({ REDIS_URL: 'redis://h:6379', REDIS_CLUSTER_NODES: 'h:7000' })).toThrow(/set only one/);
+    expect(attempt({ REDIS_SENTINELS: 'h:26379' })).toThrow(/REDIS_SENTINEL_NAME/);
+    expect(attempt({ REDIS_CLUSTER_NODES: 'h' })).toThrow(/REDIS_CLUSTER_NODES: "h" is not host:port/);
+    expect(attempt({ REDIS_CLUSTER_NODES: 'h:7000', TALKBATCH_PREFIX: 'talkbatch' })).toThrow(/hash tag/);
+    expect(attempt({ REDIS_URL: 'redis+sentinel://h:26379' })).toThrow(/master name/);
+    try {
+      loadConfig({ env: { REDIS_URL: 'redis+cluster://:hunter2-secret@nohost' }, dotenvPath: false });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).not.toContain('hunter2');
+    }
   });
 });
 
