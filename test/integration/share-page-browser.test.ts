@@ -1,16 +1,14 @@
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { ShareStore } from '../../src/queue/previews.js';
 import { writeBatchReport } from '../../src/report/results.js';
 import { buildServer, type TalkbatchServer } from '../../src/server/build-server.js';
 import { runCli } from '../helpers/cli.js';
 import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const BATCH = 'share';
 const WAIT = { timeout: 20_000 };
@@ -44,8 +42,10 @@ async function tokenOf(rowKey: string): Promise<string> {
 
 describe('share page in Chromium', () => {
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: the share-page browser test needs Debian's Chromium (apt-get install -y chromium).`);
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    // Found or installed once per run by test/helpers/global-chromium.ts; playwright-core downloads no browsers.
+    const lookup = inject('chromium');
+    if ('missing' in lookup) throw new Error(lookup.missing);
+    browser = await chromium.launch({ executablePath: lookup.path, args: CHROMIUM_ARGS });
     harness = await startHarness({ renderMs: 100 }, { TALKBATCH_PREVIEWS: 'true', TALKBATCH_API_KEYS: API_KEY });
     await harness.enqueue(BATCH, [
       row(1, { input: { id: 'row0001', share_title: 'Hello Ana <b>!</b>', share_message: 'A video made for you & your team.' } }),
