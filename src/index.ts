@@ -49,6 +49,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   dashboardWrite: 'TALKBATCH_DASHBOARD_WRITE',
   callbackSecret: 'TALKBATCH_CALLBACK_SECRET',
   maxBodyBytes: 'TALKBATCH_MAX_BODY_BYTES',
+  maxConcurrentUploads: 'TALKBATCH_API_MAX_CONCURRENT_UPLOADS',
   localMediaDirs: 'TALKBATCH_LOCAL_MEDIA_DIRS',
   uploadTtlMs: 'TALKBATCH_UPLOAD_TTL_MS',
   outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',

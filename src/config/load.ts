@@ -75,6 +75,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     dashboardWrite: v.TALKBATCH_DASHBOARD_WRITE,
     callbackSecret: v.TALKBATCH_CALLBACK_SECRET ?? v.TALKBATCH_WEBHOOK_SECRET,
     maxBodyBytes: v.TALKBATCH_MAX_BODY_BYTES,
+    maxConcurrentUploads: v.TALKBATCH_API_MAX_CONCURRENT_UPLOADS,
     localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
     uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),

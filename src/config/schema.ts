@@ -72,6 +72,7 @@ export const ENV_SCHEMA = z.object({
   TALKBATCH_DASHBOARD_WRITE: z.preprocess(emptyToUndefined, bool(false)),
   TALKBATCH_CALLBACK_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
   TALKBATCH_MAX_BODY_BYTES: int(1_024, 1_073_741_824, 50 * 1024 * 1024),
+  TALKBATCH_API_MAX_CONCURRENT_UPLOADS: int(1, 1_000, 4),
   TALKBATCH_LOCAL_MEDIA_DIRS: z.preprocess(
     emptyToUndefined,
     z
@@ -149,6 +150,8 @@ export interface Config {
   /** Signs batch-finished callbacks (HMAC-SHA256); defaults to the webhook secret. */
   readonly callbackSecret: string | undefined;
   readonly maxBodyBytes: number;
+  /** `POST /v1/batches` requests read and taken in at once by one server; more are answered 503 at once. */
+  readonly maxConcurrentUploads: number;
   /** Folders a manifest sent through the REST API may name local images/audio in; none by default. */
   readonly localMediaDirs: readonly string[];
   /** How long an uploaded file's D-ID URL is reused; below D-ID's 24-48 h storage time. */

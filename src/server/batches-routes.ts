@@ -13,6 +13,7 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { batchResults, type ResultRecord, type RowStatus } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
+import { Slots, type SlotLease } from '../shared/slots.js';
 import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
 import { batchView, cancelBatch, type BatchView } from './batch-ops.js';
 import type { BatchFinisher, ReportWriter } from './callbacks.js';
@@ -21,7 +22,7 @@ import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, t
 
 
 export interface BatchRoutesDeps {
-  config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'callbackSecret' | 'localMediaDirs'>;
+  config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'maxConcurrentUploads' | 'callbackSecret' | 'localMediaDirs'>;
   handle: QueueHandle;
   logger: Logger;
   finisher: BatchFinisher;
@@ -43,6 +44,16 @@ export type ApiRow = Omit<ResultRecord, 'status'> & { status: RowStatus | 'cance
 
 type IdParams = { Params: { id: string } };
 
+/** Seconds a client refused for too many uploads is told to wait before trying again. */
+export const UPLOAD_RETRY_AFTER_SECONDS = 5;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The upload slot this `POST /v1/batches` holds, taken before its body is read. */
+    uploadSlot?: SlotLease;
+  }
+}
+
 const CSV_TYPES = ['text/csv', 'application/csv', 'text/tab-separated-values'];
 const FILE_TYPES: Readonly<Record<string, string>> = {
   '.mp4': 'video/mp4',
@@ -61,6 +72,23 @@ export function batchLinks(id: string): Record<string, string> {
 export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDeps): void {
   const { handle, config } = deps;
   const callbacks = deps.finisher.callbacks;
+  // Every upload holds memory or a temp file and CPU until its rows are in: past the cap, refuse before reading.
+  const uploads = new Slots(config.maxConcurrentUploads);
+  const takeUploadSlot = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const slot = uploads.tryTake();
+    if (!slot) {
+      deps.logger.warn({ inUse: uploads.inUse, cap: uploads.capacity }, 'upload refused: too many at once');
+      // `connection: close` makes Node drop the socket after the answer instead of reading the body to reuse it.
+      reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS)).header('connection', 'close');
+      return sendError(reply, 503, 'too_many_uploads', `the server is taking in ${uploads.capacity} manifests already; nothing was read or enqueued, try again in ${UPLOAD_RETRY_AFTER_SECONDS} s`, {
+        retryAfterSeconds: UPLOAD_RETRY_AFTER_SECONDS,
+      });
+    }
+    request.uploadSlot = slot;
+    // 'close' comes after the answer is sent and also when the client goes away mid-upload (the handler never runs then).
+    reply.raw.once('close', slot.release);
+    return undefined;
+  };
 
   // A CSV body is taken as bytes (the manifest module checks its encoding), up to the body limit.
   scope.addContentTypeParser(CSV_TYPES, { parseAs: 'buffer', bodyLimit: config.maxBodyBytes }, (_request, body, done) => done(null, body));
@@ -77,7 +105,17 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     }
   });
 
-  scope.post('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>, reply: FastifyReply) => {
+  scope.post<{ Querystring: Record<string, string> }>('/v1/batches', { onRequest: takeUploadSlot }, async (request, reply) => {
+    // A client that leaves while its rows are being taken in must not free the slot before that work ends.
+    const letGo = request.uploadSlot?.hold() ?? (() => {});
+    try {
+      return await createBatch(request, reply);
+    } finally {
+      letGo();
+    }
+  });
+
+  async function createBatch(request: FastifyRequest<{ Querystring: Record<string, string> }>, reply: FastifyReply): Promise<FastifyReply> {
     let input: BatchInput;
     let options: SubmitBatchOptions;
     if (Buffer.isBuffer(request.body)) {
@@ -126,7 +164,7 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
       if (error instanceof PayloadTooLargeError) return sendError(reply, 413, 'payload_too_large', error.message);
       throw error;
     }
-  });
+  }
 
   scope.get('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>) => {
     const { offset, limit } = parse(ListQuerySchema, request.query, 'query');

@@ -154,6 +154,10 @@ export function openApiDocument(): Record<string, unknown> {
               description: 'invalid_rows (with "issues") or too_many_rows; nothing was enqueued',
               content: json({ allOf: [ref('Error'), { type: 'object', properties: { issues: { type: 'array', items: ref('Issue') } } }] }),
             },
+            '503': {
+              ...error('too_many_uploads: TALKBATCH_API_MAX_CONCURRENT_UPLOADS uploads are in progress; nothing was read or enqueued'),
+              headers: { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'integer' } } },
+            },
           },
         },
         get: {
