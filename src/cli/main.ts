@@ -1,17 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, UsageError } from '../shared/errors.js';
 import { RedisUnavailableError } from '../queue/local-redis.js';
-import { pauseCommand, reportCommand, retryCommand } from './commands/admin.js';
-import { demoCommand } from './commands/demo.js';
-import { enqueueCommand } from './commands/enqueue.js';
-import { runCommand } from './commands/run.js';
-import { scheduleCommand } from './commands/schedule.js';
-import { schemaCommand } from './commands/schema.js';
-import { serveCommand } from './commands/serve.js';
-import { shareCommand } from './commands/share.js';
-import { statusCommand } from './commands/status.js';
-import { validateCommand } from './commands/validate.js';
-import { workerCommand } from './commands/worker.js';
 import { boundHeapGrowth } from './heap.js';
 
 const HELP = `talkbatch: personalised talking-head videos from spreadsheets, through D-ID's talks API
@@ -37,37 +26,39 @@ Commands:
 Configuration comes from the environment (and .env); see the README's config table.
 Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
 
+// Each command's modules load only when it runs: a worker need not load Fastify, the dashboard or the simulator,
+// which made every start (and every restart after a crash) seconds slower.
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === 'run' || command === 'validate' || command === 'enqueue') boundHeapGrowth();
   switch (command) {
     case 'run':
-      return runCommand(rest);
+      return (await import('./commands/run.js')).runCommand(rest);
     case 'demo':
-      return demoCommand(rest);
+      return (await import('./commands/demo.js')).demoCommand(rest);
     case 'validate':
-      return validateCommand(rest);
+      return (await import('./commands/validate.js')).validateCommand(rest);
     case 'enqueue':
-      return enqueueCommand(rest);
+      return (await import('./commands/enqueue.js')).enqueueCommand(rest);
     case 'worker':
-      return workerCommand(rest);
+      return (await import('./commands/worker.js')).workerCommand(rest);
     case 'status':
-      return statusCommand(rest);
+      return (await import('./commands/status.js')).statusCommand(rest);
     case 'report':
-      return reportCommand(rest);
+      return (await import('./commands/admin.js')).reportCommand(rest);
     case 'retry':
-      return retryCommand(rest);
+      return (await import('./commands/admin.js')).retryCommand(rest);
     case 'serve':
-      return serveCommand(rest);
+      return (await import('./commands/serve.js')).serveCommand(rest);
     case 'schema':
-      return schemaCommand(rest);
+      return (await import('./commands/schema.js')).schemaCommand(rest);
     case 'share':
-      return shareCommand(rest);
+      return (await import('./commands/share.js')).shareCommand(rest);
     case 'schedule':
-      return scheduleCommand(rest);
+      return (await import('./commands/schedule.js')).scheduleCommand(rest);
     case 'pause':
     case 'resume':
-      return pauseCommand(rest, command);
+      return (await import('./commands/admin.js')).pauseCommand(rest, command);
     case 'simulate':
     case 'simulator': {
       const { runSimulatorCommand } = await import('../simulator/cli.js');

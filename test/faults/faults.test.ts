@@ -95,8 +95,9 @@ function figure(name: string, values: Record<string, unknown>): void {
 
 describe('fault suite', () => {
   it('survives 20 kill -9s of workers during a 200-row batch: every row done, no talk paid twice', async () => {
-    // Renders long enough (200 x 2 s / 8 slots = 50 s) that twenty kills land inside the batch.
-    const s = await startScenario({ renderMs: 2_000 });
+    // Renders long enough (200 x 3 s / 8 slots = 75 s) that twenty kills land inside the batch, even where a
+    // replacement worker takes a few seconds to start (each kill waits for its replacement to be ready).
+    const s = await startScenario({ renderMs: 3_000 });
     await addWorker(s);
     await addWorker(s);
     await enqueue(s, 'kills', 200);

@@ -13,7 +13,8 @@ export interface WorkerProcess {
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'worker'], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_LEVEL: 'info', TALKBATCH_LOG_PRETTY: 'false', ...env },
+    // Previews off unless a test asks for them, as in-process tests have them (test/helpers/context.ts).
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_LEVEL: 'info', TALKBATCH_LOG_PRETTY: 'false', TALKBATCH_PREVIEWS: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
