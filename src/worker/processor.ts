@@ -395,10 +395,12 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         if (current?.status === 'error' || current?.status === 'rejected') {
           const detail = current.error;
+          const details = failureDetails(detail !== undefined && 'details' in detail ? detail.details : undefined);
           return failRow({
             code: current.status === 'rejected' ? 'TALK_REJECTED' : 'TALK_ERROR',
             kind: detail?.kind ?? (current.status === 'rejected' ? 'Rejected' : 'UnknownError'),
             description: detail?.description ?? `talk ended with status ${current.status}`,
+            ...(details === undefined ? {} : { details: did.redact(details) }),
           });
         }
         if (Date.now() - startedAt > config.renderTimeoutMs) {
