@@ -86,3 +86,38 @@ describe('a row\'s own webhook while talkbatch\'s own receiver is on', () => {
     expect((await finisher.callbacks.status('own', 'row0000')).deliveredAt).not.toBeNull();
   });
 });
+
+describe('deliverRowWebhook', () => {
+  it('sends nothing to a non-public address that the allow-list does not open, and logs the refusal under the row', async () => {
+    const harness: Harness = await startHarness({}, { TALKBATCH_CALLBACK_SECRET: CALLBACK_SECRET });
+    cleanup.push(() => harness.close());
+    let hits = 0;
+    const receiver: Server = createServer((_req, res) => {
+      hits += 1;
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => receiver.close(resolve)));
+    const finisher = new BatchFinisher({ config: harness.config, handle: harness.handle, logger: silentLogger, retry: { baseDelayMs: 10 } });
+    cleanup.push(() => finisher.close());
+
+    const delivered = await finisher.deliverRowWebhook({
+      batchId: 'private',
+      rowKey: 'row0000',
+      jobId: jobIdFor('private', 'row0000'),
+      url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+      talkId: 'tlk_x',
+      file: 'row0000.mp4',
+      sha256: '0'.repeat(64),
+      bytes: 1,
+      talk: { id: 'tlk_x', status: 'done' },
+    });
+    expect(delivered).toBe(false);
+    expect(hits).toBe(0);
+    expect(await finisher.callbacks.status('private', 'row0000')).toEqual({
+      attempts: [expect.objectContaining({ attempt: 1, ok: false, error: 'not sent: the callback URL is not a public address' }) as unknown],
+      deliveredAt: null,
+    });
+    expect((await finisher.callbacks.status('private')).attempts).toEqual([]);
+  });
+});
