@@ -156,7 +156,7 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
       return result;
     },
     async startWorker(workerOptions = {}) {
-      const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, ...workerOptions, config, redisUrl: options.redisUrl });
+      const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, onRowWebhook: finisher.onRowWebhook, ...workerOptions, config, redisUrl: options.redisUrl });
       workers.add(worker);
       void worker.stopped.then(() => workers.delete(worker));
       return worker;

@@ -37,7 +37,7 @@ export class DidApiError extends AppError {
 export class DidBadRequestError extends DidApiError {
   override readonly code = 'DID_BAD_REQUEST';
 }
-/** 401/403: the key is wrong, revoked, or the plan lacks a feature. Stops the worker, burns no attempt. */
+/** 401/403: the key is wrong or revoked. Stops the worker, burns no attempt; the processor fails only the row on a 403 `PermissionError` (a plan-gated feature). */
 export class DidAuthError extends DidApiError {
   override readonly code = 'DID_AUTH';
 }

@@ -182,7 +182,7 @@ export type CreateTalkResponse = z.infer<typeof CreateTalkResponse>;
 
 /** D-ID's error on a failed talk is documented for animations only, so accept an object or a bare string. */
 export const TalkError = z.union([
-  z.looseObject({ kind: z.string().optional(), description: z.string().optional() }),
+  z.looseObject({ kind: z.string().optional(), description: z.string().optional(), details: z.unknown().optional() }),
   z.string().transform((description) => ({ kind: 'UnknownError', description })),
 ]);
 

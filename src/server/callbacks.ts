@@ -6,7 +6,10 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { writeBatchReport, type ReportFiles, type ReportOptions } from '../report/results.js';
 import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
+import type { RowWebhookEvent } from '../worker/processor.js';
 import type { RedisClient } from '../queue/connections.js';
+
+export type { RowWebhookEvent } from '../worker/processor.js';
 
 export const SIGNATURE_HEADER = 'x-talkbatch-signature';
 
@@ -45,6 +48,20 @@ export interface BatchCallbackBody {
   resultsUrl?: string;
 }
 
+/** The JSON body POSTed to a row's own webhook (signed like batch callbacks). */
+export interface RowWebhookBody {
+  event: 'talk.done';
+  batchId: string;
+  rowKey: string;
+  jobId: string;
+  talkId: string;
+  status: 'done';
+  file: string;
+  sha256: string;
+  bytes: number;
+  talk: Record<string, unknown>;
+}
+
 /**
  * One delivery attempt as API callers see it: coarse on purpose. Error codes (ECONNREFUSED against a timeout) and
  * timings would let anyone who can set a callback URL map which ports answer; the details go to the server log.
@@ -75,16 +92,18 @@ export class CallbackLog {
     this.#base = `${prefix}:${queueName}:batch:`;
   }
 
-  #key(batchId: string): string {
-    return `${this.#base}${batchId}:callbacks`;
+  /** A row's own webhook (`rowKey`) has its list beside the batch callback's, under the same batch prefix. */
+  #key(batchId: string, rowKey?: string): string {
+    return rowKey === undefined ? `${this.#base}${batchId}:callbacks` : `${this.#base}${batchId}:row-webhooks:${rowKey}`;
   }
 
-  async record(batchId: string, attempt: CallbackAttempt): Promise<void> {
-    await this.#redis.rpush(this.#key(batchId), JSON.stringify(attempt));
+  async record(batchId: string, attempt: CallbackAttempt, rowKey?: string): Promise<void> {
+    await this.#redis.rpush(this.#key(batchId, rowKey), JSON.stringify(attempt));
   }
 
-  async status(batchId: string): Promise<CallbackStatus> {
-    const entries = await this.#redis.lrange(this.#key(batchId), 0, -1);
+  /** The batch callback's attempts, or with `rowKey` those of that row's own webhook. */
+  async status(batchId: string, rowKey?: string): Promise<CallbackStatus> {
+    const entries = await this.#redis.lrange(this.#key(batchId, rowKey), 0, -1);
     const attempts = entries.map((entry) => JSON.parse(entry) as CallbackAttempt);
     return { attempts, deliveredAt: attempts.find((attempt) => attempt.ok)?.at ?? null };
   }
@@ -153,6 +172,16 @@ export class BatchFinisher {
 
   readonly onBatchFinished = (batchId: string): Promise<void> => this.#track(this.#finish(batchId));
 
+  /**
+   * Fire-and-record: POSTs to a row's own webhook in the background, retried like batch callbacks, so the worker's
+   * render slot is never held by a slow receiver. Never throws; every attempt is in the CallbackLog under the row.
+   */
+  readonly onRowWebhook = (event: RowWebhookEvent): void => {
+    void this.#track(this.deliverRowWebhook(event)).catch((error: unknown) =>
+      this.#options.logger.warn({ batchId: event.batchId, rowKey: event.rowKey, err: String(error) }, 'row webhook failed'),
+    );
+  };
+
   /** Stops waiting between retries; attempts made so far stay recorded. */
   async close(): Promise<void> {
     this.#stop.abort(new Error('shutting down'));
@@ -185,8 +214,6 @@ export class BatchFinisher {
     const batch = await handle.batches.get(batchId);
     if (!batch?.callbackUrl) return false;
     const url = batch.callbackUrl;
-    // The callback URL may carry the receiver's own token: logs name only its origin.
-    const where = new URL(url).origin;
     if (!config.callbackSecret) {
       await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: TALKBATCH_CALLBACK_SECRET is not set' });
       logger.error({ batchId }, 'batch callback not sent: TALKBATCH_CALLBACK_SECRET is not set');
@@ -201,7 +228,46 @@ export class BatchFinisher {
       counts: batch.counts,
       ...(publicUrl ? { resultsUrl: `${publicUrl.replace(/\/+$/, '')}/v1/batches/${encodeURIComponent(batchId)}/results.csv` } : {}),
     };
-    const body = JSON.stringify(summary);
+    return this.#postSigned(JSON.stringify(summary), url, { batchId }, 'batch callback');
+  }
+
+  /** POSTs the row's `talk.done` event to the row's own webhook, with retries; true once a receiver answered 2xx. */
+  async deliverRowWebhook(event: RowWebhookEvent): Promise<boolean> {
+    const { logger, config } = this.#options;
+    const { batchId, rowKey } = event;
+    if (!config.callbackSecret) {
+      await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: TALKBATCH_CALLBACK_SECRET is not set' }, rowKey);
+      logger.error({ batchId, rowKey }, 'row webhook not sent: TALKBATCH_CALLBACK_SECRET is not set');
+      return false;
+    }
+    const body: RowWebhookBody = {
+      event: 'talk.done',
+      batchId,
+      rowKey,
+      jobId: event.jobId,
+      talkId: event.talkId,
+      status: 'done',
+      file: event.file,
+      sha256: event.sha256,
+      bytes: event.bytes,
+      talk: event.talk,
+    };
+    return this.#postSigned(JSON.stringify(body), event.url, { batchId, rowKey }, 'row webhook');
+  }
+
+  async #postSigned(body: string, url: string, subject: { batchId: string; rowKey?: string }, what: string): Promise<boolean> {
+    const { logger, config } = this.#options;
+    const { batchId, rowKey } = subject;
+    const secret = config.callbackSecret;
+    if (!secret) return false;
+    let where: string;
+    try {
+      // The URL may carry the receiver's own token: logs name only its origin.
+      where = new URL(url).origin;
+    } catch {
+      await this.callbacks.record(batchId, { attempt: 1, at: new Date().toISOString(), ok: false, error: 'not sent: the URL is not valid' }, rowKey);
+      return false;
+    }
     const deliveryId = randomUUID();
 
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt += 1) {
@@ -219,7 +285,7 @@ export class BatchFinisher {
             headers: {
               'content-type': 'application/json',
               'user-agent': 'talkbatch-callback/1',
-              [SIGNATURE_HEADER]: signCallback(config.callbackSecret, body),
+              [SIGNATURE_HEADER]: signCallback(secret, body),
               'x-talkbatch-delivery': deliveryId,
               'x-talkbatch-attempt': String(attempt),
             },
@@ -242,20 +308,24 @@ export class BatchFinisher {
         detail = name === 'TimeoutError' ? `no answer within ${this.#retry.timeoutMs} ms` : (code ?? (caught instanceof Error ? caught.message : String(caught)));
       }
       const ok = error === undefined;
-      await this.callbacks.record(batchId, {
-        attempt,
-        at,
-        ok,
-        ...(status !== undefined ? { status } : {}),
-        ...(error !== undefined ? { error } : {}),
-      });
+      await this.callbacks.record(
+        batchId,
+        {
+          attempt,
+          at,
+          ok,
+          ...(status !== undefined ? { status } : {}),
+          ...(error !== undefined ? { error } : {}),
+        },
+        rowKey,
+      );
       if (ok) {
-        logger.info({ batchId, callback: where, attempt }, 'batch callback delivered');
+        logger.info({ batchId, ...(rowKey === undefined ? {} : { rowKey }), callback: where, attempt }, `${what} delivered`);
         return true;
       }
       // A refused address stays refused: trying again cannot help.
       const willRetry = attempt < this.#retry.attempts && !refused;
-      logger.warn({ batchId, callback: where, attempt, err: detail ?? error, willRetry }, 'batch callback failed');
+      logger.warn({ batchId, ...(rowKey === undefined ? {} : { rowKey }), callback: where, attempt, err: detail ?? error, willRetry }, `${what} failed`);
       if (!willRetry) break;
       try {
         await sleep(this.#retry.baseDelayMs * 2 ** (attempt - 1), this.#stop.signal);

@@ -94,6 +94,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         logger,
         metrics: metrics.workerHooks,
         onBatchFinished: finisher.onBatchFinished,
+        onRowWebhook: finisher.onRowWebhook,
         ...(options.did ? { did: options.did } : {}),
         ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
       });

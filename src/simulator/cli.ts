@@ -30,6 +30,11 @@ Options:
   --result-ttl-ms <ms>       lifetime of result URLs (default 24 h)
   --webhook-delay-ms <ms>    delay before a webhook is sent (default 0)
   --allow-http-webhooks      accept http:// webhooks (D-ID demands https)
+  --plan <full|lite>         "lite" answers 403 PermissionError to stitch or subtitles (default full)
+  --moderation-rate <0..1>   share of creates refused with 451 (content moderation)
+  --non-image-source <url>   a talk with this source_url ends "error" (SourceError), as if D-ID found no image
+                             there; repeat for several. A source_url ending in .mp4/.mov/.webm/.html/.htm/.txt/
+                             .pdf/.json always does. URLs are judged by name, never fetched
   --help                     show this help
 `;
 
@@ -53,10 +58,13 @@ const OPTIONS = {
   'result-ttl-ms': { type: 'string' },
   'webhook-delay-ms': { type: 'string' },
   'allow-http-webhooks': { type: 'boolean' },
+  plan: { type: 'string' },
+  'moderation-rate': { type: 'string' },
+  'non-image-source': { type: 'string', multiple: true },
   help: { type: 'boolean' },
 } as const;
 
-type NumberFlag = Exclude<keyof typeof OPTIONS, 'port' | 'host' | 'api-key' | 'retry-after' | 'allow-http-webhooks' | 'help'>;
+type NumberFlag = Exclude<keyof typeof OPTIONS, 'port' | 'host' | 'api-key' | 'retry-after' | 'allow-http-webhooks' | 'plan' | 'non-image-source' | 'help'>;
 
 /** Which knob each numeric flag sets, and what values it takes. */
 const KNOB_FLAGS: ReadonlyArray<{ flag: NumberFlag; knob: keyof SimulatorKnobs; kind: 'duration' | 'probability' | 'count' | 'rate' }> = [
@@ -74,6 +82,7 @@ const KNOB_FLAGS: ReadonlyArray<{ flag: NumberFlag; knob: keyof SimulatorKnobs; 
   { flag: 'truncate-rate', knob: 'truncateDownloadRate', kind: 'probability' },
   { flag: 'result-ttl-ms', knob: 'resultUrlTtlMs', kind: 'duration' },
   { flag: 'webhook-delay-ms', knob: 'webhookDelayMs', kind: 'duration' },
+  { flag: 'moderation-rate', knob: 'moderationRate', kind: 'probability' },
 ];
 
 export type SimulatorCommand = { help: true } | { help: false; options: SimulatorOptions & { port: number } };
@@ -88,7 +97,7 @@ export function parseSimulatorArgs(argv: readonly string[]): SimulatorCommand {
   }
   if (values.help) return { help: true };
 
-  const knobValues: Record<string, number | boolean | null> = {};
+  const knobValues: Record<string, number | string | boolean | null | string[]> = {};
   for (const { flag, knob, kind } of KNOB_FLAGS) {
     const raw = values[flag];
     if (raw !== undefined) knobValues[knob] = parseNumber(flag, raw, kind);
@@ -96,6 +105,13 @@ export function parseSimulatorArgs(argv: readonly string[]): SimulatorCommand {
   const retryAfter = values['retry-after'];
   if (retryAfter !== undefined) knobValues.retryAfterSeconds = retryAfter === 'none' ? null : parseNumber('retry-after', retryAfter, 'whole-seconds');
   if (values['allow-http-webhooks']) knobValues.allowHttpWebhooks = true;
+  const nonImageSources = values['non-image-source'];
+  if (nonImageSources !== undefined) knobValues.nonImageSources = nonImageSources;
+  const plan = values.plan;
+  if (plan !== undefined) {
+    if (plan !== 'full' && plan !== 'lite') throw new UsageError(`--plan must be "full" or "lite", got "${plan}"`);
+    knobValues.plan = plan;
+  }
   const rateGiven = (knob: keyof SimulatorKnobs): number => {
     const value = knobValues[knob];
     return typeof value === 'number' ? value : 0;

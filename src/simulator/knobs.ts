@@ -36,6 +36,17 @@ export interface SimulatorKnobs {
   allowHttpWebhooks: boolean;
   /** Each MP4 ends with a top-level `free` box naming its talk (`talk_id=tlk_...`), so a test can tell whose file it is. */
   stampTalkId: boolean;
+  /** "lite" lacks the plan-gated features: a create using `config.stitch` or script `subtitles` gets 403 PermissionError. */
+  plan: 'full' | 'lite';
+  /** Probability that a create is refused with 451 (TextModerationError / AudioModerationError) before anything is spent. */
+  moderationRate: number;
+  /**
+   * Source check: a talk whose `source_url` is in this list, or whose path ends in a non-image extension (.mp4,
+   * .mov, .webm, .html, .htm, .txt, .pdf, .json), ends `error` with SourceError. The simulator never fetches a
+   * user's URL, so the list stands for "D-ID fetched it and found no image"; its own uploads are images by
+   * construction (POST /images checks the bytes).
+   */
+  nonImageSources: readonly string[];
 }
 
 export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
@@ -56,6 +67,9 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   webhookDelayMs: 0,
   allowHttpWebhooks: false,
   stampTalkId: false,
+  plan: 'full',
+  moderationRate: 0,
+  nonImageSources: [],
 });
 
 /** JSON cannot carry Infinity, so the admin endpoint also takes null or "Infinity" for it. */
@@ -85,6 +99,9 @@ const KnobsSchema = z.strictObject({
   webhookDelayMs: duration,
   allowHttpWebhooks: z.boolean(),
   stampTalkId: z.boolean(),
+  plan: z.enum(['full', 'lite']),
+  moderationRate: probability,
+  nonImageSources: z.array(z.string().max(4096)).max(10_000).readonly(),
 });
 const KnobsPatchSchema = KnobsSchema.partial();
 
@@ -107,6 +124,6 @@ export function mergeKnobs(current: SimulatorKnobs, patch: unknown): SimulatorKn
 }
 
 /** Knobs as JSON, with Infinity spelled "Infinity" (JSON.stringify would turn it into null, which means "no header" for retryAfterSeconds). */
-export function knobsToJson(knobs: SimulatorKnobs): Record<string, number | string | boolean | null> {
-  return Object.fromEntries(Object.entries(knobs).map(([name, value]) => [name, value === Infinity ? 'Infinity' : (value as number | boolean | null)]));
+export function knobsToJson(knobs: SimulatorKnobs): Record<string, number | string | boolean | null | readonly string[]> {
+  return Object.fromEntries(Object.entries(knobs).map(([name, value]) => [name, value === Infinity ? 'Infinity' : (value as number | string | boolean | null | readonly string[])]));
 }

@@ -2,13 +2,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CreateTalkValidator, findPackageFixture } from './did-document.js';
+import { CreateTalkValidator, findPackageFixture, type TalkRequestBody } from './did-document.js';
 import { DEFAULT_KNOBS, InvalidKnobsError, knobsToJson, mergeKnobs, type SimulatorKnobs } from './knobs.js';
 import { planVideoResponse, s3ErrorXml } from './media.js';
 import { PersonalisedVideos } from './personalised-video.js';
 import { UrlSigner } from './presign.js';
 import { RateLimiter } from './rate-limiter.js';
-import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkOutcome } from './talks.js';
+import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkFailure, type TalkOutcome } from './talks.js';
 import { WebhookDispatcher } from './webhooks.js';
 
 /*
@@ -338,8 +338,18 @@ class DidSimulator {
       this.#sendJson(exchange, 400, validationError({ 'body.script.input': { message: `must be at most ${MAX_SPOKEN_CHARS} characters excluding SSML tags` } }));
       return;
     }
+    const gatedFeature = this.knobs.plan === 'lite' ? planGatedFeature(checked.body) : undefined;
+    if (gatedFeature !== undefined) {
+      this.#sendJson(exchange, 403, { kind: 'PermissionError', description: `user has no permission for ${gatedFeature}` });
+      return;
+    }
     if (this.knobs.credits < 1) {
       this.#sendJson(exchange, 402, { kind: 'InsufficientCreditsError', description: 'not enough credits' });
+      return;
+    }
+    if (this.#happens(this.knobs.moderationRate)) {
+      const kind = script.type === 'audio' ? 'AudioModerationError' : 'TextModerationError';
+      this.#sendJson(exchange, 451, { kind, description: 'Automatic content moderation - contact support if you would like to submit for manual review' });
       return;
     }
     const nowMs = Date.now();
@@ -349,11 +359,13 @@ class DidSimulator {
       return;
     }
 
+    const sourceFailure = sourceFailureOf(checked.body.source_url, this.knobs.nonImageSources);
     const talk = this.#talks.add({
       id: `tlk_${randomBytes(TALK_ID_LENGTH).toString('base64url').slice(0, TALK_ID_LENGTH)}`,
       createdAtMs: nowMs,
       renderMs: this.#jitteredRenderMs(),
-      outcome: this.#drawOutcome(),
+      outcome: sourceFailure ? 'error' : this.#drawOutcome(),
+      ...(sourceFailure ? { failure: sourceFailure } : {}),
       request: checked.body,
       received: json,
     });
@@ -640,6 +652,29 @@ function emptyCounters() {
     webhookFailures: 0,
     uploads: 0,
   };
+}
+
+/** The plan-gated feature a create uses, named as D-ID's PermissionError names it. */
+function planGatedFeature(body: TalkRequestBody): string | undefined {
+  if (body.config?.stitch === true) return 'stitch';
+  if (body.script.subtitles === true) return 'subtitles';
+  return undefined;
+}
+
+const NON_IMAGE_EXTENSION = /\.(mp4|mov|webm|html?|txt|pdf|json)$/i;
+
+/** The source check by name only: the simulator never fetches a user's URL. */
+function sourceFailureOf(sourceUrl: string | undefined, nonImageSources: readonly string[]): TalkFailure | undefined {
+  if (sourceUrl === undefined) return undefined;
+  if (nonImageSources.includes(sourceUrl)) return { kind: 'SourceError', description: 'source_url does not point to an image', details: { source_url: sourceUrl } };
+  let path: string;
+  try {
+    path = new URL(sourceUrl).pathname;
+  } catch {
+    return undefined;
+  }
+  if (!NON_IMAGE_EXTENSION.test(path)) return undefined;
+  return { kind: 'SourceError', description: 'source_url does not point to an image', details: { source_url: sourceUrl } };
 }
 
 function validationError(details: Record<string, { message: string }>): object {

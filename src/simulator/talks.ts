@@ -13,6 +13,12 @@ const SPOKEN_CHARS_PER_SECOND = 14;
 const AUDIO_SCRIPT_SECONDS = 2;
 const FRAMES_PER_SECOND = 25;
 
+export interface TalkFailure {
+  readonly kind: string;
+  readonly description: string;
+  readonly details?: Record<string, unknown>;
+}
+
 export type TalkOutcome = Extract<TalkStatus, 'done' | 'error' | 'rejected'>;
 
 /** A talk as the simulator stores it: its status is not stored but derived from the clock. */
@@ -24,6 +30,8 @@ export interface SimulatedTalk {
   readonly renderMs: number;
   /** Decided at create time so that every read of the talk agrees. */
   readonly outcome: TalkOutcome;
+  /** D-ID's error for an `error` outcome decided by a check (the source check); random errors are FaceError. */
+  readonly failure?: TalkFailure;
   /** The body after D-ID's validation and coercion. */
   readonly request: TalkRequestBody;
   /** The body as it arrived. */
@@ -134,7 +142,7 @@ export function describeTalk(talk: SimulatedTalk, context: TalkViewContext): Rec
       size_kib: context.videoSizeBytes / 1024,
     };
   }
-  if (status === 'error') view.error = { kind: 'FaceError', description: 'face not detected' };
+  if (status === 'error') view.error = talk.failure ?? { kind: 'FaceError', description: 'face not detected' };
   if (status === 'rejected') {
     view.error = { kind: 'TextModerationError', description: 'Automatic content moderation - contact support if you would like to submit for manual review' };
   }

@@ -15,7 +15,7 @@ import type { Logger } from '../shared/logger.js';
 import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
-import { createProcessor } from './processor.js';
+import { createProcessor, type RowWebhookEvent } from './processor.js';
 import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
@@ -35,6 +35,8 @@ export interface TalkWorkerOptions {
   metrics?: WorkerMetricsHooks;
   /** Called once a row's outcome (done, or failed for good) is in the ledger; must be quick and must not throw. */
   onRowFinished?: (batchId: string, rowKey: string) => void;
+  /** With talkbatch's own webhook receiver on, delivers a row's own `webhook` once its MP4 is on disk (BatchFinisher.onRowWebhook); must not throw. */
+  onRowWebhook?: (event: RowWebhookEvent) => void;
 }
 
 export interface WorkerMetricsHooks {
@@ -150,6 +152,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     uploads: new UploadCache({ redis: connection, keyPrefix: `${config.prefix}:${config.queueName}`, ttlMs: config.uploadTtlMs, did }),
     handback: handback.signal,
     ...(webhookUrlFor ? { webhookUrlFor } : {}),
+    ...(options.onRowWebhook ? { onRowWebhook: options.onRowWebhook } : {}),
     onAuthFailure: (error: DidApiError) => {
       if (fatal) return;
       fatal = new Error(`D-ID refused the API key (${error.status} ${error.kind}: ${error.description}); this worker stops taking jobs. Check DID_API_KEY.`);

@@ -77,7 +77,26 @@ export interface ProcessorDeps {
   replicaAck?: ReplicaAck;
   /** Hands a downloaded video to the preview queue (off this row's render slot). */
   requestPreview?: (job: PreviewJob) => Promise<void>;
+  /** Called after markDone when talkbatch's own receiver took D-ID's webhook and the row has its own: delivers in the background; must not throw. */
+  onRowWebhook?: (event: RowWebhookEvent) => void;
 }
+
+/** What a worker hands over once a row's MP4 is on disk and the row has its own `webhook` that D-ID was not given. */
+export interface RowWebhookEvent {
+  batchId: string;
+  rowKey: string;
+  jobId: string;
+  /** The row's own webhook URL (from its manifest, job file or API body). */
+  url: string;
+  talkId: string;
+  /** The output file's name, relative to the batch's output folder. */
+  file: string;
+  sha256: string;
+  bytes: number;
+  /** The talk as D-ID last described it: what D-ID's own webhook would have carried. */
+  talk: Record<string, unknown>;
+}
+
 
 type TalkJob = Job<JobPayload, RowResult>;
 
@@ -278,6 +297,22 @@ export function createProcessor(deps: ProcessorDeps) {
           enqueuedAt: job.timestamp || null,
           finishedAt,
         });
+        // D-ID called talkbatch instead of the row's own URL: talkbatch calls it now that the file is on disk.
+        const ownWebhook = payload.talk.webhook;
+        if (ownWebhook !== undefined && deps.webhookUrlFor?.(jobId) !== undefined) {
+          deps.onRowWebhook?.({
+            batchId: payload.batchId,
+            rowKey: payload.rowKey,
+            jobId,
+            url: ownWebhook,
+            talkId,
+            file: relative(join(config.outDir, payload.batchId), file.path),
+            sha256: file.sha256,
+            bytes: file.bytes,
+            // D-ID's view names talkbatch's receiver (with its token) as the webhook: the row sees its own URL instead.
+            talk: { ...talk, webhook: ownWebhook },
+          });
+        }
         log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
         return result;
       } catch (error) {
@@ -395,10 +430,12 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         if (current?.status === 'error' || current?.status === 'rejected') {
           const detail = current.error;
+          const details = failureDetails(detail !== undefined && 'details' in detail ? detail.details : undefined);
           return failRow({
             code: current.status === 'rejected' ? 'TALK_REJECTED' : 'TALK_ERROR',
             kind: detail?.kind ?? (current.status === 'rejected' ? 'Rejected' : 'UnknownError'),
             description: detail?.description ?? `talk ended with status ${current.status}`,
+            ...(details === undefined ? {} : { details: did.redact(details) }),
           });
         }
         if (Date.now() - startedAt > config.renderTimeoutMs) {

@@ -52,6 +52,13 @@ describe('parseSimulatorArgs', () => {
     expect(() => parseSimulatorArgs(argv)).toThrow(flag);
   });
 
+  it('takes the plan, moderation and source-check knobs', () => {
+    const command = parseSimulatorArgs(['--plan', 'lite', '--moderation-rate', '0.3', '--non-image-source', 'https://a.example/x.jpg', '--non-image-source', 'https://b.example/y.png']);
+    expect(command.help ? undefined : command.options.knobs).toMatchObject({ plan: 'lite', moderationRate: 0.3, nonImageSources: ['https://a.example/x.jpg', 'https://b.example/y.png'] });
+    expect(() => parseSimulatorArgs(['--plan', 'gold'])).toThrow('--plan must be "full" or "lite", got "gold"');
+    expect(() => parseSimulatorArgs(['--moderation-rate', '2'])).toThrow('--moderation-rate must be a number from 0 to 1');
+  });
+
   it('recognises --help', () => {
     expect(parseSimulatorArgs(['--help'])).toEqual({ help: true });
   });

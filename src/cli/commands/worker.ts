@@ -53,6 +53,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
       await callbacks.deliver(batchId);
     },
+    onRowWebhook: callbacks.onRowWebhook,
   });
   // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
   const schedules: ScheduleWorker | undefined =
