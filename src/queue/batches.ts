@@ -388,6 +388,13 @@ export class BatchStore {
   }
 
   /** Manifest lines of rows (0 for a row the batch does not have), in the order asked. */
+  /** Whether each row is in the batch's ledger already. */
+  async hasRows(id: string, rowKeys: readonly string[]): Promise<boolean[]> {
+    if (rowKeys.length === 0) return [];
+    const scores = await this.#redis.zmscore(this.#key(id, 'rows'), ...rowKeys);
+    return scores.map((score) => score !== null);
+  }
+
   async linesOf(id: string, rowKeys: readonly string[]): Promise<number[]> {
     if (rowKeys.length === 0) return [];
     const scores = await this.#redis.zmscore(this.#key(id, 'rows'), ...rowKeys);

@@ -109,6 +109,10 @@ export async function enqueueRows(
       const done = await handle.batches.areDone(batchId, batch.map((row) => row.rowKey));
       pending = batch.filter((_, index) => !done[index]);
     }
+    // Counted before the jobs go in: a running worker may take a new job and enter its row in the ledger (as it
+    // does for jobs other clients add) before addRows below, which would then count the row as present before.
+    const known = await handle.batches.hasRows(batchId, batch.map((row) => row.rowKey));
+    const newRows = known.filter((present) => !present).length;
     // Jobs first, ledger second: a crash in between leaves a job the ledger learns about on the next
     // run, never a ledger row without a job.
     if (pending.length > 0) {
@@ -116,7 +120,7 @@ export async function enqueueRows(
         pending.map((row) => ({ name: JOB_NAME, data: payloadFor(batchId, row), opts: { jobId: jobIdFor(batchId, row.rowKey) } })),
       );
     }
-    const newRows = await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
+    await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
     added += newRows;
     alreadyPresent += batch.length - newRows;
   };
