@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createTalkbatch, startSimulator, type Simulator, type Talkbatch } from '../../src/index.js';
+import { describe, expect, it } from 'vitest';
+import type { Talkbatch } from '../../src/index.js';
 import { redisUrl } from '../helpers/context.js';
+import { libraryClientPerTest } from '../helpers/library-client.js';
 import { didCreateTalkValidator } from '../helpers/openapi.js';
 import { talkIdInVideo } from '../../src/simulator/server.js';
 
@@ -16,34 +15,15 @@ import { talkIdInVideo } from '../../src/simulator/server.js';
  */
 
 const validate = didCreateTalkValidator();
-let simulator: Simulator | undefined;
-let client: Talkbatch | undefined;
-afterEach(async () => {
-  await client?.close();
-  await simulator?.close();
-  client = simulator = undefined;
-});
-
-async function start(): Promise<Talkbatch> {
-  simulator = await startSimulator({ knobs: { renderMs: 100 } });
-  client = await createTalkbatch({
-    redisUrl: redisUrl(),
-    didApiKey: simulator.apiKey,
-    didApiUrl: simulator.url,
-    queueName: `fields-${randomUUID().slice(0, 8)}`,
-    outDir: await mkdtemp(join(tmpdir(), 'talkbatch-fields-')),
-    pollInitialMs: 100,
-    pollMaxMs: 300,
-  });
-  return client;
-}
+const clients = libraryClientPerTest('fields');
+const start = clients.start;
 
 async function sentBodies(tb: Talkbatch, batchId: string): Promise<Map<string, Record<string, unknown>>> {
   await tb.waitForBatch(batchId, { timeoutMs: 20_000 });
   const bodies = new Map<string, Record<string, unknown>>();
   for await (const record of tb.batchResults(batchId)) {
     expect(record.status, `${record.rowKey}: ${record.errorDescription ?? ''}`).toBe('done');
-    bodies.set(record.rowKey, simulator?.createRequest(record.talkId ?? '') as Record<string, unknown>);
+    bodies.set(record.rowKey, clients.simulator()?.createRequest(record.talkId ?? '') as Record<string, unknown>);
   }
   return bodies;
 }
@@ -71,7 +51,7 @@ describe('every D-ID field passes through', () => {
     });
     // The user's own user_data first, as given; talkbatch's tag after it.
     expect(everyField?.user_data).toBe('crm-4711 [talkbatch fields-json-every-field]');
-    expect(simulator?.talk(String((await firstTalkId(tb, 'fields-json', 'every-field')) ?? ''))).toMatchObject({ user_data: 'crm-4711 [talkbatch fields-json-every-field]' });
+    expect(clients.simulator()?.talk(String((await firstTalkId(tb, 'fields-json', 'every-field')) ?? ''))).toMatchObject({ user_data: 'crm-4711 [talkbatch fields-json-every-field]' });
     expect(json.get('audio-row')).toMatchObject({ script: { type: 'audio', subtitles: true } });
 
     const sheet = readFileSync(new URL('../../fixtures/manifests/did/all-fields.csv', import.meta.url), 'utf8').replace(/,https:\/\/hooks\.example\.com\/talks,/, ',,');
@@ -117,7 +97,7 @@ async function firstTalkId(tb: Talkbatch, batchId: string, rowKey: string): Prom
 describe('each row\'s file holds its own talk', () => {
   it('the MP4 of every row carries the id of the talk that row created', async () => {
     const tb = await start();
-    simulator?.setKnobs({ stampTalkId: true });
+    clients.simulator()?.setKnobs({ stampTalkId: true });
     await tb.startWorker();
     const rows = Array.from({ length: 6 }, (_, i) => ({ id: `own-${i}`, image_url: 'https://d-id-public-bucket.s3.us-west-2.amazonaws.com/alice.jpg', script: `Hello number ${i}, this video is yours.` }));
     await tb.enqueueBatch({ rows }, { batchId: 'own-files' });

@@ -1,39 +1,19 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Queue } from 'bullmq';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createTalkbatch, ManifestError, startSimulator, type Simulator, type Talkbatch } from '../../src/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { ManifestError } from '../../src/index.js';
 import { jobPayloadJsonSchema, jobPayloadJsonSchemaText } from '../../src/server/index.js';
 import { redisUrl } from '../helpers/context.js';
+import { libraryClientPerTest } from '../helpers/library-client.js';
 import { IMAGE } from '../helpers/harness.js';
 
-let simulator: Simulator | undefined;
-let client: Talkbatch | undefined;
-afterEach(async () => {
-  await client?.close();
-  await simulator?.close();
-  client = simulator = undefined;
-});
-
-async function start(): Promise<Talkbatch> {
-  simulator = await startSimulator({ knobs: { renderMs: 100 } });
-  client = await createTalkbatch({
-    redisUrl: redisUrl(),
-    didApiKey: simulator.apiKey,
-    didApiUrl: simulator.url,
-    queueName: `lib-${randomUUID().slice(0, 8)}`,
-    outDir: await mkdtemp(join(tmpdir(), 'talkbatch-lib-')),
-    pollInitialMs: 100,
-    pollMaxMs: 300,
-  });
-  return client;
-}
+const clients = libraryClientPerTest('lib');
+const start = clients.start;
 
 /** The payload docs/api.md shows for other BullMQ clients. */
 function documentedPayload(batchId: string, rowKey: string) {
@@ -93,7 +73,7 @@ describe('library API', () => {
     const cancelled = await tb.cancelBatch('lib-cancel');
     expect(cancelled).toMatchObject({ removed: ['lib-cancel-c1', 'lib-cancel-c2'], kept: [], finished: true });
     expect(await tb.waitForBatch('lib-cancel', { timeoutMs: 1_000 })).toMatchObject({ cancelledAt: expect.any(String), counts: { failed: 2 } });
-    expect(simulator?.stats().totalCreates).toBe(0);
+    expect(clients.simulator()?.stats().totalCreates).toBe(0);
   });
 
   it('processes a job added by a plain BullMQ client with the documented payload, and counts it in its batch', async () => {
