@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { RedisClient } from './connections.js';
 
 /** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
-class LuaScript {
+export class LuaScript {
   readonly #sha: string;
   constructor(readonly body: string) {
     this.#sha = createHash('sha1').update(body).digest('hex');

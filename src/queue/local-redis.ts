@@ -90,6 +90,8 @@ export interface PrivateRedisOptions {
   /** Data directory; a fresh temp dir (removed on stop) when omitted. Reuse one to restart on the same AOF. */
   dir?: string;
   port?: number;
+  /** Addresses to listen on; default loopback only. The URL returned always names 127.0.0.1. */
+  bind?: readonly string[];
 }
 
 export interface PrivateRedis extends RedisHandle {
@@ -108,14 +110,15 @@ export async function startPrivateRedis(options: PrivateRedisOptions = {}): Prom
     const port = options.port ?? (await freePort());
     const args = [
       '--port', String(port),
-      '--bind', '127.0.0.1',
+      '--bind', ...(options.bind ?? ['127.0.0.1']),
       '--dir', dir,
       '--appendonly', 'yes',
       '--appendfsync', 'everysec',
       '--maxmemory-policy', 'noeviction',
       '--save', '',
       '--daemonize', 'no',
-      '--protected-mode', 'yes',
+      // Protected mode refuses every client but loopback's: off only where the caller named other addresses to serve.
+      '--protected-mode', options.bind?.some((address) => address !== '127.0.0.1' && address !== '::1') ? 'no' : 'yes',
       '--logfile', '',
     ];
     const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });

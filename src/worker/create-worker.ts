@@ -7,6 +7,7 @@ import { DidClient, type DidApiError, type DidClientOptions, type DidPaymentRequ
 import { BatchStore } from '../queue/batches.js';
 import type { Redis } from 'ioredis';
 import { createRedis, parseRedisTarget } from '../queue/connections.js';
+import { LockLostError } from '../queue/job-lock.js';
 import { ReplicaAck } from '../queue/replica-ack.js';
 import type { PreviewStore } from '../queue/previews.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
@@ -144,6 +145,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     config,
     did,
     queue,
+    redis: connection,
     batches,
     logger,
     wakeups,
@@ -173,6 +175,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     lastTakenAt = Date.now();
     try {
       return await processor(job, token, signal);
+    } catch (error) {
+      if (error instanceof LockLostError) logger.warn({ jobId: job.id }, 'another worker has taken this row over; this one leaves it to them');
+      throw error;
     } finally {
       inFlight -= 1;
     }
@@ -189,6 +194,12 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       maxStalledCount: config.maxStalled,
     });
     created.on('error', (error) => logger.warn({ err: error.message }, 'worker connection error'));
+    // Our lock on these rows expired (this process was cut off from Redis, or stalled, past TALKBATCH_LOCK_MS):
+    // another worker takes them over, so their tries here stop now rather than poll and download for nothing.
+    created.on('lockRenewalFailed', (jobIds: string[]) => {
+      logger.warn({ jobIds }, 'lost the lock on rows: another worker takes them over; stopping them here');
+      for (const jobId of jobIds) created.cancelJob(jobId, `lost the lock on job ${jobId}`);
+    });
     created.on('failed', (job: Job<JobPayload, RowResult> | undefined, error: Error) => {
       if (!job) return;
       void (async () => {

@@ -17,6 +17,8 @@ import {
 import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
+import type { RedisClient } from '../queue/connections.js';
+import { HeldJob } from '../queue/job-lock.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
 import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
@@ -57,6 +59,8 @@ export interface ProcessorDeps {
   config: Config;
   did: DidClient;
   queue: Queue;
+  /** The worker's Redis connection: checkpoints are written only while BullMQ's lock on the job is this try's. */
+  redis: RedisClient;
   batches: BatchStore;
   logger: Logger;
   wakeups: Wakeups;
@@ -129,10 +133,13 @@ export function createProcessor(deps: ProcessorDeps) {
     const log = logger.child({ jobId, batchId: payload.batchId, rowKey: payload.rowKey });
     const outputPath = outputPathFor(config.outDir, payload.batchId, payload.output.name);
     let state: WorkerState = payload.state ?? { step: 'submitting', polls: 0, creates: 0 };
+    // A worker cut off from Redis past the lock duration comes back to a row another worker took over:
+    // what it learnt meanwhile is not written (job-lock.ts), and BullMQ refuses its completion.
+    const held = new HeldJob(deps.redis, deps.queue, job, token, config.lockMs);
 
     const checkpoint = async (next: WorkerState): Promise<void> => {
       state = next;
-      await job.updateData({ ...job.data, state: next });
+      await held.updateData({ ...job.data, state: next });
     };
     const failRow = async (failure: RowFailure): Promise<never> => {
       await checkpoint({ ...state, failure });
@@ -251,6 +258,8 @@ export function createProcessor(deps: ProcessorDeps) {
     }
 
     // ---- downloading: verified, atomic; a refused link is renewed by re-reading the talk ----------
+    // Only while the row is still ours: else the worker that has it writes the file, once.
+    await held.check();
     let downloadError: unknown;
     for (let attempt = 1; attempt <= MAX_DOWNLOAD_TRIES; attempt += 1) {
       if (!talk.result_url) talk = await did.getTalk(talkId, signal ? { signal } : {});
@@ -268,6 +277,8 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         const owned = record !== undefined && record.talkId === talkId ? { sha256: record.sha256 } : undefined;
         const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(owned ? { owned } : {}), ...(signal ? { signal } : {}) });
+        // The download may have outlasted the lock (Redis unreachable meanwhile): the outcome is recorded by its holder.
+        await held.check();
         await deps.batches.recordFile(payload.batchId, payload.output.name, { rowKey: payload.rowKey, talkId, sha256: file.sha256 });
         // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
         if (deps.requestPreview) await deps.requestPreview(previewJobFor(payload, file.path));

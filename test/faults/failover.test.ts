@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -11,73 +9,10 @@ import { loadConfig } from '../../src/config/index.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';
+import { startCreateGate, type CreateGate } from '../helpers/create-gate.js';
 import { FIXTURE_SHA256, row, untilBatchFinished } from '../helpers/harness.js';
 import { startSentinelSet, type SentinelSet } from '../helpers/redis-topologies.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
-
-/**
- * A pass-through in front of the simulator that can hold the answers to POST /talks: the talk is
- * created (and paid) at once, but the worker learns its id only when the test lets the answer go.
- */
-interface CreateGate {
-  url: string;
-  hold(): void;
-  release(): void;
-  /** user_data of creates whose answers are held now. */
-  held(): string[];
-  close(): Promise<void>;
-}
-
-async function startCreateGate(target: string): Promise<CreateGate> {
-  let holding = false;
-  let releaseAll: () => void = () => {};
-  let released = Promise.resolve();
-  const held = new Set<string>();
-  const server: Server = createServer((request, response) => {
-    void (async () => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of request) chunks.push(chunk as Buffer);
-      const body = Buffer.concat(chunks);
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(request.headers)) {
-        if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name)) headers[name] = value;
-      }
-      const upstream = await fetch(`${target}${request.url ?? '/'}`, {
-        method: request.method ?? 'GET',
-        headers,
-        ...(body.length > 0 ? { body } : {}),
-        redirect: 'manual',
-      });
-      const answer = Buffer.from(await upstream.arrayBuffer());
-      const isCreate = request.method === 'POST' && /^\/talks\/?$/.test(request.url ?? '');
-      if (isCreate && holding && upstream.status < 300) {
-        const userData = String((JSON.parse(body.toString()) as { user_data?: string }).user_data ?? '');
-        held.add(userData);
-        await released;
-        held.delete(userData);
-      }
-      const out: Record<string, string> = {};
-      upstream.headers.forEach((value, name) => {
-        if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)) out[name] = value;
-      });
-      response.writeHead(upstream.status, out).end(answer);
-    })().catch((error: unknown) => response.writeHead(502).end(String(error)));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    hold: () => {
-      holding = true;
-      released = new Promise<void>((resolve) => (releaseAll = resolve));
-    },
-    release: () => {
-      holding = false;
-      releaseAll();
-    },
-    held: () => [...held],
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
 
 interface FailoverScenario {
   set: SentinelSet;

@@ -9,9 +9,13 @@ export interface WorkerProcess {
   output(): string;
 }
 
-/** A real `talkbatch worker` process (sources through tsx), logging JSON to stderr. */
-export function spawnWorker(env: Record<string, string>): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'worker'], {
+/**
+ * A real `talkbatch worker` process (sources through tsx), logging JSON to stderr. `exec` runs it through
+ * a command prefix, e.g. a network namespace's `ip netns exec <ns>` (test/helpers/netns.ts).
+ */
+export function spawnWorker(env: Record<string, string>, options: { exec?: readonly string[] } = {}): WorkerProcess {
+  const [command, ...prefix] = [...(options.exec ?? []), process.execPath];
+  const child = spawn(command as string, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker'], {
     cwd: ROOT,
     // Previews off unless a test asks for them, as in-process tests have them (test/helpers/context.ts).
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_LEVEL: 'info', TALKBATCH_LOG_PRETTY: 'false', TALKBATCH_PREVIEWS: 'false', ...env },
