@@ -39,6 +39,9 @@ export class HeldJob<T> {
     private readonly lockMs: number,
   ) {}
 
+  /** Until when (this process's clock) the lock is ours for sure: it was renewed for lockMs at the last check. */
+  #heldUntil = 0;
+
   /** Writes the job's data while this try holds the lock; else LockLostError and nothing is written. */
   async updateData(data: T): Promise<void> {
     if (this.token === undefined) {
@@ -52,9 +55,15 @@ export class HeldJob<T> {
     this.job.data = data;
   }
 
-  /** Throws LockLostError unless this try still holds the lock, which it renews (BullMQ's extendLock). */
+  /**
+   * Throws LockLostError unless this try holds the lock for at least half the lock duration more. Asks Redis
+   * (BullMQ's extendLock, which renews it) only when that is not known from the last time it asked.
+   */
   async check(): Promise<void> {
     if (this.token === undefined) return;
+    const asked = Date.now();
+    if (asked < this.#heldUntil - this.lockMs / 2) return;
     if (Number(await this.job.extendLock(this.token, this.lockMs)) !== 1) throw new LockLostError(this.job.id ?? '');
+    this.#heldUntil = asked + this.lockMs;
   }
 }

@@ -179,6 +179,9 @@ describe.skipIf(!support.ok)('workers on separate hosts (network namespaces)', (
       return new Map(keys.map((key, index) => [key, entries[index]]));
     };
     const before = await ledger();
+    // Takeover: from the cut until the last row the cut host held was done elsewhere (the ledger's finishedAt).
+    const heldRowsDoneAfterCutMs =
+      Math.max(...(await Promise.all([...rendering.keys(), ...unanswered].map(async (jobId) => (before.get(await rowKeyOf(jobId)) as { finishedAt: number }).finishedAt)))) - cutAt;
     for (const [jobId, talkId] of rendering) {
       expect((before.get(await rowKeyOf(jobId)) as { talkId?: string } | undefined)?.talkId, `row of job ${jobId} finished on the talk ${talkId} the cut host created`).toBe(talkId);
     }
@@ -232,6 +235,6 @@ describe.skipIf(!support.ok)('workers on separate hosts (network namespaces)', (
     expect(simulator.stats().totalCreates).toBe(ROWS);
     expect(simulator.stats().duplicateUserData).toEqual([]);
     expect(cutWorker.child.exitCode).toBeNull();
-    figure('hosts apart', { rows: ROWS, heldByCutHost: heldJobs.length, unanswered: unanswered.length, createsAtCut, finishedAfterCutMs, refusedAfterMs, lockMs: 2000 });
+    figure('hosts apart', { rows: ROWS, heldByCutHost: heldJobs.length, unanswered: unanswered.length, createsAtCut, finishedAfterCutMs, heldRowsDoneAfterCutMs, refusedAfterMs, lockMs: 2000 });
   });
 });
