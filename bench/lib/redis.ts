@@ -12,8 +12,9 @@ export interface BenchRedis {
   stop(): Promise<void>;
 }
 
-export async function startBenchRedis(): Promise<BenchRedis> {
-  const server = await startPrivateRedis();
+/** `bind`: addresses to listen on besides loopback's (a network namespace lab's gateway); the URL stays 127.0.0.1's. */
+export async function startBenchRedis(options: { bind?: readonly string[] } = {}): Promise<BenchRedis> {
+  const server = await startPrivateRedis(options.bind ? { bind: ['127.0.0.1', ...options.bind] } : {});
   const admin = new Redis(server.url, { maxRetriesPerRequest: null });
   excludeFromCounts(admin);
   return {

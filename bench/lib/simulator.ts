@@ -40,6 +40,8 @@ export interface SimulatorFlags {
   maxConcurrent?: number;
   webhookDelayMs?: number;
   allowHttpWebhooks?: boolean;
+  /** Address to listen on (default 127.0.0.1), e.g. a network namespace lab's gateway. */
+  host?: string;
 }
 
 export async function startSimulatorProcess(flags: SimulatorFlags): Promise<SimulatorProcess> {
@@ -48,6 +50,7 @@ export async function startSimulatorProcess(flags: SimulatorFlags): Promise<Simu
   if (flags.maxConcurrent !== undefined) args.push('--max-concurrent', String(flags.maxConcurrent));
   if (flags.webhookDelayMs !== undefined) args.push('--webhook-delay-ms', String(flags.webhookDelayMs));
   if (flags.allowHttpWebhooks) args.push('--allow-http-webhooks');
+  if (flags.host !== undefined) args.push('--host', flags.host);
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', TALKBATCH_LOG_LEVEL: 'error' },

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config/index.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue } from '../../src/queue/talk-queue.js';
+import { createNetnsLab, netnsSupport, type NetnsLab } from '../../test/helpers/netns.js';
 import { ROOT } from '../lib/paths.js';
 import { excludeFromCounts, startBenchRedis } from '../lib/redis.js';
 import { fixed, seconds, type Figure, type Scenario } from '../lib/report.js';
@@ -25,35 +26,50 @@ interface WorkerChild {
   exited: Promise<void>;
 }
 
-/** A `talkbatch worker` process, as a separate machine would run it (sources through tsx). */
-function spawnWorker(env: Record<string, string>): WorkerChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-schedules'], {
+/** A `talkbatch worker` process, as a separate machine would run it (sources through tsx); `exec` prefixes it (`ip netns exec <ns>`). */
+function spawnWorker(env: Record<string, string>, exec: readonly string[] = []): WorkerChild {
+  const [command, ...prefix] = [...exec, process.execPath];
+  const child = spawn(command as string, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-schedules'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_PRETTY: 'false', TALKBATCH_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
   let markReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => (markReady = resolve));
+  let markFailed: (error: Error) => void = () => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    markReady = resolve;
+    markFailed = reject;
+  });
   const onData = (chunk: Buffer): void => {
     output = (output + chunk.toString()).slice(-20_000);
     if (output.includes('"worker started"')) markReady();
   };
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code) => {
+      markFailed(new Error(`worker exited (${code}) before it started:\n${output}`));
+      resolve();
+    }),
+  );
   return { child, ready, exited };
 }
 
 export const hosts: Scenario = {
   name: 'hosts',
-  describe: `N=${ROWS}, T=2 s ±25 %, C=${CAP} (plan cap ${CAP}), polling: ${PROCESSES} worker processes vs one, same Redis and simulator`,
+  describe: `N=${ROWS}, T=2 s ±25 %, C=${CAP} (plan cap ${CAP}), polling: ${PROCESSES} worker processes (each in its own network namespace where possible) vs one, same Redis and simulator`,
   async run(log) {
     const rows = benchRows(ROWS);
-    const redis = await startBenchRedis();
-    const sim = await startSimulatorProcess({ renderMs: RENDER_MS, renderJitter: JITTER, maxConcurrent: CAP });
+    // Each worker process on a "host" of its own: a network namespace reaching Redis and the simulator on the lab's bridge.
+    const support = netnsSupport((message) => log(message));
+    let lab: NetnsLab | undefined;
+    if (support.ok) lab = createNetnsLab(PROCESSES);
+    else log(`note: worker processes run without network namespaces (${support.reason})`);
+    const redis = await startBenchRedis(lab ? { bind: [lab.gateway] } : {});
+    const sim = await startSimulatorProcess({ renderMs: RENDER_MS, renderJitter: JITTER, maxConcurrent: CAP, ...(lab ? { host: lab.gateway } : {}) });
     const figures: Figure[] = [];
-    const details: Record<string, unknown> = { rows: ROWS, renderMs: RENDER_MS, jitter: JITTER, cap: CAP, processes: PROCESSES, nominalIdealMs: (ROWS * RENDER_MS) / CAP };
+    const details: Record<string, unknown> = { rows: ROWS, renderMs: RENDER_MS, jitter: JITTER, cap: CAP, processes: PROCESSES, namespaces: lab !== undefined, nominalIdealMs: (ROWS * RENDER_MS) / CAP };
     const workers: WorkerChild[] = [];
     const outDir = await mkdtemp(join(tmpdir(), 'tb-bench-hosts-'));
     try {
@@ -66,16 +82,16 @@ export const hosts: Scenario = {
       await redis.flush();
       await settle(sim);
       const env: Record<string, string> = {
-        REDIS_URL: redis.url,
+        REDIS_URL: lab ? `redis://${lab.gateway}:${redis.server.port}` : redis.url,
         DID_API_URL: sim.url,
         DID_API_KEY: sim.apiKey,
         TALKBATCH_OUT_DIR: outDir,
         TALKBATCH_CONCURRENCY: String(CAP),
       };
-      log(`${PROCESSES} worker processes (talkbatch worker), TALKBATCH_CONCURRENCY=${CAP} across them`);
-      for (let i = 0; i < PROCESSES; i += 1) workers.push(spawnWorker(env));
+      log(`${PROCESSES} worker processes (talkbatch worker${lab ? ', each in its own network namespace' : ''}), TALKBATCH_CONCURRENCY=${CAP} across them`);
+      for (let i = 0; i < PROCESSES; i += 1) workers.push(spawnWorker(env, lab?.hosts[i]?.exec));
       await Promise.all(workers.map((worker) => worker.ready));
-      const config = loadConfig({ dotenvPath: false, env: { ...env, TALKBATCH_LOG_LEVEL: 'error' } });
+      const config = loadConfig({ dotenvPath: false, env: { ...env, REDIS_URL: redis.url, TALKBATCH_LOG_LEVEL: 'error' } });
       const handle = await openQueue(config, redis.url);
       const watcher = new Redis(redis.url, { maxRetriesPerRequest: null });
       excludeFromCounts(watcher);
@@ -118,6 +134,7 @@ export const hosts: Scenario = {
       await Promise.all(workers.map((worker) => worker.exited));
       await sim.stop();
       await redis.stop();
+      lab?.close();
       await rm(outDir, { recursive: true, force: true });
     }
     return { figures, details };

@@ -191,7 +191,39 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** Per directory: the fsync running now, and the one queued behind it (which every later rename shares). */
+const dirSyncs = new Map<string, { running: Promise<void>; queued?: Promise<void> }>();
+
+/**
+ * Makes the renames done so far in `dir` durable. Renames that land together share one fsync (group commit):
+ * a sync that starts after a rename covers it, so a caller joins the one queued behind the running sync
+ * rather than each waiting its own turn. At 16 rows a second into one batch folder that halves the
+ * fsyncs a row's slot waits on.
+ */
+function syncDir(dir: string): Promise<void> {
+  const state = dirSyncs.get(dir);
+  if (!state) {
+    const running = syncDirNow(dir).finally(() => settle(dir));
+    dirSyncs.set(dir, { running });
+    return running;
+  }
+  state.queued ??= state.running.then(() => syncDirNow(dir));
+  return state.queued;
+}
+
+/** The running sync is done: the queued one (if any) becomes the running one. */
+function settle(dir: string): void {
+  const state = dirSyncs.get(dir);
+  if (!state) return;
+  if (!state.queued) {
+    dirSyncs.delete(dir);
+    return;
+  }
+  const running = state.queued.finally(() => settle(dir));
+  dirSyncs.set(dir, { running });
+}
+
+async function syncDirNow(dir: string): Promise<void> {
   try {
     const handle = await open(dir, 'r');
     try {

@@ -258,8 +258,6 @@ export function createProcessor(deps: ProcessorDeps) {
     }
 
     // ---- downloading: verified, atomic; a refused link is renewed by re-reading the talk ----------
-    // Only while the row is still ours: else the worker that has it writes the file, once.
-    await held.check();
     let downloadError: unknown;
     for (let attempt = 1; attempt <= MAX_DOWNLOAD_TRIES; attempt += 1) {
       if (!talk.result_url) talk = await did.getTalk(talkId, signal ? { signal } : {});
@@ -267,7 +265,8 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!url) throw new DidProtocolError(`talk ${talkId} is done but has no result_url`);
       try {
         // A file already at the path counts as this row's only when the ledger says this row's talk wrote it.
-        const record = await deps.batches.fileRecord(payload.batchId, payload.output.name);
+        // And only while the row is still ours is anything written: else the worker that has it writes the file, once.
+        const [record] = await Promise.all([deps.batches.fileRecord(payload.batchId, payload.output.name), held.check()]);
         if (record !== undefined && record.rowKey !== payload.rowKey) {
           await failRow({
             code: 'OUTPUT_NAME_TAKEN',
