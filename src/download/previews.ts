@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { open, rename, rm, stat } from 'node:fs/promises';
+import { setPriority } from 'node:os';
 import { basename, dirname, extname, join } from 'node:path';
 import { AppError } from '../shared/errors.js';
 import { fixHint, type SystemProgram } from '../shared/system-package.js';
@@ -28,6 +29,8 @@ const POSTER_MAX_WIDTH = 1280;
 const ENCODE_TIMEOUT_MS = 60_000;
 /** Lines of ffmpeg's stderr kept for the reason a preview is missing. */
 const STDERR_TAIL_BYTES = 2_000;
+/** Unix nice value for ffmpeg: below the worker's (0), still well above idle (19). */
+const ENCODER_NICENESS = 10;
 
 export type PreviewFailure = 'no-encoder' | 'encode' | 'too-large' | 'no-video';
 
@@ -165,6 +168,15 @@ function encodeGif(options: PreviewOptions, input: string, output: string, setti
 export function runFfmpeg(ffmpeg: string, args: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(ffmpeg, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(signal ? { signal } : {}) });
+    // No row waits on a preview, but rows do wait on the worker's hand-over (a finished talk's download,
+    // the next create): the encoder yields the CPU to it, and to the other workers on the host.
+    if (child.pid !== undefined) {
+      try {
+        setPriority(child.pid, ENCODER_NICENESS);
+      } catch {
+        // Not permitted here (some containers): it encodes at normal priority.
+      }
+    }
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
