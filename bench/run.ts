@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { startPrivateRedis } from '../src/queue/local-redis.js';
+import { startPrivateRedis } from '../src/cli/local-redis.js';
 import { ROOT } from './lib/paths.js';
 import { installCommandCounter } from './lib/redis.js';
 import { machineLine, markdownTable, type Figure, type Scenario, type ScenarioResult } from './lib/report.js';

@@ -4,13 +4,11 @@
  */
 import { loadConfig, type Config, type EnvName } from './config/index.js';
 import { openQueue, type QueueHandle } from './queue/talk-queue.js';
-import { batchResults, type ResultRecord } from './report/results.js';
+import type { ResultRecord } from './report/results.js';
 import { sleep } from './shared/clock.js';
 import { AppError, UsageError } from './shared/errors.js';
 import { silentLogger, type Logger } from './shared/logger.js';
-import { batchView, cancelBatch as cancelQueuedRows, type BatchView, type CancelResult } from './server/batch-ops.js';
-import { BatchFinisher, type CallbackRetry } from './server/callbacks.js';
-import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './server/intake.js';
+import { BatchService, type BatchInput, type BatchView, type CallbackRetry, type CancelResult, type SubmitBatchOptions, type SubmitBatchResult } from './app/index.js';
 import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from './worker/create-worker.js';
 
 /** Every Config field, by the setting it comes from: overrides go through the same validation as the environment. */
@@ -119,26 +117,21 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
   }
   const config = loadConfig({ env: {}, dotenvPath: false, overrides });
   const handle: QueueHandle = await openQueue(config, options.redisUrl);
-  const finisher = new BatchFinisher({ config, handle, logger, ...(callbackRetry ? { retry: callbackRetry } : {}) });
+  const batches = new BatchService({ config, handle, logger, ...(callbackRetry ? { callbackRetry } : {}) });
+  const { finisher } = batches;
   const workers = new Set<TalkWorker>();
-
-  const requireBatch = async (batchId: string): Promise<BatchView> => {
-    const batch = await batchView(handle, finisher.callbacks, batchId);
-    if (!batch) throw new UsageError(`no batch "${batchId}"`);
-    return batch;
-  };
 
   return {
     config,
     enqueueBatch: (source, enqueueOptions = {}) =>
-      submitBatch(handle, source, { source: 'manifestPath' in source ? source.manifestPath : 'library', ...enqueueOptions }),
-    getBatch: (batchId) => batchView(handle, finisher.callbacks, batchId),
-    batchResults: (batchId) => batchResults(handle, batchId, config.outDir),
+      batches.submit(source, { source: 'manifestPath' in source ? source.manifestPath : 'library', ...enqueueOptions }),
+    getBatch: (batchId) => batches.view(batchId),
+    batchResults: (batchId) => batches.results(batchId),
     async waitForBatch(batchId, waitOptions = {}) {
       const deadline = waitOptions.timeoutMs === undefined ? Infinity : Date.now() + waitOptions.timeoutMs;
       for (;;) {
         waitOptions.signal?.throwIfAborted();
-        const batch = await requireBatch(batchId);
+        const batch = await batches.require(batchId);
         const { total, done, failed } = batch.counts;
         if (total > 0 && done + failed >= total) return batch;
         const left = deadline - Date.now();
@@ -146,15 +139,7 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
         await sleep(Math.min(waitOptions.intervalMs ?? 500, left), waitOptions.signal);
       }
     },
-    async cancelBatch(batchId) {
-      await requireBatch(batchId);
-      const result = await cancelQueuedRows(handle, batchId);
-      // When the removed rows were the last ones, no worker will see the batch finish: finish it here.
-      if (result.finished && (await handle.batches.claimFinished(batchId))) {
-        void finisher.onBatchFinished(batchId).catch((error: unknown) => logger.warn({ batchId, err: String(error) }, 'could not finish the batch'));
-      }
-      return result;
-    },
+    cancelBatch: (batchId) => batches.cancel(batchId),
     async startWorker(workerOptions = {}) {
       const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, onRowWebhook: finisher.onRowWebhook, ...workerOptions, config, redisUrl: options.redisUrl });
       workers.add(worker);
@@ -163,7 +148,7 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
     },
     async close() {
       await Promise.all([...workers].map((worker) => worker.close()));
-      await finisher.close();
+      await batches.close();
       await handle.close();
     },
   };
@@ -205,20 +190,15 @@ export { startTalkWorker, type TalkWorker, type TalkWorkerOptions, type WorkerMe
 export {
   PayloadTooLargeError,
   SIGNATURE_HEADER,
-  TalkbatchMetrics,
   TooManyRowsError,
-  buildServer,
-  jobPayloadJsonSchema,
   signCallback,
-  startServer,
   verifyCallbackSignature,
   type BatchCallbackBody,
   type BatchView,
   type CallbackAttempt,
   type CallbackStatus,
   type CancelResult,
-  type RunningServer,
-  type ServerDeps,
-  type StartServerOptions,
   type SubmitBatchResult,
-} from './server/index.js';
+} from './app/index.js';
+export { jobPayloadJsonSchema } from './queue/payload-schema.js';
+export { TalkbatchMetrics, buildServer, startServer, type RunningServer, type ServerDeps, type StartServerOptions } from './server/index.js';

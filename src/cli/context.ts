@@ -1,5 +1,5 @@
 import { loadConfig, type Config, type EnvName } from '../config/index.js';
-import { ensureRedis, type RedisHandle } from '../queue/local-redis.js';
+import { ensureRedis, type RedisHandle } from './local-redis.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 
 export interface GlobalFlags {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, UsageError } from '../shared/errors.js';
-import { RedisUnavailableError } from '../queue/local-redis.js';
+import { RedisUnavailableError } from './local-redis.js';
 import { boundHeapGrowth } from './heap.js';
 
 const HELP = `talkbatch: personalised talking-head videos from spreadsheets, through D-ID's talks API

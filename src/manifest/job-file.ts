@@ -30,7 +30,7 @@ export const JobDefaultsSchema = z.strictObject({
   ssml: didBoolean.optional(),
 });
 
-/** The keys of a job file; schedule files take the same keys (see src/queue/schedule-file.ts). */
+/** The keys of a job file; schedule files take the same keys (see src/schedules/file.ts). */
 export const JOB_FILE_SHAPE = {
   manifest: text.optional(),
   template: text.optional(),

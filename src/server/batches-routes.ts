@@ -9,24 +9,17 @@ import { batchDirFor, outputPathFor } from '../download/paths.js';
 import { ManifestError, type ManifestIssue } from '../manifest/index.js';
 import { jsonDepthProblem } from '../manifest/json-depth.js';
 import { BATCH_ID_PATTERN } from '../queue/payload.js';
-import type { QueueHandle } from '../queue/talk-queue.js';
-import { batchResults, type ResultRecord, type RowStatus } from '../report/results.js';
+import type { ResultRecord, RowStatus } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
 import { Slots, type SlotLease } from '../shared/slots.js';
 import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
-import { batchView, cancelBatch, type BatchView } from './batch-ops.js';
-import type { BatchFinisher, ReportWriter } from './callbacks.js';
+import { PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions } from '../app/index.js';
 import { HttpError, sendError } from './http-errors.js';
-import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, type SubmitBatchOptions } from './intake.js';
 
 
 export interface BatchRoutesDeps {
   config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'maxConcurrentUploads' | 'callbackSecret' | 'localMediaDirs'>;
-  handle: QueueHandle;
-  logger: Logger;
-  finisher: BatchFinisher;
-  reports: ReportWriter;
+  batches: BatchService;
   allowHttpCallbacks: boolean;
 }
 
@@ -70,14 +63,14 @@ export function batchLinks(id: string): Record<string, string> {
 
 /** The `/v1/batches` routes; the caller puts them behind the API keys. */
 export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDeps): void {
-  const { handle, config } = deps;
-  const callbacks = deps.finisher.callbacks;
+  const { batches, config } = deps;
+  const { logger } = batches;
   // Every upload holds memory or a temp file and CPU until its rows are in: past the cap, refuse before reading.
   const uploads = new Slots(config.maxConcurrentUploads);
   const takeUploadSlot = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     const slot = uploads.tryTake();
     if (!slot) {
-      deps.logger.warn({ inUse: uploads.inUse, cap: uploads.capacity }, 'upload refused: too many at once');
+      logger.warn({ inUse: uploads.inUse, cap: uploads.capacity }, 'upload refused: too many at once');
       // `connection: close` makes Node drop the socket after the answer instead of reading the body to reuse it.
       reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS)).header('connection', 'close');
       return sendError(reply, 503, 'too_many_uploads', `the server is taking in ${uploads.capacity} manifests already; nothing was read or enqueued, try again in ${UPLOAD_RETRY_AFTER_SECONDS} s`, {
@@ -142,8 +135,8 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
         roots: config.localMediaDirs,
         refusal: 'a manifest sent through the REST API may not do unless the file is in a folder the operator allows (TALKBATCH_LOCAL_MEDIA_DIRS)',
       };
-      const result = await submitBatch(handle, input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
-      deps.logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
+      const result = await batches.submit(input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
+      logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
       return reply.code(result.added > 0 ? 201 : 200).send({
         batchId: result.batchId,
         added: result.added,
@@ -168,9 +161,9 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   scope.get('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>) => {
     const { offset, limit } = parse(ListQuerySchema, request.query, 'query');
-    const ids = await handle.batches.list(offset, limit + 1);
+    const ids = await batches.list(offset, limit + 1);
     const page = ids.slice(0, limit);
-    const views = await Promise.all(page.map((id) => batchView(handle, callbacks, id)));
+    const views = await Promise.all(page.map((id) => batches.view(id)));
     return {
       batches: views.filter((view): view is BatchView => view !== undefined).map((view) => ({ ...view, links: batchLinks(view.id) })),
       offset,
@@ -185,7 +178,7 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     const rows: ApiRow[] = [];
     let index = 0;
     let more = false;
-    for await (const record of batchResults(handle, view.id, config.outDir)) {
+    for await (const record of batches.results(view.id)) {
       if (index++ < rowOffset) continue;
       if (rows.length >= rowLimit) {
         more = true;
@@ -198,7 +191,7 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   scope.get('/v1/batches/:id/results.csv', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
     const view = await existingBatch(request.params.id);
-    const report = await deps.reports.write(view.id);
+    const report = await batches.writeReport(view.id);
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="${view.id}-results.csv"`)
@@ -232,17 +225,12 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   scope.post('/v1/batches/:id/cancel', async (request: FastifyRequest<IdParams>) => {
     const view = await existingBatch(request.params.id);
-    const result = await cancelBatch(handle, view.id);
-    // The last rows may have been the ones removed: then nobody else will see the batch finish.
-    if (result.finished && (await handle.batches.claimFinished(view.id))) {
-      void deps.finisher.onBatchFinished(view.id).catch((error: unknown) => deps.logger.warn({ batchId: view.id, err: String(error) }, 'could not finish the batch'));
-    }
-    deps.logger.info({ batchId: view.id, removed: result.removed.length, kept: result.kept.length }, 'batch cancelled');
+    const result = await batches.cancel(view.id);
     return { ...result, links: batchLinks(view.id) };
   });
 
   async function existingBatch(id: string): Promise<BatchView> {
-    const view = BATCH_ID_PATTERN.test(id) ? await batchView(handle, callbacks, id) : undefined;
+    const view = BATCH_ID_PATTERN.test(id) ? await batches.view(id) : undefined;
     if (!view) throw new HttpError(404, 'not_found', `no batch "${BATCH_ID_PATTERN.test(id) ? id : '(invalid id)'}"`);
     return view;
   }

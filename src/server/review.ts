@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { renderBatchIndexPage } from '../report/review-page.js';
 import { browserGuard, type ApiKeys } from './auth.js';
-import type { ReportWriter } from './callbacks.js';
+import type { ReportWriter } from '../app/finisher.js';
 import { HttpError } from './http-errors.js';
 
 export const REVIEW_PATH = '/review';

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config/index.js';
 import { creditMarkerKey } from '../../worker/credit-watch.js';
-import { jobIdFor } from '../../queue/payload.js';
 import { openQueue } from '../../queue/talk-queue.js';
-import { writeBatchReport } from '../../report/results.js';
+import { BatchService } from '../../app/index.js';
 import { UsageError } from '../../shared/errors.js';
+import { silentLogger } from '../../shared/logger.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
 
 export const REPORT_HELP = `Usage: talkbatch report <batchId> [options]
@@ -40,14 +40,14 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
 }
 
 export function reportCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('report needs a batch id');
     if (!(await handle.batches.exists(batchId))) {
       process.stderr.write(`no batch "${batchId}"\n`);
       return 1;
     }
-    const report = await writeBatchReport(handle, batchId, outDir, { shareBaseUrl: config.shareBaseUrl });
+    const report = await new BatchService({ config, handle, logger: silentLogger }).writeReport(batchId);
     console.log(`${report.csv}\n${report.jsonl}\n${Object.entries(report.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')}`);
     return 0;
   });
@@ -68,22 +68,10 @@ export function pauseCommand(argv: string[], action: 'pause' | 'resume'): Promis
 }
 
 export function retryCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values) => {
+  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId || values.failed !== true) throw new UsageError('usage: talkbatch retry <batchId> --failed');
-    // A typo must not look like "nothing to retry".
-    if (!(await handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
-    let retried = 0;
-    for (const rowKey of await handle.batches.failedRowKeys(batchId)) {
-      const job = await handle.queue.getJob(jobIdFor(batchId, rowKey));
-      if (!job || (await job.getState()) !== 'failed') continue;
-      // A fresh start: the failed talk is not adopted again.
-      const { state: _state, ...data } = job.data;
-      await job.updateData({ ...data, generation: (data.generation ?? 0) + 1 });
-      await handle.batches.markRetrying(batchId, rowKey);
-      await job.retry('failed');
-      retried += 1;
-    }
+    const { retried } = await new BatchService({ config, handle, logger: silentLogger }).retryFailed(batchId);
     console.log(`${retried} failed rows of ${batchId} re-enqueued`);
     return 0;
   });

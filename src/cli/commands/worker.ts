@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util';
-import { writeBatchReport } from '../../report/results.js';
-import { startScheduleWorker, type ScheduleWorker } from '../../queue/schedule-worker.js';
+import { startScheduleWorker, type ScheduleWorker } from '../../schedules/worker.js';
 import { openQueue } from '../../queue/talk-queue.js';
-import { BatchFinisher } from '../../server/callbacks.js';
+import { BatchService } from '../../app/index.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
@@ -38,22 +37,18 @@ export async function workerCommand(argv: string[]): Promise<number> {
     stopRequested = true;
   };
   const removeSignals = onStopSignals(() => stop());
-  const reports = await openQueue(config, config.redisUrl).catch((error: unknown) => {
+  const handle = await openQueue(config, config.redisUrl).catch((error: unknown) => {
     removeSignals();
     throw error;
   });
-  // Batches submitted with a callbackUrl are told when they finish, by whichever worker finishes them.
-  const callbacks = new BatchFinisher({ config, handle: reports, logger });
+  // Whichever worker finishes a batch writes its report and tells its callbackUrl.
+  const { finisher } = new BatchService({ config, handle, logger });
   const worker = await startTalkWorker({
     config,
     redisUrl: config.redisUrl,
     logger,
-    onBatchFinished: async (batchId) => {
-      const report = await writeBatchReport(reports, batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
-      logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
-      await callbacks.deliver(batchId);
-    },
-    onRowWebhook: callbacks.onRowWebhook,
+    onBatchFinished: finisher.onBatchFinished,
+    onRowWebhook: finisher.onRowWebhook,
   });
   // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
   const schedules: ScheduleWorker | undefined =
@@ -69,8 +64,8 @@ export async function workerCommand(argv: string[]): Promise<number> {
   } finally {
     removeSignals();
     await schedules?.close();
-    await callbacks.close();
-    await reports.close();
+    await finisher.close();
+    await handle.close();
   }
   logger.info('worker stopped');
   return worker.fatal ? 1 : 0;

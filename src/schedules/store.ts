@@ -3,9 +3,9 @@ import { Queue, type JobSchedulerJson, type JobSchedulerTemplateOptions, type Re
 import type { Config } from '../config/index.js';
 import { ManifestError, formatIssue, openManifest, type ManifestRow, type OpenedManifest, type SourceOptions } from '../manifest/index.js';
 import type { Logger } from '../shared/logger.js';
-import { connectRedis, createRedis, type RedisClient } from './connections.js';
-import { jobIdFor } from './payload.js';
-import { enqueueRows } from './producer.js';
+import { connectRedis, createRedis, type RedisClient } from '../queue/connections.js';
+import { jobIdFor } from '../queue/payload.js';
+import { enqueueRows } from '../queue/producer.js';
 import {
   ScheduleDefinition,
   TICK_JOB_NAME,
@@ -15,12 +15,12 @@ import {
   tickStamp,
   type ScheduleTiming,
   type TickDataInput,
-} from './schedule-spec.js';
-import type { QueueHandle } from './talk-queue.js';
+} from './spec.js';
+import type { QueueHandle } from '../queue/talk-queue.js';
 
 /*
  * Schedules: BullMQ job schedulers on `<queue>-schedules` (same prefix) produce one tick job per run; a schedule
- * worker (schedule-worker.ts) turns each tick into a batch of the rows that are new since earlier runs.
+ * worker (worker.ts) turns each tick into a batch of the rows that are new since earlier runs.
  *
  * Per schedule, next to BullMQ's keys:
  *   <prefix>:<queue>-schedules:schedule:<name>:made   hash rowKey -> "<talk hash> <batchId>" (rows made so far)

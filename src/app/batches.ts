@@ -1,7 +1,7 @@
 import type { BatchCounts } from '../queue/batches.js';
 import { jobIdFor } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
-import type { CallbackLog, CallbackStatus } from './callbacks.js';
+import type { CallbackLog, CallbackStatus } from './finisher.js';
 
 /** A batch as the API and the library show it. */
 export interface BatchView {

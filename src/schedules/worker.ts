@@ -2,12 +2,12 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
 import type { SourceOptions } from '../manifest/index.js';
 import type { Logger } from '../shared/logger.js';
-import { BatchStore } from './batches.js';
-import { createRedis } from './connections.js';
-import type { JobPayload, RowResult } from './payload.js';
-import { scheduleQueueName, type TickDataInput } from './schedule-spec.js';
-import { ScheduleStore, runScheduleTick, type ScheduleRun } from './schedules.js';
-import { defaultJobOptions, type QueueHandle } from './talk-queue.js';
+import { BatchStore } from '../queue/batches.js';
+import { createRedis } from '../queue/connections.js';
+import type { JobPayload, RowResult } from '../queue/payload.js';
+import { scheduleQueueName, type TickDataInput } from './spec.js';
+import { ScheduleStore, runScheduleTick, type ScheduleRun } from './store.js';
+import { defaultJobOptions, type QueueHandle } from '../queue/talk-queue.js';
 
 export interface ScheduleWorkerOptions {
   config: Config;
