@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { JOB_NAME, PAYLOAD_VERSION, BatchId, jobIdFor, type JobPayload } from './payload.js';
 import type { BatchBudget, NameReservation } from './batches.js';
 import type { QueueHandle } from './talk-queue.js';
-import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ManifestSource, type ValidationReport } from '../manifest/index.js';
+import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ManifestSource, type OpenedManifest, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
 
 export interface EnqueueOptions extends ManifestOptions {
@@ -161,23 +161,44 @@ export async function enqueueRows(
  * `source` is a path, `-` (standard input) or an https URL: those two are read once into a temp file,
  * so validation and enqueueing see the same rows.
  */
-export async function enqueueManifest(handle: QueueHandle, source: ManifestSource, options: EnqueueOptions = {}): Promise<EnqueueResult> {
-  const batchId = checkBatchId(options.batchId ?? generateBatchId());
+/** A manifest whose every row has been validated, its valid rows kept in a temp file; close it when done. */
+export interface ValidatedManifest {
+  manifest: OpenedManifest;
+  report: ValidationReport;
+  /** The problems found, named after `issueLabel` when one was given. */
+  issues: ManifestIssue[];
+}
+
+/**
+ * The first step of every enqueue (`enqueue`, `run`, the API, the library, schedule ticks): open the source and
+ * validate every row before anything is written. Throws ManifestError listing every problem unless
+ * `allowPartial`, in which case the problems come back with the valid rows.
+ */
+export async function openValidatedManifest(
+  source: ManifestSource,
+  options: ManifestOptions & { allowPartial?: boolean; issueLabel?: string },
+): Promise<ValidatedManifest> {
   const label = options.issueLabel;
   const relabel = (issues: readonly ManifestIssue[]): ManifestIssue[] => (label === undefined ? [...issues] : issues.map((issue) => ({ ...issue, file: label })));
-  let manifest;
-  let report: ValidationReport;
+  let manifest: OpenedManifest | undefined;
   try {
     manifest = await openManifest(source, options);
-    report = await manifest.validate({ keepValidRows: true });
+    const report = await manifest.validate({ keepValidRows: true });
+    const issues = relabel(report.issues);
+    if (issues.length > 0 && options.allowPartial !== true) throw new ManifestError(issues);
+    return { manifest, report, issues };
   } catch (error) {
     await manifest?.close();
     if (error instanceof ManifestError && label !== undefined) throw new ManifestError(relabel(error.issues));
     throw error;
   }
+}
+
+export async function enqueueManifest(handle: QueueHandle, source: ManifestSource, options: EnqueueOptions = {}): Promise<EnqueueResult> {
+  const batchId = checkBatchId(options.batchId ?? generateBatchId());
+  const label = options.issueLabel;
+  const { manifest, report, issues } = await openValidatedManifest(source, options);
   try {
-    const issues = relabel(report.issues);
-    if (issues.length > 0 && !options.allowPartial) throw new ManifestError(issues);
     if (report.valid === 0) {
       throw new ManifestError(issues.length > 0 ? issues : [{ file: label ?? manifest.label, line: 1, message: 'no rows to enqueue' }]);
     }
