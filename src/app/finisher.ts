@@ -8,6 +8,7 @@ import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { RowWebhookEvent } from '../worker/processor.js';
 import type { RedisClient } from '../queue/connections.js';
+import { queueKeys, type QueueKeys } from '../queue/keys.js';
 
 export type { RowWebhookEvent } from '../worker/processor.js';
 
@@ -85,16 +86,16 @@ export interface CallbackStatus {
 /** Every delivery attempt, kept in a Redis list next to the batch's ledger keys (same prefix and hash tag). */
 export class CallbackLog {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}:batch:`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   /** A row's own webhook (`rowKey`) has its list beside the batch callback's, under the same batch prefix. */
   #key(batchId: string, rowKey?: string): string {
-    return rowKey === undefined ? `${this.#base}${batchId}:callbacks` : `${this.#base}${batchId}:row-webhooks:${rowKey}`;
+    return rowKey === undefined ? this.#keys.batch(batchId, 'callbacks') : this.#keys.rowWebhooks(batchId, rowKey);
   }
 
   async record(batchId: string, attempt: CallbackAttempt, rowKey?: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { RedisClient } from './connections.js';
+import { queueKeys, type BatchKeyPart, type QueueKeys } from './keys.js';
 
 /** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
 class LuaScript {
@@ -221,15 +222,15 @@ function decodeFinishedRow(text: string | null): FinishedRow | undefined {
  */
 export class BatchStore {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
-  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished'): string {
-    return part ? `${this.#base}:batch:${id}:${part}` : `${this.#base}:batch:${id}`;
+  #key(id: string, part?: Exclude<BatchKeyPart, 'callbacks'>): string {
+    return this.#keys.batch(id, part);
   }
 
   async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget } = {}): Promise<void> {
@@ -243,7 +244,7 @@ export class BatchStore {
     if (extra.budget?.maxTalks !== undefined) multi.hsetnx(this.#key(id), 'maxTalks', extra.budget.maxTalks);
     if (extra.budget?.maxVideoSeconds !== undefined) multi.hsetnx(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
     // A batch that grows again is no longer finished.
-    multi.zadd(`${this.#base}:batches`, 'NX', Date.parse(now), id);
+    multi.zadd(this.#keys.batchIndex(), 'NX', Date.parse(now), id);
     await multi.exec();
   }
 
@@ -454,7 +455,7 @@ export class BatchStore {
 
   /** Newest first. */
   async list(offset = 0, limit = 50): Promise<string[]> {
-    return this.#redis.zrevrange(`${this.#base}:batches`, offset, offset + limit - 1);
+    return this.#redis.zrevrange(this.#keys.batchIndex(), offset, offset + limit - 1);
   }
 
   /** Rows in manifest order, a page at a time so big batches never sit in memory at once. */

@@ -17,10 +17,7 @@ export const SCHEDULE_VERSION = 1;
 export const SCHEDULE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/;
 export const ScheduleName = z.string().regex(SCHEDULE_NAME_PATTERN, 'schedule name: 1-48 letters, digits, "_", "." or "-", starting with a letter or digit');
 
-/** Every schedule of a queue lives on its own queue next to it, under the same prefix. */
-export function scheduleQueueName(queueName: string): string {
-  return `${queueName}-schedules`;
-}
+export { scheduleQueueName } from '../queue/keys.js';
 
 export const ScheduleTiming = z.union([
   z.strictObject({ cron: z.string().min(1), tz: z.string().min(1).optional() }),

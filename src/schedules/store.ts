@@ -3,6 +3,7 @@ import { Queue, type JobSchedulerJson, type JobSchedulerTemplateOptions, type Re
 import type { Config } from '../config/index.js';
 import { connectRedis, createRedis, type RedisClient } from '../queue/connections.js';
 import { ScheduleDefinition, TICK_JOB_NAME, scheduleQueueName, type ScheduleTiming, type TickDataInput } from './spec.js';
+import { queueKeys, type QueueKeys } from '../queue/keys.js';
 
 /*
  * Schedules: BullMQ job schedulers on `<queue>-schedules` (same prefix) produce one tick job per run; a schedule
@@ -99,16 +100,16 @@ function parseMark(value: string | null): MadeMark | undefined {
 export class ScheduleStore {
   readonly queue: Queue<TickDataInput, ScheduleRun>;
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(queue: Queue<TickDataInput, ScheduleRun>, redis: RedisClient, prefix: string, queueName: string) {
     this.queue = queue;
     this.#redis = redis;
-    this.#base = `${prefix}:${scheduleQueueName(queueName)}:schedule`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   #key(name: string, part: 'made' | 'runs' | 'lock'): string {
-    return `${this.#base}:${name}:${part}`;
+    return this.#keys.schedule(name, part);
   }
 
   /** Creates or updates a schedule; a definition identical to the stored one is left alone. */

@@ -19,7 +19,8 @@ import { createProcessor, type RowWebhookEvent } from './processor.js';
 import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
-import { Wakeups, wakeChannel } from './wakeups.js';
+import { Wakeups } from './wakeups.js';
+import { queueKeys } from '../queue/keys.js';
 
 export interface TalkWorkerOptions {
   config: Config;
@@ -48,7 +49,7 @@ export interface WorkerMetricsHooks {
 
 /** Where a live worker announces itself; the key expires when its heartbeats stop. */
 export function workerHeartbeatKey(prefix: string, queueName: string, workerId: string): string {
-  return `${prefix}:${queueName}:workers:${workerId}`;
+  return queueKeys(prefix, queueName).workerHeartbeat(workerId);
 }
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -102,19 +103,20 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     });
   const ownsDid = options.did === undefined;
 
+  const keys = queueKeys(config.prefix, config.queueName);
   const connection = createRedis(redisUrl, 'worker');
   const subscriber = createRedis(redisUrl, 'worker');
   const queue = new Queue<JobPayload, RowResult>(config.queueName, { connection, prefix: config.prefix, defaultJobOptions: defaultJobOptions(config) });
   queue.on('error', (error) => logger.warn({ err: error.message }, 'queue connection error'));
   const batches = new BatchStore(connection, config.prefix, config.queueName);
-  const wakeups = new Wakeups(wakeChannel(config.prefix, config.queueName));
+  const wakeups = new Wakeups(keys.wakeChannel());
   await wakeups.listen(subscriber);
   const replicaAck =
     parseRedisTarget(redisUrl).kind === 'sentinel'
       ? new ReplicaAck({
           // Sentinel mode always yields a single-primary client; WAIT may block it, so it is nobody else's.
           redis: createRedis(redisUrl, 'worker') as Redis,
-          markerKey: `${config.prefix}:${config.queueName}:replica-ack`,
+          markerKey: keys.replicaAck(),
           timeoutMs: REPLICA_ACK_TIMEOUT_MS,
           logger,
         })
@@ -136,7 +138,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const previewConnection = createRedis(redisUrl, 'worker');
   const previewWorker = startPreviewWorker({ config, connection: previewConnection, logger });
 
-  const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, keyPrefix: `${config.prefix}:${config.queueName}` });
+  const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, markerKey: keys.pausedForCredits() });
 
   await credits.watchIfPaused();
 
@@ -148,8 +150,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     logger,
     wakeups,
     concurrency,
-    rendering: new RenderTracker(connection, `${config.prefix}:${config.queueName}:rendering`),
-    uploads: new UploadCache({ redis: connection, keyPrefix: `${config.prefix}:${config.queueName}`, ttlMs: config.uploadTtlMs, did }),
+    rendering: new RenderTracker(connection, keys.rendering()),
+    uploads: new UploadCache({ redis: connection, keys, ttlMs: config.uploadTtlMs, did }),
     handback: handback.signal,
     ...(webhookUrlFor ? { webhookUrlFor } : {}),
     ...(options.onRowWebhook ? { onRowWebhook: options.onRowWebhook } : {}),

@@ -6,6 +6,7 @@ import type { DidClient, RequestOptions } from '../did/client.js';
 import { isImageBytes } from '../manifest/local-media.js';
 import { OutboundRefusedError, outboundFetch, type OutboundPolicy } from '../net/outbound.js';
 import { sleep } from '../shared/clock.js';
+import type { QueueKeys } from '../queue/keys.js';
 
 /*
  * Local files go to D-ID once per distinct content: the file's sha256 names a Redis key (under the queue's
@@ -36,21 +37,21 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 
 export class UploadCache {
   readonly #redis: RedisClient;
-  readonly #keyPrefix: string;
+  readonly #keys: QueueKeys;
   readonly #ttlMs: number;
   readonly #did: DidClient;
   readonly #inFlight = new Map<string, Promise<string>>();
 
-  constructor(options: { redis: RedisClient; keyPrefix: string; ttlMs: number; did: DidClient }) {
+  constructor(options: { redis: RedisClient; keys: QueueKeys; ttlMs: number; did: DidClient }) {
     this.#redis = options.redis;
-    this.#keyPrefix = options.keyPrefix;
+    this.#keys = options.keys;
     this.#ttlMs = options.ttlMs;
     this.#did = options.did;
   }
 
   /** The Redis key that holds the D-ID URL of a file with this content. */
   keyFor(kind: UploadKind, sha256: string): string {
-    return `${this.#keyPrefix}:uploads:${kind}:${sha256}`;
+    return this.#keys.upload(kind, sha256);
   }
 
   /**

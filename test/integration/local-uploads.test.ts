@@ -1,3 +1,4 @@
+import { queueKeys } from '../../src/queue/keys.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -74,7 +75,7 @@ describe('local images and audio', () => {
     const [ana] = await rowsOf(SHEET);
     // The upload a worker made before it died: the URL is remembered, no talk was created.
     const did = new DidClient({ apiKey: h.simulator.apiKey, baseUrl: h.simulator.url });
-    const cache = new UploadCache({ redis: h.handle.redis, keyPrefix: `${h.config.prefix}:${h.config.queueName}`, ttlMs: h.config.uploadTtlMs, did });
+    const cache = new UploadCache({ redis: h.handle.redis, keys: queueKeys(h.config.prefix, h.config.queueName), ttlMs: h.config.uploadTtlMs, did });
     const url = await cache.urlFor('image', ana?.talk.source_file ?? '');
     await did.close();
     expect(h.simulator.stats()).toMatchObject({ uploads: 1, totalCreates: 0 });
