@@ -8,7 +8,7 @@ import type { ResultRecord } from './report/results.js';
 import { sleep } from './shared/clock.js';
 import { AppError, UsageError } from './shared/errors.js';
 import { silentLogger, type Logger } from './shared/logger.js';
-import { BatchService, type BatchInput, type BatchView, type CallbackRetry, type CancelResult, type SubmitBatchOptions, type SubmitBatchResult } from './app/index.js';
+import { BatchService, type ApproveResult, type BatchInput, type BatchView, type CallbackRetry, type CancelResult, type SubmitBatchOptions, type SubmitBatchResult } from './app/index.js';
 import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from './worker/create-worker.js';
 
 /** Every Config field, by the setting it comes from: overrides go through the same validation as the environment. */
@@ -97,10 +97,18 @@ export interface Talkbatch {
   getBatch(batchId: string): Promise<BatchView | undefined>;
   /** Every row with its outcome, in manifest order. */
   batchResults(batchId: string): AsyncIterable<ResultRecord>;
-  /** Resolves once every row is done or failed. */
+  /**
+   * Resolves once every row is done or failed, or, for a batch enqueued with `sample`, once every row but those
+   * held for approval is (`counts.held` says how many wait).
+   */
   waitForBatch(batchId: string, options?: WaitForBatchOptions): Promise<BatchView>;
-  /** Removes the rows that have not started; rows being worked on finish. */
+  /** Removes the rows that have not started, and a sample's held rows; rows being worked on finish. */
   cancelBatch(batchId: string): Promise<CancelResult>;
+  /**
+   * Approves a batch enqueued with `sample`: its held rows go into the queue. A second call adds nothing.
+   * ApprovalRefusedError for a cancelled batch or one enqueued without a sample.
+   */
+  approveBatch(batchId: string): Promise<ApproveResult>;
   /** Runs a worker in this process, on this client's config; stopped by close(). */
   startWorker(options?: EmbeddedWorkerOptions): Promise<TalkWorker>;
   /** Stops the workers started here (rows in hand go back to the queue) and closes connections. */
@@ -132,16 +140,25 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
       for (;;) {
         waitOptions.signal?.throwIfAborted();
         const batch = await batches.require(batchId);
-        const { total, done, failed } = batch.counts;
-        if (total > 0 && done + failed >= total) return batch;
+        const { total, done, failed, held } = batch.counts;
+        if (total > 0 && done + failed + held >= total) return batch;
         const left = deadline - Date.now();
         if (left <= 0) throw new BatchWaitTimeoutError(batchId, batch);
         await sleep(Math.min(waitOptions.intervalMs ?? 500, left), waitOptions.signal);
       }
     },
     cancelBatch: (batchId) => batches.cancel(batchId),
+    approveBatch: (batchId) => batches.approve(batchId),
     async startWorker(workerOptions = {}) {
-      const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, onRowWebhook: finisher.onRowWebhook, ...workerOptions, config, redisUrl: options.redisUrl });
+      const worker = await startTalkWorker({
+        logger,
+        onBatchFinished: finisher.onBatchFinished,
+        onSampleReady: finisher.onSampleReady,
+        onRowWebhook: finisher.onRowWebhook,
+        ...workerOptions,
+        config,
+        redisUrl: options.redisUrl,
+      });
       workers.add(worker);
       void worker.stopped.then(() => workers.delete(worker));
       return worker;
@@ -188,6 +205,7 @@ export { DEFAULT_KNOBS, InvalidKnobsError, startSimulator, type Simulator, type 
 
 export { startTalkWorker, type TalkWorker, type TalkWorkerOptions, type WorkerMetricsHooks } from './worker/create-worker.js';
 export {
+  ApprovalRefusedError,
   PayloadTooLargeError,
   SIGNATURE_HEADER,
   TooManyRowsError,
@@ -197,7 +215,9 @@ export {
   type BatchView,
   type CallbackAttempt,
   type CallbackStatus,
+  type ApproveResult,
   type CancelResult,
+  type SamplePick,
   type SubmitBatchResult,
 } from './app/index.js';
 export { jobPayloadJsonSchema } from './queue/payload-schema.js';

@@ -4,7 +4,7 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { batchResults, type ReportFiles, type ResultRecord } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { batchView, cancelBatch, type BatchView, type CancelResult } from './batches.js';
+import { approveBatch, batchView, cancelBatch, heldSummary, type ApproveResult, type BatchView, type CancelResult } from './batches.js';
 import { BatchFinisher, type CallbackRetry, type ReportWriter } from './finisher.js';
 import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './submit.js';
 
@@ -96,6 +96,25 @@ export class BatchService {
     }
     this.logger.info({ batchId, removed: result.removed.length, kept: result.kept.length }, 'batch cancelled');
     return result;
+  }
+
+  /**
+   * Approves the batch's sample: the rows held back go into the queue for the workers. Idempotent. Refused
+   * (ApprovalRefusedError) for a cancelled batch and for one enqueued without a sample.
+   */
+  async approve(batchId: string): Promise<ApproveResult> {
+    const result = await approveBatch(this.#handle, batchId);
+    // Nothing was left to make (every held row was done already): no worker will see the batch finish.
+    if (result.released === 0 && (await this.#handle.batches.claimFinished(batchId))) {
+      void this.finisher.onBatchFinished(batchId).catch((error: unknown) => this.logger.warn({ batchId, err: String(error) }, 'could not finish the batch'));
+    }
+    this.logger.info({ batchId, released: result.released }, 'sample approved');
+    return result;
+  }
+
+  /** The rows a sample holds back and their estimated seconds of video: what approving would make. */
+  held(batchId: string): Promise<{ rows: number; seconds: number }> {
+    return heldSummary(this.#handle, batchId);
   }
 
   /** Puts the batch's failed rows back on the queue; each starts afresh (a new generation, so its failed talk is not adopted). */

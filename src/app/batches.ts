@@ -1,6 +1,8 @@
 import type { BatchCounts } from '../queue/batches.js';
 import { jobIdFor } from '../queue/payload.js';
+import { releaseHeldRows } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
+import { UsageError } from '../shared/errors.js';
 import type { CallbackLog, CallbackStatus } from './finisher.js';
 
 /** A batch as the API and the library show it. */
@@ -16,6 +18,11 @@ export interface BatchView {
   /** Rows with an outcome (done or failed) over all rows, 0..1. */
   progress: number;
   callback: CallbackStatus | null;
+  /**
+   * For a batch enqueued with a sample: how many rows it asked for and when the rest was approved (null while
+   * the rest is held, `counts.held` rows, or after a cancel). Null for other batches.
+   */
+  sample: { size: number; approvedAt: string | null } | null;
 }
 
 export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks: CallbackLog, batchId: string): Promise<BatchView | undefined> {
@@ -32,6 +39,7 @@ export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks:
     counts,
     progress: counts.total === 0 ? 0 : Math.round(((counts.done + counts.failed) / counts.total) * 10_000) / 10_000,
     callback: batch.callbackUrl ? await callbacks.status(batchId) : null,
+    sample: batch.sample ? { size: batch.sample.size, approvedAt: batch.sample.approvedAt ?? null } : null,
   };
 }
 
@@ -42,6 +50,8 @@ export interface CancelResult {
   removed: string[];
   /** Jobs left to finish: held by a worker right now, or with a talk D-ID may already be making (paid for either way). */
   kept: { jobId: string; reason: 'active' | 'talk_created' }[];
+  /** Rows a sample held back, dropped unmade (they count as failed). */
+  heldDropped: number;
   /** Whether the batch has no row left to wait for. */
   finished: boolean;
 }
@@ -56,6 +66,15 @@ const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused',
  */
 export async function cancelBatch(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string): Promise<CancelResult> {
   const cancelledAt = await handle.batches.markCancelled(batchId);
+  // Held rows first: an approval running meanwhile either sees the cancel and takes its jobs back off the queue
+  // (approveBatch), or had its jobs in before the cancel, and the job sweep below finds them.
+  let heldDropped = 0;
+  let cursor = '0';
+  do {
+    const page = await handle.batches.heldPage(batchId, cursor, 1000);
+    cursor = page.cursor;
+    heldDropped += await handle.batches.dropHeld(batchId, page.rows.map((row) => row.rowKey));
+  } while (cursor !== '0');
   const removed: string[] = [];
   const kept: CancelResult['kept'] = [];
   for await (const { rowKey } of handle.batches.rows(batchId)) {
@@ -84,5 +103,56 @@ export async function cancelBatch(handle: Pick<QueueHandle, 'queue' | 'batches'>
     removed.push(jobId);
   }
   const counts = await handle.batches.counts(batchId);
-  return { batchId, cancelledAt, removed, kept, finished: counts.total > 0 && counts.done + counts.failed >= counts.total };
+  return { batchId, cancelledAt, removed, kept, heldDropped, finished: counts.total > 0 && counts.done + counts.failed >= counts.total };
+}
+
+/** What approving a batch's sample would make: its held rows and their estimated seconds of video. */
+export async function heldSummary(handle: Pick<QueueHandle, 'batches'>, batchId: string): Promise<{ rows: number; seconds: number }> {
+  let rows = 0;
+  let seconds = 0;
+  let cursor = '0';
+  do {
+    const page = await handle.batches.heldPage(batchId, cursor, 1000);
+    cursor = page.cursor;
+    for (const row of page.rows) {
+      rows += 1;
+      const estimate = (JSON.parse(row.payload) as { estimatedSeconds?: unknown }).estimatedSeconds;
+      if (typeof estimate === 'number') seconds += estimate;
+    }
+  } while (cursor !== '0');
+  return { rows, seconds };
+}
+
+export interface ApproveResult {
+  batchId: string;
+  /** When the sample was first approved. */
+  approvedAt: string;
+  /** Held rows this call put in the queue: 0 when an earlier approval did already. */
+  released: number;
+}
+
+/** An approval that cannot be: the batch was cancelled, or was not enqueued with a sample. Nothing changed. */
+export class ApprovalRefusedError extends UsageError {
+  constructor(
+    message: string,
+    readonly reason: 'cancelled' | 'not_sampled',
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Approves a batch's sample: its held rows go into the queue through the enqueue path (releaseHeldRows). Safe to
+ * run twice, or again after a crash: a row is never queued twice. A cancel that comes in meanwhile wins: the
+ * rows this approval queued are taken off again.
+ */
+export async function approveBatch(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string): Promise<ApproveResult> {
+  const batch = await handle.batches.get(batchId);
+  if (!batch) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
+  if (!batch.sample) throw new ApprovalRefusedError(`batch ${batchId} was not enqueued with a sample: nothing of it is held`, 'not_sampled');
+  if (batch.cancelledAt) throw new ApprovalRefusedError(`batch ${batchId} was cancelled at ${batch.cancelledAt}: its held rows were dropped`, 'cancelled');
+  const approvedAt = await handle.batches.markApproved(batchId);
+  const released = await releaseHeldRows(handle, batchId);
+  if ((await handle.batches.get(batchId))?.cancelledAt) await cancelBatch(handle, batchId);
+  return { batchId, approvedAt, released };
 }

@@ -174,6 +174,12 @@ export class BatchFinisher {
   readonly onBatchFinished = (batchId: string): Promise<void> => this.#track(this.#finish(batchId));
 
   /**
+   * A sampled batch's sample rows all have an outcome and the rest is held (BatchStore.claimOutcome, once across
+   * workers): its review page is written, so someone can look before approving. No callback: the batch goes on.
+   */
+  readonly onSampleReady = (batchId: string): Promise<void> => this.#track(this.#sampleReady(batchId));
+
+  /**
    * Fire-and-record: POSTs to a row's own webhook in the background, retried like batch callbacks, so the worker's
    * render slot is never held by a slow receiver. Never throws; every attempt is in the CallbackLog under the row.
    */
@@ -182,6 +188,11 @@ export class BatchFinisher {
       this.#options.logger.warn({ batchId: event.batchId, rowKey: event.rowKey, err: String(error) }, 'row webhook failed'),
     );
   };
+
+  /** Resolves once the reports and deliveries under way are over (a short-lived command waits for them before it exits). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
 
   /** Stops waiting between retries; attempts made so far stay recorded. */
   async close(): Promise<void> {
@@ -207,6 +218,16 @@ export class BatchFinisher {
       logger.warn({ batchId, err: String(error) }, 'could not write the batch report');
     }
     await this.deliver(batchId);
+  }
+
+  async #sampleReady(batchId: string): Promise<void> {
+    const { logger } = this.#options;
+    try {
+      const report = await this.reports.write(batchId);
+      logger.info({ batchId, ...report.counts, review: report.html }, `sample ready for review; approve the rest with "talkbatch approve ${batchId}"`);
+    } catch (error) {
+      logger.warn({ batchId, err: String(error) }, 'could not write the sample\'s review page');
+    }
   }
 
   /** POSTs the batch's summary to its callbackUrl, retrying with backoff; true once a receiver answered 2xx. */

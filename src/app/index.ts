@@ -1,5 +1,6 @@
 export { BatchService, type BatchServiceOptions, type RetryResult } from './batch-service.js';
-export { batchView, cancelBatch, type BatchView, type CancelResult } from './batches.js';
+export { ApprovalRefusedError, approveBatch, batchView, cancelBatch, heldSummary, type ApproveResult, type BatchView, type CancelResult } from './batches.js';
+export { SampleChooser, chooseSample, sampleCandidateOf, sampleOf, voiceOf, type SampleCandidate, type SamplePick } from './sample.js';
 export {
   BatchFinisher,
   CallbackLog,

@@ -8,6 +8,7 @@ import { ManifestError, type ManifestDefaults, type ManifestFormat, type Manifes
 import { checkBatchId, enqueueManifest, generateBatchId } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { AppError, UsageError } from '../shared/errors.js';
+import { sampleOf, type SamplePick } from './sample.js';
 
 /** Where a batch's rows come from. Every kind goes through the manifest module's validation. */
 export type BatchInput =
@@ -49,6 +50,11 @@ export interface SubmitBatchOptions {
    * else to the working directory. The REST API passes the operator's folders (TALKBATCH_LOCAL_MEDIA_DIRS), or none.
    */
   localMedia?: LocalMediaPolicy;
+  /**
+   * Make only this many rows, chosen to cover the sheet (the first row, the longest script, a row per voice, then
+   * rows drawn at random, the same for the same batch id), and hold the rest un-spent until the batch is approved.
+   */
+  sample?: number;
 }
 
 export interface SubmitBatchResult {
@@ -63,6 +69,12 @@ export interface SubmitBatchResult {
   estimatedSeconds: number;
   /** Problems in rows that were left out (only with allowPartial). */
   issues: ManifestIssue[];
+  /** Of the rows added, those held until the batch is approved (with `sample`; else 0). */
+  held: number;
+  /** Estimated seconds of video of the held rows. */
+  heldSeconds: number;
+  /** With `sample`: the rows chosen and why (`first`, `longest script`, `voice <voice>`, `random`). */
+  sample?: SamplePick[];
 }
 
 /** More valid rows than `maxTalks` allows; nothing was enqueued. */
@@ -92,6 +104,7 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
   if (options.maxTalks !== undefined && (!Number.isInteger(options.maxTalks) || options.maxTalks < 1)) {
     throw new UsageError('maxTalks must be a whole number of at least 1');
   }
+  const sample = options.sample === undefined ? undefined : sampleOf(options.sample);
   const staged = await stage(input, options);
   try {
     const { maxTalks } = options;
@@ -109,6 +122,7 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       ...(callbackUrl !== undefined ? { callbackUrl } : {}),
       // Workers enforce it too, so rows added to the batch later cannot spend past it either.
       ...(maxTalks !== undefined ? { budget: { maxTalks } } : {}),
+      ...(sample ? { sample } : {}),
       // Temp paths mean nothing to the caller: issues name the input instead.
       issueLabel: staged.label,
       sourceLabel: options.source ?? staged.label,
@@ -124,6 +138,9 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       skippedEmpty: result.skippedEmpty,
       estimatedSeconds: result.estimatedSeconds,
       issues: result.issues,
+      held: result.held,
+      heldSeconds: result.heldSeconds,
+      ...(result.sample ? { sample: result.sample } : {}),
     };
   } finally {
     await staged.cleanup();

@@ -8,6 +8,7 @@ export const BATCH_OPTIONS = {
   'allow-partial': { type: 'boolean' },
   'max-talks': { type: 'string' },
   'max-video-seconds': { type: 'string' },
+  sample: { type: 'string' },
 } as const;
 
 export const BATCH_HELP = `Batch options:
@@ -15,13 +16,22 @@ export const BATCH_HELP = `Batch options:
                          and id add nothing twice
   --allow-partial        enqueue the valid rows even when some rows are invalid
   --max-talks N          never create more than N talks for this batch (counted in Redis, all workers)
-  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S`;
+  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S
+  --sample N             make only N rows chosen to cover the sheet (the first, the longest script, one per
+                         voice, then random ones, the same for the same --batch) and hold the rest, un-spent,
+                         until "talkbatch approve <batch>" ("talkbatch cancel <batch>" drops them)`;
 
 export interface BatchFlags {
   batch?: string;
   'allow-partial'?: boolean;
   'max-talks'?: string;
   'max-video-seconds'?: string;
+  sample?: string;
+}
+
+/** --sample N: how many rows to make before the rest waits for approval. */
+export function sampleFrom(flags: BatchFlags): number | undefined {
+  return flags.sample === undefined ? undefined : positive(flags.sample, '--sample', true);
 }
 
 export function budgetFrom(flags: BatchFlags): BatchBudget | undefined {
@@ -45,6 +55,16 @@ function positive(value: string, flag: string, integer: boolean): number {
  */
 export function estimateCredits(rows: number, estimatedSeconds: number): number {
   return Math.max(rows, Math.ceil(estimatedSeconds / 15));
+}
+
+/** "the remaining 95 rows (~480 s of video, ~95 credits)": what approving a sample would spend. */
+export function describeHeld(held: number, heldSeconds: number): string {
+  return `the remaining ${held} ${held === 1 ? 'row' : 'rows'} (~${Math.round(heldSeconds)} s of video, ~${estimateCredits(held, heldSeconds)} credits)`;
+}
+
+/** The line that says how a held batch goes on later. */
+export function approveLaterLine(batchId: string, held: number, heldSeconds: number): string {
+  return `held: ${describeHeld(held, heldSeconds)} wait for "talkbatch approve ${batchId}" ("talkbatch cancel ${batchId}" drops them)`;
 }
 
 /** Warns (never fails) when the account's credits look too few for the batch. Silent without a key. */

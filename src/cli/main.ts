@@ -16,6 +16,8 @@ Commands:
   status [batchId]     queue and batch progress (--watch to follow)
   report <batchId>     rebuild results.csv / results.jsonl for a batch
   retry <batchId> --failed   re-enqueue a batch's failed rows
+  approve <batchId>    make the rows a --sample held back (after reviewing the sample)
+  cancel <batchId>     take a batch's unstarted rows off the queue; drops a sample's held rows
   pause | resume       stop / restart taking jobs across all workers
   schedule <action>    re-read a sheet on a timetable and make its new rows (add, list, show, run, remove, apply)
   simulate             run the D-ID simulator as a standalone server
@@ -48,6 +50,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/admin.js')).reportCommand(rest);
     case 'retry':
       return (await import('./commands/admin.js')).retryCommand(rest);
+    case 'approve':
+      return (await import('./commands/admin.js')).approveCommand(rest);
+    case 'cancel':
+      return (await import('./commands/admin.js')).cancelCommand(rest);
     case 'serve':
       return (await import('./commands/serve.js')).serveCommand(rest);
     case 'schema':

@@ -93,13 +93,34 @@ return 1
 `);
 
 /*
- * Claims the finish of a batch whose every row has an outcome: true for exactly one caller.
- * KEYS[1] batch hash, KEYS[2] rows zset, KEYS[3] done set, KEYS[4] failed set; ARGV[1] the time.
+ * Claims the finish of a batch whose every row has an outcome: 1 for exactly one caller. Held rows (a sample's
+ * rest, waiting for approval) have none, so a batch holding rows never finishes; once every other row has an
+ * outcome, exactly one caller gets 2 instead: its sample is ready for review.
+ * KEYS[1] batch hash, KEYS[2] rows zset, KEYS[3] done set, KEYS[4] failed set, KEYS[5] held hash; ARGV[1] the time.
  */
 const CLAIM_FINISHED = new LuaScript(`
 local total = redis.call('ZCARD', KEYS[2])
-if total == 0 or redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4]) < total then return 0 end
-return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1])
+if total == 0 then return 0 end
+local settled = redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4])
+if settled >= total then return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1]) end
+local held = redis.call('HLEN', KEYS[5])
+if held > 0 and settled + held >= total and redis.call('HSETNX', KEYS[1], 'sampleReadyAt', ARGV[1]) == 1 then return 2 end
+return 0
+`);
+
+/*
+ * Held rows leave the ledger's held hash as failed rows (a cancelled sample): each row only once, so a row an
+ * approval took first is not marked. KEYS[1] held hash, KEYS[2] failed set; ARGV row keys. Returns how many.
+ */
+const DROP_HELD = new LuaScript(`
+local dropped = 0
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('SADD', KEYS[2], ARGV[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
 `);
 
 /*
@@ -147,6 +168,24 @@ export interface OutputFileRecord {
   sha256: string;
 }
 
+/** One row of a sample and why it was chosen: `first`, `longest script`, `voice <voice>` or `random`. */
+export interface SamplePick {
+  rowKey: string;
+  reason: string;
+}
+
+/** A row held back until its batch's sample is approved: the job payload it will be enqueued with. */
+export interface HeldRow {
+  rowKey: string;
+  payload: string;
+}
+
+export interface BatchSample {
+  /** Rows the sample asked for (fewer were made when the sheet had fewer). */
+  size: number;
+  approvedAt?: string;
+}
+
 export interface BatchMeta {
   id: string;
   createdAt: string;
@@ -158,6 +197,8 @@ export interface BatchMeta {
   callbackUrl?: string;
   cancelledAt?: string;
   budget?: BatchBudget & { talksReserved: number; videoSecondsReserved: number };
+  /** Present when the batch was enqueued with a sample: the rest of it is held until approved. */
+  sample?: BatchSample;
 }
 
 export interface BatchCounts {
@@ -168,6 +209,8 @@ export interface BatchCounts {
   active: number;
   /** Neither finished nor held by a worker: waiting, delayed or paused. */
   queued: number;
+  /** Held back until the batch's sample is approved: not in the queue, so nothing is spent on them. */
+  held: number;
 }
 
 export interface BatchRowRef {
@@ -419,12 +462,76 @@ export class BatchStore {
       .scard(this.#key(id, 'done'))
       .scard(this.#key(id, 'failed'))
       .scard(this.#key(id, 'active'))
+      .hlen(this.#key(id, 'held'))
       .exec()) ?? [];
-    const [total, done, failed, active] = results.map(([error, value]) => {
+    const [total, done, failed, active, held] = results.map(([error, value]) => {
       if (error) throw error;
       return Number(value);
-    }) as [number, number, number, number];
-    return { total, done, failed, active, queued: Math.max(0, total - done - failed - active) };
+    }) as [number, number, number, number, number];
+    return { total, done, failed, active, queued: Math.max(0, total - done - failed - active - held), held };
+  }
+
+  /**
+   * Records a sample: its size once (the first submission's), and why each row was chosen. The reasons are
+   * written again by a re-run of the same submission, which chooses the same rows.
+   */
+  async recordSample(id: string, size: number, picks: readonly SamplePick[]): Promise<void> {
+    const multi = this.#redis.multi().hsetnx(this.#key(id), 'sampleSize', size);
+    for (let start = 0; start < picks.length; start += ADD_ROWS_SLICE) {
+      multi.hset(this.#key(id, 'sample'), ...picks.slice(start, start + ADD_ROWS_SLICE).flatMap((pick) => [pick.rowKey, pick.reason]));
+    }
+    await multi.exec();
+  }
+
+  /** Why each row is in the sample (undefined for rows that are not), in the order asked. */
+  async sampleReasons(id: string, rowKeys: readonly string[]): Promise<(string | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    return (await this.#redis.hmget(this.#key(id, 'sample'), ...rowKeys)).map((reason) => reason ?? undefined);
+  }
+
+  /** Keeps rows out of the queue until the sample is approved; a row held already keeps its payload. */
+  async holdRows(id: string, rows: readonly HeldRow[]): Promise<void> {
+    for (let start = 0; start < rows.length; start += ADD_ROWS_SLICE) {
+      const multi = this.#redis.multi();
+      for (const row of rows.slice(start, start + ADD_ROWS_SLICE)) multi.hsetnx(this.#key(id, 'held'), row.rowKey, row.payload);
+      await multi.exec();
+    }
+  }
+
+  /** One page of held rows (HSCAN): pass the cursor back until it comes back '0'. */
+  async heldPage(id: string, cursor: string, count: number): Promise<{ cursor: string; rows: HeldRow[] }> {
+    const [next, flat] = await this.#redis.hscan(this.#key(id, 'held'), cursor, 'COUNT', count);
+    const rows: HeldRow[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) rows.push({ rowKey: flat[i] as string, payload: flat[i + 1] as string });
+    return { cursor: next, rows };
+  }
+
+  /** The payloads of held rows (undefined for rows not held), in the order asked. */
+  async heldPayloads(id: string, rowKeys: readonly string[]): Promise<(string | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    return (await this.#redis.hmget(this.#key(id, 'held'), ...rowKeys)).map((payload) => payload ?? undefined);
+  }
+
+  /** Held rows whose jobs are in the queue now: no longer held. */
+  async releaseHeld(id: string, rowKeys: readonly string[]): Promise<void> {
+    for (let start = 0; start < rowKeys.length; start += ADD_ROWS_SLICE) {
+      await this.#redis.hdel(this.#key(id, 'held'), ...rowKeys.slice(start, start + ADD_ROWS_SLICE));
+    }
+  }
+
+  /** Held rows a cancel takes away: they count as failed, and were never enqueued. Returns how many were held. */
+  async dropHeld(id: string, rowKeys: readonly string[]): Promise<number> {
+    let dropped = 0;
+    for (let start = 0; start < rowKeys.length; start += ADD_ROWS_SLICE) {
+      dropped += Number(await DROP_HELD.run(this.#redis, [this.#key(id, 'held'), this.#key(id, 'failed')], rowKeys.slice(start, start + ADD_ROWS_SLICE)));
+    }
+    return dropped;
+  }
+
+  /** Records that the batch's sample was approved; the first time wins. Returns the recorded time. */
+  async markApproved(id: string): Promise<string> {
+    await this.#redis.hsetnx(this.#key(id), 'approvedAt', new Date().toISOString());
+    return (await this.#redis.hget(this.#key(id), 'approvedAt')) ?? new Date().toISOString();
   }
 
   async get(id: string): Promise<(BatchMeta & { counts: BatchCounts }) | undefined> {
@@ -439,6 +546,7 @@ export class BatchStore {
       ...(hash.finishedAt ? { finishedAt: hash.finishedAt } : {}),
       ...(hash.callbackUrl ? { callbackUrl: hash.callbackUrl } : {}),
       ...(hash.cancelledAt ? { cancelledAt: hash.cancelledAt } : {}),
+      ...(hash.sampleSize ? { sample: { size: Number(hash.sampleSize), ...(hash.approvedAt ? { approvedAt: hash.approvedAt } : {}) } } : {}),
       ...(hash.maxTalks || hash.maxVideoSeconds
         ? {
             budget: {
@@ -479,7 +587,17 @@ export class BatchStore {
 
   /** True for exactly one caller once every row has an outcome: that caller writes the report. */
   async claimFinished(id: string): Promise<boolean> {
-    const keys = [this.#key(id), this.#key(id, 'rows'), this.#key(id, 'done'), this.#key(id, 'failed')];
-    return Number(await CLAIM_FINISHED.run(this.#redis, keys, [new Date().toISOString()])) === 1;
+    return (await this.claimOutcome(id)) === 'finished';
+  }
+
+  /**
+   * After a row's outcome: `finished` for exactly one caller once every row has one (that caller writes the report
+   * and calls back); `sample-ready` for exactly one caller once every row but the held ones has one (that caller
+   * writes the sample's review page); else undefined.
+   */
+  async claimOutcome(id: string): Promise<'finished' | 'sample-ready' | undefined> {
+    const keys = [this.#key(id), this.#key(id, 'rows'), this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'held')];
+    const claimed = Number(await CLAIM_FINISHED.run(this.#redis, keys, [new Date().toISOString()]));
+    return claimed === 1 ? 'finished' : claimed === 2 ? 'sample-ready' : undefined;
   }
 }

@@ -4,7 +4,7 @@
  * keys, BullMQ's and ours, live in one slot: the Lua scripts that touch several of them at once stay legal there.
  */
 
-export type BatchKeyPart = 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished' | 'callbacks';
+export type BatchKeyPart = 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished' | 'held' | 'sample' | 'callbacks';
 export type ScheduleKeyPart = 'made' | 'runs' | 'lock';
 export type PreviewKeyPart = 'pending' | 'notes';
 export type UploadKind = 'image' | 'audio';

@@ -5,13 +5,14 @@ import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
-import { jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
+import { JobPayloadV1, jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPages } from './review-page.js';
 
-export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
+/** `held`: a row a sample kept back, made only once the batch is approved. */
+export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'held' | 'missing';
 
 /** One line of results.jsonl (and, flattened, of results.csv). */
 export interface ResultRecord {
@@ -41,6 +42,8 @@ export interface ResultRecord {
   previewNote?: string | null;
   shareUrl?: string | null;
   emailHtml?: string | null;
+  /** Why a sampled batch's row is in its sample (`first`, `longest script`, `voice <voice>`, `random`); absent for other rows. */
+  sampleReason?: string | null;
 }
 
 export interface ReportOptions {
@@ -51,7 +54,7 @@ export interface ReportOptions {
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
-  'poster', 'gif', 'preview_note', 'share_url', 'email_html',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'sample_reason',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -84,16 +87,37 @@ async function withPreviews(handle: Pick<QueueHandle, 'queue'>, batchId: string,
  */
 export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, refs: readonly BatchRowRef[], outDir: string): Promise<ResultRecord[]> {
   const keys = refs.map((ref) => ref.rowKey);
-  const [finished, outcomes] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.outcomesOf(batchId, keys)]);
+  const [finished, outcomes, held, reasons] = await Promise.all([
+    handle.batches.finishedRows(batchId, keys),
+    handle.batches.outcomesOf(batchId, keys),
+    handle.batches.heldPayloads(batchId, keys),
+    handle.batches.sampleReasons(batchId, keys),
+  ]);
   return Promise.all(
     refs.map(async (ref, index) => {
       const entry = finished[index];
       const outcome = outcomes[index];
-      if (entry && outcome === 'done') return recordOfFinished(batchId, ref, entry);
+      const reason = reasons[index];
+      const sampleReason = reason === undefined ? {} : { sampleReason: reason };
+      if (entry && outcome === 'done') return { ...recordOfFinished(batchId, ref, entry), ...sampleReason };
+      const heldPayload = held[index];
+      // Held rows have no job yet (an approval that crashed half-way may have made one: the job then tells).
       const job = await handle.queue.getJob(jobIdFor(batchId, ref.rowKey));
-      return recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined);
+      if (heldPayload !== undefined && !job && outcome === undefined) return { ...recordOfHeld(batchId, ref, heldPayload), ...sampleReason };
+      return { ...recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined), ...sampleReason };
     }),
   );
+}
+
+function recordOfHeld(batchId: string, ref: BatchRowRef, payloadText: string): ResultRecord {
+  const base = recordFor(batchId, ref, undefined, false, '', undefined);
+  let payload: JobPayload | undefined;
+  try {
+    payload = JobPayloadV1.parse(JSON.parse(payloadText));
+  } catch {
+    payload = undefined;
+  }
+  return { ...base, status: 'held', script: scriptText(payload?.talk.script), input: payload?.input ?? {} };
 }
 
 /**
@@ -205,7 +229,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
   const csvPath = join(dir, 'results.csv');
   const jsonlTemp = `${jsonlPath}.${process.pid}.tmp`;
   const csvTemp = `${csvPath}.${process.pid}.tmp`;
-  const counts: Record<RowStatus, number> = { done: 0, failed: 0, active: 0, queued: 0, missing: 0 };
+  const counts: Record<RowStatus, number> = { done: 0, failed: 0, active: 0, queued: 0, held: 0, missing: 0 };
   const inputColumns = new Set<string>();
 
   try {
@@ -230,7 +254,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
-        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.sampleReason ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

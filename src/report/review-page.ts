@@ -18,8 +18,10 @@ export interface ReviewCounts {
   total: number;
   done: number;
   failed: number;
-  /** Active, queued and missing rows: anything without a final outcome. */
+  /** Active, queued, held and missing rows: anything without a final outcome. */
   other: number;
+  /** Of `other`, the rows a sample holds back until the batch is approved. */
+  held: number;
 }
 
 /** `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attribute values alike. */
@@ -58,11 +60,12 @@ function formatTime(date: Date): string {
 }
 
 export function countRecords(records: readonly ResultRecord[]): ReviewCounts {
-  const counts: ReviewCounts = { total: records.length, done: 0, failed: 0, other: 0 };
+  const counts: ReviewCounts = { total: records.length, done: 0, failed: 0, other: 0, held: 0 };
   for (const record of records) {
     if (record.status === 'done') counts.done += 1;
     else if (record.status === 'failed') counts.failed += 1;
     else counts.other += 1;
+    if (record.status === 'held') counts.held += 1;
   }
   return counts;
 }
@@ -112,6 +115,11 @@ dd{margin:0;overflow-wrap:anywhere}
 nav a{padding:4px 12px;border-radius:999px;border:1px solid var(--line);background:var(--bg);color:var(--fg);text-decoration:none}
 nav a[aria-current=page]{background:var(--accent);border-color:var(--accent);color:#fff}
 nav a span{opacity:.75;margin-left:4px}
+.r{font-size:11px;padding:1px 8px;border-radius:999px;border:1px solid var(--accent);color:var(--accent)}
+.held{flex-basis:100%;margin:0;color:var(--other)}
+.approve{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;margin:16px 20px 0;padding:12px 16px;background:var(--card);border:1px solid var(--other);border-radius:8px}
+.approve p{margin:0}
+.approve button{font:inherit;padding:6px 16px;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
 .pager{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center;padding:0 20px;color:var(--muted)}
 .pager a{color:var(--accent)}
 @media (max-width:520px){.c{grid-template-columns:1fr}.v{width:100%}}
@@ -224,6 +232,10 @@ function contentSecurityPolicy(styles: string[], scripts: string[]): string {
 }
 
 const REVIEW_CSP = contentSecurityPolicy([REVIEW_STYLE], [REVIEW_SCRIPT]);
+/** The same, for the served page with the approve form: that form may post back to the server that served it. */
+const REVIEW_CSP_WITH_FORM = REVIEW_CSP.replace("form-action 'none'", "form-action 'self'");
+/** Where the served page puts its approve form (addApproveForm); a comment in the file written to disk. */
+const APPROVE_SLOT = '<!-- talkbatch:approve -->';
 const INDEX_CSP = contentSecurityPolicy([INDEX_STYLE], []);
 
 function pageHead(title: string, csp: string, style: string): string {
@@ -257,6 +269,8 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
     parts.push(`<div class="v" data-src="${href}"${posterAttr('data-poster')}><noscript><video controls preload="none" playsinline src="${href}"${posterAttr('poster')}></video></noscript></div>`);
   } else if (record.status === 'done') {
     parts.push('<div class="v">video file not recorded: the job has expired from Redis; look in the batch folder</div>');
+  } else if (record.status === 'held') {
+    parts.push('<div class="v">held: made once the batch is approved</div>');
   } else {
     parts.push(`<div class="v">${record.status === 'failed' ? 'no video' : `not finished (${escapeHtml(record.status)})`}</div>`);
   }
@@ -264,7 +278,8 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
   parts.push('<div class="d">');
   // Rows added straight to the queue by another BullMQ client carry no manifest line (0).
   const lineLabel = record.line > 0 ? `<span class="n">line ${record.line}</span>` : '';
-  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span></h2>`);
+  const sampleLabel = record.sampleReason ? `<span class="r">sample: ${escapeHtml(record.sampleReason)}</span>` : '';
+  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span>${sampleLabel}</h2>`);
   if (record.status === 'failed') {
     const kindText = record.errorKind ?? 'Error';
     parts.push(`<p class="e"><b>${escapeHtml(kindText)}</b>${record.errorDescription ? `: ${escapeHtml(record.errorDescription)}` : ''}</p>`);
@@ -312,27 +327,65 @@ export async function renderReviewPage(
 
   const filterButton = (filter: 'all' | 'done' | 'failed' | 'other', label: string, count: number): string =>
     `<button type="button" data-filter="${filter}" aria-pressed="${filter === 'all'}">${label}<span>${count}</span></button>`;
-  const summary =
-    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
-    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
-    ` · generated <time datetime="${generatedAt.toISOString()}">${formatTime(generatedAt)}</time></p>`;
+  const summary = summaryLine(counts, generatedAt);
 
   const parts: string[] = [
     pageHead(title, REVIEW_CSP, REVIEW_STYLE),
     '<body>\n<header>\n',
     `<h1>Batch <code>${escapeHtml(batchId)}</code></h1>\n`,
     `${summary}\n`,
+    heldLine(batchId, counts),
     '<nav id="filters" aria-label="Filter rows" hidden>',
     filterButton('all', 'All', counts.total),
     filterButton('done', 'Done', counts.done),
     filterButton('failed', 'Failed', counts.failed),
     counts.other > 0 ? filterButton('other', 'Not finished', counts.other) : '',
-    '</nav>\n</header>\n<main id="cards">\n',
+    `</nav>\n</header>\n${APPROVE_SLOT}\n<main id="cards">\n`,
   ];
   if (rows.length === 0) parts.push('<p class="empty">This batch has no rows.</p>\n');
   for (const record of rows) parts.push(renderCard(record));
   parts.push(`</main>\n<script>${REVIEW_SCRIPT}</script>\n</body>\n</html>\n`);
   return parts.join('');
+}
+
+function summaryLine(counts: ReviewCounts, generatedAt: Date): string {
+  return (
+    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
+    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
+    (counts.held > 0 ? ` (<b>${counts.held}</b> held)` : '') +
+    ` · generated <time datetime="${generatedAt.toISOString()}">${formatTime(generatedAt)}</time></p>`
+  );
+}
+
+/** For a sample under review: what is held and how to let it go on. */
+function heldLine(batchId: string, counts: ReviewCounts): string {
+  if (counts.held === 0) return '';
+  return `<p class="held">This is a sample: ${counts.held} more rows are held, un-spent, until the batch is approved (<code>talkbatch approve ${escapeHtml(batchId)}</code>) or cancelled.</p>\n`;
+}
+
+export interface ApproveForm {
+  /** Where the form posts: a path on the server that serves the page. */
+  action: string;
+  /** The session's CSRF token, sent back as the form field `csrf`. */
+  csrfToken: string;
+  /** Rows the approval would make. */
+  held: number;
+}
+
+/**
+ * The served review page of a sample under review, with a form that approves the rest of the batch. Only for
+ * the server to send to a session allowed to approve: the page written to disk never has it (it opens from a
+ * zip or a file share, where there is nothing to post to). Its CSP then lets forms post to the page's own origin.
+ */
+export function addApproveForm(html: string, form: ApproveForm): string {
+  if (!html.includes(APPROVE_SLOT)) return html;
+  const rows = `${form.held} ${form.held === 1 ? 'row' : 'rows'}`;
+  const markup =
+    `<form class="approve" method="post" action="${escapeHtml(form.action)}">` +
+    `<input type="hidden" name="csrf" value="${escapeHtml(form.csrfToken)}">` +
+    `<p>Happy with the sample? Approving makes the other ${rows} (D-ID charges for each).</p>` +
+    `<button type="submit">Approve the remaining ${rows}</button></form>`;
+  return html.replace(REVIEW_CSP, REVIEW_CSP_WITH_FORM).replace(APPROVE_SLOT, markup);
 }
 
 /** Writes `<dir>/index.html` through a temp file and a rename, so a reader never sees half a page. Returns its path. */
@@ -401,10 +454,11 @@ export async function writeReviewPages(
   records: () => AsyncIterable<ResultRecord>,
   options: ReviewPageOptions = {},
 ): Promise<string> {
-  const counts: ReviewCounts = { total: 0, done: 0, failed: 0, other: 0 };
+  const counts: ReviewCounts = { total: 0, done: 0, failed: 0, other: 0, held: 0 };
   for await (const record of records()) {
     counts.total += 1;
     counts[viewOf(record)] += 1;
+    if (record.status === 'held') counts.held += 1;
   }
   const pagesDir = join(dir, REVIEW_PAGES_DIR);
   if (counts.total <= SINGLE_PAGE_MAX_ROWS) {
@@ -487,16 +541,15 @@ function renderPagedReview(page: {
     `<nav class="pager" aria-label="Pages">${link(1, '« first')}${link(page.page - 1, '‹ previous')}` +
     `<span>page <b>${page.page}</b> of <b>${page.pages}</b> · ${VIEW_LABELS[view].toLowerCase()} rows ${last >= first ? `${first}–${last}` : 'none'}</span>` +
     `${link(page.page + 1, 'next ›')}${link(page.pages, 'last »')}</nav>\n`;
-  const summary =
-    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
-    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
-    ` · generated <time datetime="${page.generatedAt.toISOString()}">${formatTime(page.generatedAt)}</time></p>`;
+  const summary = summaryLine(counts, page.generatedAt);
   return [
     pageHead(`talkbatch ${page.batchId}${page.page > 1 || view !== 'all' ? ` · ${VIEW_LABELS[view].toLowerCase()} ${page.page}/${page.pages}` : ''}`, REVIEW_CSP, REVIEW_STYLE),
     '<body>\n<header>\n',
     `<h1>Batch <code>${escapeHtml(page.batchId)}</code></h1>\n`,
     `${summary}\n`,
+    heldLine(page.batchId, counts),
     `<nav id="filters" aria-label="Filter rows">${filterLink('all')}${filterLink('done')}${filterLink('failed')}${counts.other > 0 ? filterLink('other') : ''}</nav>\n</header>\n`,
+    file === REVIEW_PAGE_FILE ? `${APPROVE_SLOT}\n` : '',
     pager,
     '<main id="cards">\n',
     page.cards.length === 0 ? '<p class="empty">No rows here.</p>\n' : '',

@@ -23,6 +23,12 @@ export const BatchOptionsSchema = z.strictObject({
   batchId: z.string().optional().describe('default: generated; the same id and rows add nothing twice'),
   callbackUrl: z.string().optional().describe('https URL POSTed a signed summary when the batch finishes'),
   maxTalks: z.number().int().min(1).optional().describe('refuse the batch when it has more valid rows than this'),
+  sample: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe('make only this many rows, chosen to cover the sheet, and hold the rest un-spent until POST /v1/batches/{id}/approve'),
   defaults: DefaultsSchema.optional(),
 });
 
@@ -41,6 +47,7 @@ export const CsvQuerySchema = z.strictObject({
   batchId: z.string().optional(),
   callbackUrl: z.string().optional(),
   maxTalks: z.coerce.number().int().min(1).optional(),
+  sample: z.coerce.number().int().min(1).optional(),
   imageUrl: z.string().optional(),
   voice: z.string().optional(),
   provider: z.enum(PROVIDER_TYPES).optional(),

@@ -13,7 +13,7 @@ import type { ResultRecord, RowStatus } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
 import { Slots, type SlotLease } from '../shared/slots.js';
 import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
-import { PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions } from '../app/index.js';
+import { ApprovalRefusedError, PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions } from '../app/index.js';
 import { HttpError, sendError } from './http-errors.js';
 
 
@@ -58,7 +58,7 @@ const FILE_TYPES: Readonly<Record<string, string>> = {
 
 export function batchLinks(id: string): Record<string, string> {
   const base = `/v1/batches/${encodeURIComponent(id)}`;
-  return { self: base, results: `${base}/results.csv`, cancel: `${base}/cancel`, files: `${base}/files/` };
+  return { self: base, results: `${base}/results.csv`, cancel: `${base}/cancel`, approve: `${base}/approve`, files: `${base}/files/` };
 }
 
 /** The `/v1/batches` routes; the caller puts them behind the API keys. */
@@ -143,6 +143,9 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
         alreadyPresent: result.alreadyPresent,
         skippedEmpty: result.skippedEmpty,
         estimatedSeconds: result.estimatedSeconds,
+        held: result.held,
+        heldSeconds: result.heldSeconds,
+        ...(result.sample ? { sample: result.sample } : {}),
         links: batchLinks(result.batchId),
       });
     } catch (error) {
@@ -227,6 +230,17 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     const view = await existingBatch(request.params.id);
     const result = await batches.cancel(view.id);
     return { ...result, links: batchLinks(view.id) };
+  });
+
+  scope.post('/v1/batches/:id/approve', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    try {
+      const result = await batches.approve(view.id);
+      return { ...result, links: batchLinks(view.id) };
+    } catch (error) {
+      if (error instanceof ApprovalRefusedError) return sendError(reply, 409, error.reason, error.message);
+      throw error;
+    }
   });
 
   async function existingBatch(id: string): Promise<BatchView> {

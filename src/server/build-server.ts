@@ -109,7 +109,7 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   });
 
   await registerDashboard(app, { queue: handle.queue, keys, writable: config.dashboardWrite });
-  await registerReview(app, { handle, keys, outDir: config.outDir, reports });
+  await registerReview(app, { handle, keys, outDir: config.outDir, reports, batches, writable: config.dashboardWrite });
   await registerShareRoutes(app, { config, redis: handle.redis });
   return { app, metrics, batches };
 }

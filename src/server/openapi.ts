@@ -20,8 +20,16 @@ function schemaOf(schema: z.ZodType): Record<string, unknown> {
 export function openApiDocument(): Record<string, unknown> {
   const counts = {
     type: 'object',
-    required: ['total', 'done', 'failed', 'active', 'queued'],
-    properties: Object.fromEntries(['total', 'done', 'failed', 'active', 'queued'].map((name) => [name, { type: 'integer', minimum: 0 }])),
+    required: ['total', 'done', 'failed', 'active', 'queued', 'held'],
+    properties: {
+      ...Object.fromEntries(['total', 'done', 'failed', 'active', 'queued'].map((name) => [name, { type: 'integer', minimum: 0 }])),
+      held: { type: 'integer', minimum: 0, description: 'rows a sample holds back, un-spent, until the batch is approved' },
+    },
+  };
+  const samplePick = {
+    type: 'object',
+    required: ['rowKey', 'reason'],
+    properties: { rowKey: { type: 'string' }, reason: { type: 'string', description: '"first", "longest script", "voice <voice>" or "random"' } },
   };
   const links = { type: 'object', additionalProperties: { type: 'string' } };
   const callbackAttempt = {
@@ -47,6 +55,13 @@ export function openApiDocument(): Record<string, unknown> {
       callbackUrl: { type: ['string', 'null'] },
       counts: ref('BatchCounts'),
       progress: { type: 'number', minimum: 0, maximum: 1, description: '(done + failed) / total' },
+      sample: {
+        description: 'For a batch enqueued with "sample": its size, and when the rest was approved (null while held)',
+        oneOf: [
+          { type: 'null' },
+          { type: 'object', required: ['size', 'approvedAt'], properties: { size: { type: 'integer', minimum: 1 }, approvedAt: { type: ['string', 'null'], format: 'date-time' } } },
+        ],
+      },
       callback: {
         oneOf: [
           { type: 'null' },
@@ -63,7 +78,7 @@ export function openApiDocument(): Record<string, unknown> {
       line: { type: 'integer' },
       rowKey: { type: 'string' },
       jobId: { type: 'string' },
-      status: { enum: ['done', 'failed', 'active', 'queued', 'missing', 'cancelled'] },
+      status: { enum: ['done', 'failed', 'active', 'queued', 'held', 'missing', 'cancelled'], description: 'held: kept back by a sample until the batch is approved' },
       talkId: { type: ['string', 'null'] },
       file: { type: ['string', 'null'] },
       bytes: { type: ['integer', 'null'] },
@@ -75,6 +90,7 @@ export function openApiDocument(): Record<string, unknown> {
       errorDescription: { type: ['string', 'null'] },
       errorDetails: { type: ['string', 'null'] },
       input: { type: 'object', additionalProperties: { type: 'string' } },
+      sampleReason: { type: 'string', description: 'why the row is in the batch\'s sample ("first", "longest script", "voice <voice>", "random"); absent for other rows' },
       links: { type: 'object', properties: { file: { type: 'string' } } },
     },
   };
@@ -120,12 +136,12 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Validate rows and enqueue them as a batch',
           description:
             'JSON body with "rows" or "csv", or a text/csv body with the options as query parameters. Any invalid row: 422 and nothing is enqueued.',
-          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
+          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'sample', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
             name,
             in: 'query',
             required: false,
             description: 'text/csv bodies only',
-            schema: { type: name === 'maxTalks' ? 'integer' : 'string' },
+            schema: { type: name === 'maxTalks' || name === 'sample' ? 'integer' : 'string' },
           })),
           requestBody: {
             required: true,
@@ -143,6 +159,9 @@ export function openApiDocument(): Record<string, unknown> {
                   alreadyPresent: { type: 'integer' },
                   skippedEmpty: { type: 'integer' },
                   estimatedSeconds: { type: 'number' },
+                  held: { type: 'integer', description: 'of the rows added, those held until the batch is approved (0 without "sample")' },
+                  heldSeconds: { type: 'number', description: 'estimated seconds of video of the held rows' },
+                  sample: { type: 'array', items: samplePick, description: 'with "sample": the rows chosen and why' },
                   links,
                 },
               }),
@@ -230,12 +249,38 @@ export function openApiDocument(): Record<string, unknown> {
                   cancelledAt: { type: 'string', format: 'date-time' },
                   removed: { type: 'array', items: { type: 'string' } },
                   kept: { type: 'array', items: { type: 'object', properties: { jobId: { type: 'string' }, reason: { enum: ['active', 'talk_created'] } } } },
+                  heldDropped: { type: 'integer', description: 'rows a sample held back, dropped unmade (they count as failed)' },
                   finished: { type: 'boolean' },
                 },
               }),
             },
             '401': UNAUTHORIZED,
             '404': error('No such batch'),
+          },
+        },
+      },
+      '/v1/batches/{id}/approve': {
+        post: {
+          summary: 'Approve a sample: the rows it held back go into the queue',
+          description: 'For a batch enqueued with "sample". Idempotent: a second call adds nothing (released: 0).',
+          parameters: [idParam],
+          responses: {
+            '200': {
+              description: 'Approved',
+              content: json({
+                type: 'object',
+                required: ['batchId', 'approvedAt', 'released'],
+                properties: {
+                  batchId: { type: 'string' },
+                  approvedAt: { type: 'string', format: 'date-time', description: 'when the sample was first approved' },
+                  released: { type: 'integer', description: 'held rows this call put in the queue' },
+                  links,
+                },
+              }),
+            },
+            '401': UNAUTHORIZED,
+            '404': error('No such batch'),
+            '409': error('cancelled (its held rows were dropped) or not_sampled (the batch was enqueued without a sample); nothing changed'),
           },
         },
       },

@@ -93,6 +93,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         logger,
         metrics: metrics.workerHooks,
         onBatchFinished: batches.finisher.onBatchFinished,
+        onSampleReady: batches.finisher.onSampleReady,
         onRowWebhook: batches.finisher.onRowWebhook,
         ...(options.did ? { did: options.did } : {}),
         ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),

@@ -30,6 +30,8 @@ export interface TalkWorkerOptions {
   did?: DidClient;
   /** Called after a batch's last row finished, exactly once across all workers. */
   onBatchFinished?: (batchId: string) => Promise<void>;
+  /** Called once a sampled batch's sample rows all have an outcome (the rest held for approval), exactly once across all workers. */
+  onSampleReady?: (batchId: string) => Promise<void>;
   /** A job's webhook URL; defaults to one under TALKBATCH_PUBLIC_URL when that is set, else polling only. */
   webhookUrlFor?: (jobId: string) => string | undefined;
   /** Observers for metrics (see src/server/metrics.ts); each must be quick and must not throw. */
@@ -217,7 +219,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   let worker = makeWorker();
 
   async function finishIfLast(batchId: string): Promise<void> {
-    if (await batches.claimFinished(batchId)) await options.onBatchFinished?.(batchId);
+    const claimed = await batches.claimOutcome(batchId);
+    if (claimed === 'finished') await options.onBatchFinished?.(batchId);
+    else if (claimed === 'sample-ready') await options.onSampleReady?.(batchId);
   }
 
   // Heartbeats let `GET /readyz` list live workers; a worker that dies simply stops renewing its key.

@@ -89,7 +89,7 @@ describe('batch callbacks', () => {
       event: 'batch.finished',
       batchId: 'cb-batch',
       finishedAt: expect.any(String),
-      counts: { total: 2, done: 2, failed: 0, active: 0, queued: 0 },
+      counts: { total: 2, done: 2, failed: 0, active: 0, queued: 0, held: 0 },
       resultsUrl: 'https://talkbatch.example.com/v1/batches/cb-batch/results.csv',
     });
 

@@ -23,6 +23,18 @@ export const RETRY_HELP = `Usage: talkbatch retry <batchId> --failed [options]
 Puts the batch's failed rows back in the queue (a new D-ID talk is made for each).
 ${GLOBAL_HELP}`;
 
+export const APPROVE_HELP = `Usage: talkbatch approve <batchId> [options]
+
+Approves a batch enqueued with --sample: the rows it held back go into the queue, and workers make them.
+Approving again adds nothing. Exit code 2 for a batch that was cancelled or enqueued without --sample.
+${GLOBAL_HELP}`;
+
+export const CANCEL_HELP = `Usage: talkbatch cancel <batchId> [options]
+
+Takes the batch's rows that have not started off the queue, and drops the rows a sample holds back: none of
+them is made (or paid for). Rows being worked on finish. Rejects a sample under review.
+${GLOBAL_HELP}`;
+
 async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: Awaited<ReturnType<typeof openQueue>>, positionals: string[], values: Record<string, unknown>, outDir: string, prefix: string, queueName: string, config: Config) => Promise<T>): Promise<T | 0> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...extra } });
   if (values.help) {
@@ -74,5 +86,42 @@ export function retryCommand(argv: string[]): Promise<number> {
     const { retried } = await new BatchService({ config, handle, logger: silentLogger }).retryFailed(batchId);
     console.log(`${retried} failed rows of ${batchId} re-enqueued`);
     return 0;
+  });
+}
+
+export function approveCommand(argv: string[]): Promise<number> {
+  return withQueue(argv, {}, APPROVE_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+    const batchId = positionals[0];
+    if (!batchId) throw new UsageError('usage: talkbatch approve <batchId>');
+    const service = new BatchService({ config, handle, logger: silentLogger });
+    try {
+      const { released } = await service.approve(batchId);
+      console.log(released > 0 ? `approved: ${released} held rows of ${batchId} enqueued for the workers` : `${batchId}: nothing held (approved already)`);
+      return 0;
+    } finally {
+      await service.finisher.idle();
+      await service.close();
+    }
+  });
+}
+
+export function cancelCommand(argv: string[]): Promise<number> {
+  return withQueue(argv, {}, CANCEL_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+    const batchId = positionals[0];
+    if (!batchId) throw new UsageError('usage: talkbatch cancel <batchId>');
+    const service = new BatchService({ config, handle, logger: silentLogger });
+    try {
+      const result = await service.cancel(batchId);
+      console.log(
+        `cancelled ${batchId}: ${result.removed.length} queued rows removed` +
+          (result.heldDropped > 0 ? `, ${result.heldDropped} held rows dropped` : '') +
+          (result.kept.length > 0 ? `, ${result.kept.length} rows already started finish` : ''),
+      );
+      return 0;
+    } finally {
+      // A cancel that finished the batch writes its report and calls back before the command exits.
+      await service.finisher.idle();
+      await service.close();
+    }
   });
 }

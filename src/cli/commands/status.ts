@@ -46,7 +46,16 @@ export async function statusCommand(argv: string[]): Promise<number> {
         return 0;
       }
       if (values.json) console.log(JSON.stringify(batch, null, 2));
-      else console.log(`${describeCounts(batchId, batch.counts)}\ncreated ${batch.createdAt} from ${batch.source}${batch.finishedAt ? `, finished ${batch.finishedAt}` : ''}`);
+      else {
+        const sample = !batch.sample
+          ? ''
+          : batch.sample.approvedAt
+            ? `\nsample of ${batch.sample.size} approved ${batch.sample.approvedAt}`
+            : batch.cancelledAt
+              ? `\nsample of ${batch.sample.size} rejected (cancelled ${batch.cancelledAt})`
+              : `\nsample of ${batch.sample.size}: ${batch.counts.held} rows held until "talkbatch approve ${batchId}"`;
+        console.log(`${describeCounts(batchId, batch.counts)}\ncreated ${batch.createdAt} from ${batch.source}${batch.finishedAt ? `, finished ${batch.finishedAt}` : ''}${sample}`);
+      }
       return 0;
     }
     const [jobCounts, paused, ids] = await Promise.all([
@@ -60,7 +69,9 @@ export async function statusCommand(argv: string[]): Promise<number> {
       return 0;
     }
     console.log(`queue ${config.queueName}${paused ? ' (PAUSED)' : ''}: ${Object.entries(jobCounts).map(([state, n]) => `${n} ${state}`).join(', ')}`);
-    for (const batch of batches) if (batch) console.log(`  ${describeCounts(batch.id, batch.counts)}${batch.finishedAt ? ' [finished]' : ''}`);
+    for (const batch of batches) {
+      if (batch) console.log(`  ${describeCounts(batch.id, batch.counts)}${batch.finishedAt ? ' [finished]' : batch.counts.held > 0 ? ' [sample: awaiting approval]' : ''}`);
+    }
     if (batches.length === 0) console.log('  no batches yet');
     return 0;
   } finally {

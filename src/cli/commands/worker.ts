@@ -48,6 +48,7 @@ export async function workerCommand(argv: string[]): Promise<number> {
     redisUrl: config.redisUrl,
     logger,
     onBatchFinished: finisher.onBatchFinished,
+    onSampleReady: finisher.onSampleReady,
     onRowWebhook: finisher.onRowWebhook,
   });
   // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
