@@ -67,7 +67,7 @@ describe('talkbatch CLI', () => {
   });
 
   it('every command has --help', async () => {
-    for (const command of ['run', 'demo', 'validate', 'enqueue', 'worker', 'status', 'report', 'retry', 'pause', 'simulate']) {
+    for (const command of ['run', 'demo', 'validate', 'enqueue', 'worker', 'status', 'report', 'retry', 'approve', 'cancel', 'pause', 'simulate']) {
       const result = await runCli([command, '--help']);
       expect(result.code, command).toBe(0);
       expect(result.stdout, command).toMatch(/Usage: talkbatch/);
