@@ -385,7 +385,8 @@ export function addApproveForm(html: string, form: ApproveForm): string {
     `<input type="hidden" name="csrf" value="${escapeHtml(form.csrfToken)}">` +
     `<p>Happy with the sample? Approving makes the other ${rows} (D-ID charges for each).</p>` +
     `<button type="submit">Approve the remaining ${rows}</button></form>`;
-  return html.replace(REVIEW_CSP, REVIEW_CSP_WITH_FORM).replace(APPROVE_SLOT, markup);
+  // Replacer functions: a replacement string would give `$&`-style sequences a meaning.
+  return html.replace(REVIEW_CSP, () => REVIEW_CSP_WITH_FORM).replace(APPROVE_SLOT, () => markup);
 }
 
 /** Writes `<dir>/index.html` through a temp file and a rename, so a reader never sees half a page. Returns its path. */
