@@ -6,6 +6,7 @@ import { imageSource } from './row-image.js';
 import { buildOutputName, type RowIdentity } from './row-output-name.js';
 import { computeRowKey } from './row-key.js';
 import { buildScript } from './row-script.js';
+import { ROW_ID_PATTERN } from './schemas.js';
 import type { ManifestIssue, ManifestRow } from './types.js';
 
 /*
@@ -21,8 +22,6 @@ export type { RowContext } from './row-fields.js';
 export type BuiltRow =
   | { kind: 'empty' }
   | { kind: 'row'; rowKey: string; idFromCell: boolean; input: Record<string, string>; outputName?: string; issues: ManifestIssue[]; row?: ManifestRow };
-
-const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 
 /** Builds one row: cell checks first (size, formula), then meaning; the D-ID body only when nothing is wrong. */
 export function buildRow(cells: readonly RawCell[], line: number, ctx: RowContext): BuiltRow {
@@ -52,7 +51,7 @@ function readIdentity(fields: RowFields): RowIdentity {
   let idValid = false;
   if (id !== undefined) {
     if (id.includes(':')) fields.add('id', 'must not contain ":" (ids become part of job ids)');
-    else if (!ID_PATTERN.test(id)) fields.add('id', 'must start with a letter or digit and use only letters, digits, ".", "_" and "-" (at most 100 characters)');
+    else if (!ROW_ID_PATTERN.test(id)) fields.add('id', 'must start with a letter or digit and use only letters, digits, ".", "_" and "-" (at most 100 characters)');
     else idValid = true;
   }
   return { id, idValid, rowKey: computeRowKey(fields.input) };
