@@ -12,7 +12,6 @@ const NAME_ERRORS = new Set(['ENAMETOOLONG', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EIL
 
 export class DownloadError extends AppError {
   readonly code = 'DOWNLOAD_FAILED';
-  override readonly retryable: boolean;
   constructor(
     readonly reason: DownloadFailure,
     message: string,
@@ -20,7 +19,6 @@ export class DownloadError extends AppError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.retryable = reason !== 'type' && reason !== 'not-video' && reason !== 'file-name';
   }
 }
 
