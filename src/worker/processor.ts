@@ -151,10 +151,22 @@ class RowRun {
         step = await this.#execute(this.#decide(step));
         if ('status' in step) return step;
       }
+    } catch (error) {
+      // The ledger hears of a final failure before BullMQ does: a worker that dies in between leaves a row the
+      // ledger calls failed (its batch can finish), never a failed job the ledger still counts as running.
+      if (this.#endsTheRow(error)) await this.deps.batches.markFailed(this.payload.batchId, this.payload.rowKey);
+      throw error;
     } finally {
       // Whatever ended the wait for the render, the talk no longer holds one of our render slots.
       if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
     }
+  }
+
+  /** Whether BullMQ will move the job to failed for this error instead of trying it again or holding it. */
+  #endsTheRow(error: unknown): boolean {
+    if (error instanceof DelayedError || error instanceof RateLimitError) return false;
+    if (error instanceof UnrecoverableError) return true;
+    return this.job.attemptsMade + 1 >= (this.job.opts.attempts ?? 1);
   }
 
   #workerView(): RowState['worker'] {
