@@ -19,7 +19,8 @@ const redisUrl = z
 
 /**
  * Every setting talkbatch reads, keyed by its environment variable. This table is the single place
- * where variable names appear; the README's config table is written from it.
+ * where variable names appear. The README's config table is written by hand; test/unit/readme-config.test.ts
+ * fails when a variable is missing from either side or a default differs.
  */
 export const ENV_SCHEMA = z.object({
   DID_API_KEY: optionalString,

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import { requestResult, type ResultDispatcher, type ResultResponse } from '../did/index.js';
 import { AppError } from '../shared/errors.js';
 
 export type DownloadFailure = 'expired' | 'http' | 'type' | 'truncated' | 'network' | 'not-video' | 'file-name';
@@ -12,7 +12,6 @@ const NAME_ERRORS = new Set(['ENAMETOOLONG', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EIL
 
 export class DownloadError extends AppError {
   readonly code = 'DOWNLOAD_FAILED';
-  override readonly retryable: boolean;
   constructor(
     readonly reason: DownloadFailure,
     message: string,
@@ -20,7 +19,6 @@ export class DownloadError extends AppError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.retryable = reason !== 'type' && reason !== 'not-video' && reason !== 'file-name';
   }
 }
 
@@ -29,7 +27,7 @@ export interface DownloadOptions {
   owned?: { sha256: string };
   timeoutMs?: number;
   signal?: AbortSignal;
-  dispatcher?: Dispatcher;
+  dispatcher?: ResultDispatcher;
 }
 
 export interface DownloadResult {
@@ -72,13 +70,11 @@ async function download(url: string, path: string, options: DownloadOptions): Pr
   const headers: Record<string, string> = { accept: 'video/*,application/octet-stream;q=0.9,*/*;q=0.1' };
   if (partSize > 0) headers.range = `bytes=${partSize}-`;
 
-  let response: Dispatcher.ResponseData<unknown>;
+  let response: ResultResponse;
   try {
-    response = await request(url, {
-      method: 'GET',
+    response = await requestResult(url, {
       headers,
-      headersTimeout: options.timeoutMs ?? 60_000,
-      bodyTimeout: options.timeoutMs ?? 60_000,
+      timeoutMs: options.timeoutMs ?? 60_000,
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });

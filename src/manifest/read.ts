@@ -10,6 +10,7 @@ import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
 import { RowSpool } from './row-spool.js';
+import { MANIFEST_FORMAT_LIST, MANIFEST_FORMATS } from './schemas.js';
 import { isUrlSource } from './remote.js';
 import { localManifest, sourceLabel, STDIN_SOURCE } from './spool.js';
 import { templateVariablesRaw } from './template.js';
@@ -30,15 +31,13 @@ type EngineEvent =
 /** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
 const ASCII = /^[\x00-\x7f]*$/;
 
-const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
-
 /** Problems with the options themselves: nothing in the file can fix them, so they are thrown. */
 function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const fail = (column: string, message: string): void => {
     issues.push(issueAt(file, 0, message, column));
   };
-  if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json, jsonl or xlsx (got "${String(options.format)}")`);
+  if (options.format !== undefined && !MANIFEST_FORMATS.includes(options.format)) fail('format', `must be ${MANIFEST_FORMAT_LIST} (got "${String(options.format)}")`);
   if (options.sheet !== undefined && (typeof options.sheet !== 'string' || options.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
   if (options.encoding !== undefined && (typeof options.encoding !== 'string' || encodingName(options.encoding) === undefined)) {
     fail('encoding', unknownEncodingMessage(String(options.encoding)));

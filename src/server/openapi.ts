@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { BatchOptionsSchema, CreateBatchSchema } from './api-schemas.js';
+import { BATCH_ID_PATTERN } from '../queue/payload.js';
+import { BatchOptionsSchema, CreateBatchSchema, CsvQuerySchema } from './api-schemas.js';
 
 /*
  * The OpenAPI 3.1 description of `talkbatch serve`. Request bodies are generated from the same zod
@@ -9,7 +10,7 @@ import { BatchOptionsSchema, CreateBatchSchema } from './api-schemas.js';
 const json = (schema: object) => ({ 'application/json': { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => ({ description, content: json(ref('Error')) });
-const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$' } };
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: BATCH_ID_PATTERN.source } };
 const UNAUTHORIZED = error('No or wrong API key (also when no keys are configured)');
 
 function schemaOf(schema: z.ZodType): Record<string, unknown> {
@@ -136,7 +137,7 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Validate rows and enqueue them as a batch',
           description:
             'JSON body with "rows" or "csv", or a text/csv body with the options as query parameters. Any invalid row: 422 and nothing is enqueued.',
-          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'sample', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
+          parameters: Object.keys(CsvQuerySchema.shape).map((name) => ({
             name,
             in: 'query',
             required: false,

@@ -27,7 +27,7 @@ type WebhookRequest = FastifyRequest<{ Params: { jobId: string; token: string } 
 
 /**
  * `POST /webhooks/did/:jobId/:token`: D-ID's talk-finished webhook. D-ID does not sign webhooks, so the
- * URL carries an HMAC of the job id (shared/webhook-token.ts). The body is only a hint: the talk is
+ * URL carries an HMAC of the job id (src/shared/webhook-token.ts). The body is only a hint: the talk is
  * re-read with our API key, and only a finished talk wakes the job, which then polls D-ID itself. So a
  * forged, replayed or premature call can at worst cost one GET; it never changes a job.
  */

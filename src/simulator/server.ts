@@ -13,7 +13,7 @@ import { WebhookDispatcher } from './webhooks.js';
 
 /*
  * A D-ID look-alike for the demo, the tests and dry runs. On the wire it answers like api.d-id.com
- * (see shared/reference/did-api-notes.md): POST/GET/DELETE /talks, GET /talks (token paging),
+ * (D-ID's published schema is fixtures/did/openapi-talks.json): POST/GET/DELETE /talks, GET /talks (token paging),
  * GET /credits, presigned-looking result URLs under /media/, and webhooks. Knobs inject the failures
  * D-ID and its API gateway are known to produce.
  *
