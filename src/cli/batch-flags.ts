@@ -8,6 +8,7 @@ export const BATCH_OPTIONS = {
   'allow-partial': { type: 'boolean' },
   'max-talks': { type: 'string' },
   'max-video-seconds': { type: 'string' },
+  'no-cache': { type: 'boolean' },
 } as const;
 
 export const BATCH_HELP = `Batch options:
@@ -15,13 +16,16 @@ export const BATCH_HELP = `Batch options:
                          and id add nothing twice
   --allow-partial        enqueue the valid rows even when some rows are invalid
   --max-talks N          never create more than N talks for this batch (counted in Redis, all workers)
-  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S`;
+  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S
+  --no-cache             render every row even when an identical request was rendered before (by default
+                         such a row is copied from the render cache and nothing is paid; see talkbatch cache)`;
 
 export interface BatchFlags {
   batch?: string;
   'allow-partial'?: boolean;
   'max-talks'?: string;
   'max-video-seconds'?: string;
+  'no-cache'?: boolean;
 }
 
 export function budgetFrom(flags: BatchFlags): BatchBudget | undefined {

@@ -41,6 +41,9 @@ export interface ResultRecord {
   previewNote?: string | null;
   shareUrl?: string | null;
   emailHtml?: string | null;
+  /** Set when the video was copied from the render cache (status stays done): the batch and talk that made it. */
+  cachedFromBatch?: string | null;
+  cachedFromTalk?: string | null;
 }
 
 export interface ReportOptions {
@@ -51,7 +54,7 @@ export interface ReportOptions {
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
-  'poster', 'gif', 'preview_note', 'share_url', 'email_html',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'cached_from_batch', 'cached_from_talk',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -126,6 +129,8 @@ function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow)
     enqueuedAt: entry.enqueuedAt === null ? null : new Date(entry.enqueuedAt).toISOString(),
     finishedAt: new Date(entry.finishedAt).toISOString(),
     input: entry.input,
+    cachedFromBatch: entry.cachedFrom?.batchId ?? null,
+    cachedFromTalk: entry.cachedFrom?.talkId ?? null,
   };
 }
 
@@ -181,6 +186,8 @@ function recordFor(
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
+    cachedFromBatch: result?.cachedFrom?.batchId ?? null,
+    cachedFromTalk: result?.cachedFrom?.talkId ?? null,
   };
 }
 
@@ -230,7 +237,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
-        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.cachedFromBatch ?? null, r.cachedFromTalk ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

@@ -23,6 +23,7 @@ export const BatchOptionsSchema = z.strictObject({
   batchId: z.string().optional().describe('default: generated; the same id and rows add nothing twice'),
   callbackUrl: z.string().optional().describe('https URL POSTed a signed summary when the batch finishes'),
   maxTalks: z.number().int().min(1).optional().describe('refuse the batch when it has more valid rows than this'),
+  cache: z.boolean().optional().describe('false: render every row even when an identical request was rendered before (default true: copied from the render cache)'),
   defaults: DefaultsSchema.optional(),
 });
 
@@ -41,6 +42,7 @@ export const CsvQuerySchema = z.strictObject({
   batchId: z.string().optional(),
   callbackUrl: z.string().optional(),
   maxTalks: z.coerce.number().int().min(1).optional(),
+  cache: z.enum(['true', 'false']).transform((value) => value === 'true').optional(),
   imageUrl: z.string().optional(),
   voice: z.string().optional(),
   provider: z.enum(PROVIDER_TYPES).optional(),

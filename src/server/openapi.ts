@@ -68,6 +68,8 @@ export function openApiDocument(): Record<string, unknown> {
       file: { type: ['string', 'null'] },
       bytes: { type: ['integer', 'null'] },
       sha256: { type: ['string', 'null'] },
+      cachedFromBatch: { type: ['string', 'null'], description: 'set when the video was copied from the render cache: the batch that made it' },
+      cachedFromTalk: { type: ['string', 'null'], description: 'the talk that made the copied video' },
       videoSeconds: { type: ['number', 'null'] },
       renderSeconds: { type: ['number', 'null'] },
       attempts: { type: 'integer' },
@@ -120,12 +122,12 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Validate rows and enqueue them as a batch',
           description:
             'JSON body with "rows" or "csv", or a text/csv body with the options as query parameters. Any invalid row: 422 and nothing is enqueued.',
-          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
+          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'cache', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
             name,
             in: 'query',
             required: false,
             description: 'text/csv bodies only',
-            schema: { type: name === 'maxTalks' ? 'integer' : 'string' },
+            schema: name === 'maxTalks' ? { type: 'integer' } : name === 'cache' ? { enum: ['true', 'false'] } : { type: 'string' },
           })),
           requestBody: {
             required: true,

@@ -25,6 +25,7 @@ import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import type { PreviewJob } from './preview-worker.js';
 import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
 import type { RenderTracker } from './render-tracker.js';
+import type { RenderCache } from './render-cache.js';
 import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -79,6 +80,8 @@ export interface ProcessorDeps {
   requestPreview?: (job: PreviewJob) => Promise<void>;
   /** Called after markDone when talkbatch's own receiver took D-ID's webhook and the row has its own: delivers in the background; must not throw. */
   onRowWebhook?: (event: RowWebhookEvent) => void;
+  /** Identical requests rendered before (any batch) are copied, not paid again (src/worker/render-cache.ts). */
+  renderCache?: RenderCache;
 }
 
 /** What a worker hands over once a row's MP4 is on disk and the row has its own `webhook` that D-ID was not given. */
@@ -145,8 +148,10 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new DelayedError();
     };
 
+    // Render cache (issue 17): a fresh row's request is looked up (and claimed) inside the takeRow script below.
+    const cacheProbe = await deps.renderCache?.probeFor(jobId, payload, signal);
     // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
-    const taken = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 });
+    const taken = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 }, cacheProbe);
     if (taken === 'new') await deps.batches.create(payload.batchId, 'bullmq');
     if (taken === 'done') {
       // A copy of a row finished earlier (its job already removed, talk-queue.ts): answer from the ledger, pay nothing.
@@ -187,6 +192,12 @@ export function createProcessor(deps: ProcessorDeps) {
           talkId = found.id;
         }
       }
+      // Render cache (issue 17): done from an identical earlier render (no talk), handed back while an identical row
+      // renders (no slot held), or the talk of a lapsed claimant adopted (nothing paid twice); else create, holding the claim.
+      const cached = talkId ? undefined : await deps.renderCache?.beforeCreate({ job, payload, probe: cacheProbe, signal });
+      if (cached?.kind === 'done') return cached.result;
+      if (cached?.kind === 'wait') await handBack(cached.delayMs);
+      if (cached?.kind === 'adopt') talkId = cached.talkId;
       if (!talkId) {
         if (deps.handback.aborted) await handBack(0);
         // Jobs from other BullMQ clients skipped the producer's reservation: the name is claimed here, before any spend.
@@ -296,7 +307,9 @@ export function createProcessor(deps: ProcessorDeps) {
           input: payload.input,
           enqueuedAt: job.timestamp || null,
           finishedAt,
-        });
+        },
+        // Render cache (issue 17): the verified file becomes the entry for this request in the same script call.
+        await deps.renderCache?.recordFor(jobId, payload, { talkId, path: file.path, bytes: file.bytes, sha256: file.sha256, videoSeconds: result.videoSeconds }, cacheProbe));
         // D-ID called talkbatch instead of the row's own URL: talkbatch calls it now that the file is on disk.
         const ownWebhook = payload.talk.webhook;
         if (ownWebhook !== undefined && deps.webhookUrlFor?.(jobId) !== undefined) {

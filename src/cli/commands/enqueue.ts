@@ -39,6 +39,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
       ...(values.batch ? { batchId: values.batch } : {}),
       allowPartial: values['allow-partial'] === true,
       ...(budget ? { budget } : {}),
+      ...(values['no-cache'] ? { cache: false } : {}),
     });
     if (result.issues.length > 0) printIssues(result.issues);
     await creditPreflight(config, result.added, result.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));

@@ -60,6 +60,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     allowPartial: values['allow-partial'] === true,
     quiet: values.quiet === true,
     budget: budgetFrom(values),
+    ...(values['no-cache'] ? { cache: false } : {}),
   });
 }
 
@@ -73,6 +74,8 @@ export interface RunBatchOptions {
   quiet?: boolean;
   did?: DidClient;
   budget?: BatchBudget | undefined;
+  /** false: render every row even when the render cache has its request (--no-cache). */
+  cache?: boolean;
 }
 
 /** enqueue + in-process workers + progress + report: the whole job for one manifest. */
@@ -94,6 +97,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
         ...(options.batchId ? { batchId: options.batchId } : {}),
         allowPartial: options.allowPartial === true,
         ...(options.budget ? { budget: options.budget } : {}),
+        ...(options.cache === false ? { cache: false } : {}),
       });
     } catch (error) {
       if (printIssues(error)) return 2;
