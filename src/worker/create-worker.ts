@@ -145,7 +145,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
 
   const uploads = new UploadCache({ redis: connection, keys, ttlMs: config.uploadTtlMs, did });
   const requestPreview = (job: Parameters<PreviewRequests['request']>[0]): Promise<void> => previewRequests.request(job);
-  const renderCache = new RenderCache({ redis: connection, keys, config, batches, queue, did, logger, uploads, requestPreview });
+  const renderCache = new RenderCache({ redis: connection, keys, config, batches, queue, did, logger, uploads, requestPreview, claimTtlMs: config.renderCacheClaimMs });
 
   const processor = createProcessor({
     config,
