@@ -209,10 +209,10 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
           return;
         }
         logger.error({ jobId: job.id, err: error.message }, 'row failed');
-        // An identical row waiting on this one's render takes the request over at once.
-        if (job.id) await renderCache.release(job.id);
         options.metrics?.onRowFailed?.();
         await batches.markFailed(job.data.batchId, job.data.rowKey);
+        // An identical row waiting on this one's render takes the request over at once.
+        if (job.id) await renderCache.release(job.id);
         options.onRowFinished?.(job.data.batchId, job.data.rowKey);
         await finishIfLast(job.data.batchId);
       })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
