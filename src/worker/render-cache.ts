@@ -362,14 +362,17 @@ const NO_LINK = new Set(['EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'E
 
 /**
  * The cached file under `target`: hard-linked when source and target share a file system, else copied; either way
- * through `<target>.part`, checked against the entry's sha256 and size, then renamed into place (a file under its
- * final name is always complete, as downloads are). 'missing' or 'changed' when the cached file cannot be used.
+ * through `<target>.copy`, checked against the entry's sha256 and size, then renamed into place (a file under its
+ * final name is always complete, as downloads are). Not through `.part`: a download resumes a `.part` by appending
+ * to it, and a link left there by a crash would append to the other batch's video. 'missing' or 'changed' when the
+ * cached file cannot be used.
  */
 async function placeVerified(entry: RenderCacheEntry, target: string): Promise<'ok' | 'missing' | 'changed'> {
   const source = resolve(entry.file);
   if (source === target) return (await sha256Of(target)) === entry.sha256 ? 'ok' : 'changed';
   await mkdir(dirname(target), { recursive: true });
-  const part = `${target}.part`;
+  // Five bytes, like `.part`: output names leave room for that much (src/shared/file-names.ts).
+  const part = `${target}.copy`;
   await rm(part, { force: true });
   let linked = false;
   try {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,7 +83,7 @@ describe('render cache', () => {
       expect(await sha256Of(copy)).toBe(FIXTURE_SHA256);
       expect((await stat(copy)).ino).toBe((await stat(join(harness.config.outDir, 'first', `p${index}.mp4`))).ino);
     }
-    expect((await readdir(join(harness.config.outDir, 'second'))).filter((name) => name.endsWith('.part'))).toEqual([]);
+    expect((await readdir(join(harness.config.outDir, 'second'))).filter((name) => name.endsWith('.part') || name.endsWith('.copy'))).toEqual([]);
     const jsonl = (await readFile(report.jsonl, 'utf8')).trim().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>);
     expect(jsonl[0]).toMatchObject({ status: 'done', cachedFromBatch: 'first', cachedFromTalk: first[0]?.talk_id });
     const page = await readFile(report.html, 'utf8');
@@ -120,6 +121,34 @@ describe('render cache', () => {
     for (const r of rows) expect(await sha256Of(join(harness.config.outDir, 'twins', r.outputName))).toBe(FIXTURE_SHA256);
     // Both processes took rows: the waiting was across processes, not only inside one.
     expect(workers.every((worker) => worker.output().includes('"batchId":"twins"'))).toBe(true);
+  });
+
+  // Another file system than the temp folder's (tmpfs on Linux): no hard link is possible there.
+  const otherFs = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(tmpdir()).dev;
+  it.skipIf(!otherFs)('copies a cached video to another file system through a verified copy', async () => {
+    harness = await startHarness({ renderMs: 50 });
+    const rows = [0, 1].map((index) => row(index));
+    await harness.enqueue('here', rows);
+    const local = await harness.startWorker();
+    await untilBatchFinished(harness.handle.batches, 'here', 30_000);
+    await local.close();
+    const elsewhere = await mkdtemp('/dev/shm/tb-cache-');
+    try {
+      await harness.startWorker({ config: { ...harness.config, outDir: elsewhere } });
+      await harness.enqueue('there', rows);
+      expect(await untilBatchFinished(harness.handle.batches, 'there', 30_000)).toMatchObject({ done: 2, failed: 0 });
+      expect(harness.simulator.stats().totalCreates).toBe(2);
+      for (const r of rows) {
+        const copy = join(elsewhere, 'there', r.outputName);
+        expect(await sha256Of(copy)).toBe(FIXTURE_SHA256);
+        expect((await stat(copy)).dev).not.toBe((await stat(join(harness.config.outDir, 'here', r.outputName))).dev);
+      }
+      expect((await readdir(join(elsewhere, 'there'))).sort()).toEqual(rows.map((r) => r.outputName).sort());
+      const finished = await harness.handle.batches.finishedRows('there', rows.map((r) => r.rowKey));
+      expect(finished.map((entry) => entry?.cachedFrom?.batchId)).toEqual(['here', 'here']);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('renders a row again when its cached file was deleted or changed, and drops the entry', async () => {
