@@ -5,7 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { submitBatch } from '../../src/app/submit.js';
 import { enqueueManifest } from '../../src/queue/producer.js';
+import { BatchOptionsSchema, CsvQuerySchema } from '../../src/server/api-schemas.js';
 import { queueKeys } from '../../src/queue/keys.js';
 import { RenderCacheStore } from '../../src/queue/render-cache-store.js';
 import { writeBatchReport } from '../../src/report/results.js';
@@ -202,6 +204,12 @@ describe('render cache', () => {
     await untilBatchFinished(harness.handle.batches, 'copied', 30_000);
     expect(harness.simulator.stats().totalCreates).toBe(6);
     expect((await harness.handle.batches.get('copied'))?.cache).toBe(true);
+
+    // The REST API and the library take the same setting (`cache: false`, `?cache=false` for CSV bodies).
+    expect(BatchOptionsSchema.parse({ cache: false })).toEqual({ cache: false });
+    expect(CsvQuerySchema.parse({ cache: 'false' })).toEqual({ cache: false });
+    await submitBatch(harness.handle, { rows: [{ id: 'api', image_url: IMAGE, script: 'Hello from the API, this is your video.' }] }, { batchId: 'api-fresh', cache: false });
+    expect((await harness.handle.batches.get('api-fresh'))?.cache).toBe(false);
   });
 
   it('takes over the claim of a worker killed mid-render and adopts its talk instead of paying twice', async () => {
