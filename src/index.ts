@@ -50,6 +50,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   maxConcurrentUploads: 'TALKBATCH_API_MAX_CONCURRENT_UPLOADS',
   localMediaDirs: 'TALKBATCH_LOCAL_MEDIA_DIRS',
   uploadTtlMs: 'TALKBATCH_UPLOAD_TTL_MS',
+  renderCacheClaimMs: 'TALKBATCH_RENDER_CACHE_CLAIM_MS',
   outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
   previews: 'TALKBATCH_PREVIEWS',
   posterAtSeconds: 'TALKBATCH_POSTER_AT',

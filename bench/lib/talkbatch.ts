@@ -33,8 +33,11 @@ export interface TalkbatchSetup {
   worker: TalkWorker;
   server: TalkbatchServer | undefined;
   outDir: string;
-  /** Enqueues the rows as one batch (jobs + ledger), as `talkbatch enqueue` does after validation. */
-  enqueue(batchId: string, rows: ManifestRow[]): Promise<void>;
+  /**
+   * Enqueues the rows as one batch (jobs + ledger), as `talkbatch enqueue` does after validation. The render cache is
+   * off unless asked for: bench rows repeat their requests (60 distinct scripts), and the scenarios measure renders.
+   */
+  enqueue(batchId: string, rows: ManifestRow[], options?: { cache?: boolean }): Promise<void>;
   /** Resolves when the batch's ledger counts every row done or failed; polls on the bench's own connection. */
   waitForBatch(batchId: string, total: number, timeoutMs: number): Promise<{ done: number; failed: number }>;
   close(): Promise<void>;
@@ -84,8 +87,8 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     worker,
     server,
     outDir,
-    async enqueue(batchId, rows) {
-      await handle.batches.create(batchId, 'bench');
+    async enqueue(batchId, rows, options = {}) {
+      await handle.batches.create(batchId, 'bench', { cache: options.cache === true });
       await enqueueRows(handle, batchId, rows);
     },
     async waitForBatch(batchId, total, timeoutMs) {

@@ -17,3 +17,4 @@ export {
   type RowWebhookBody,
 } from './finisher.js';
 export { PayloadTooLargeError, TooManyRowsError, checkCallbackUrl, submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './submit.js';
+export { parseAge, pruneRenderCache, renderCacheStats, renderCacheStore, type PruneOptions, type PruneResult, type RenderCacheStats } from './render-cache.js';

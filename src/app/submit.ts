@@ -39,6 +39,11 @@ export interface SubmitBatchOptions {
   maxTalks?: number;
   /** Enqueue the valid rows even when some are invalid (default: nothing is enqueued then). */
   allowPartial?: boolean;
+  /**
+   * false: render every row even when an identical request was rendered and downloaded before (default true: such a
+   * row is copied from the render cache and nothing is paid). Stored with the batch; the first submission's counts.
+   */
+  cache?: boolean;
   /** Recorded as the batch's source; defaults to a description of the input. */
   source?: string;
   /** `stream` inputs longer than this are refused. */
@@ -123,6 +128,7 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       // Workers enforce it too, so rows added to the batch later cannot spend past it either.
       ...(maxTalks !== undefined ? { budget: { maxTalks } } : {}),
       ...(sample ? { sample } : {}),
+      ...(options.cache === false ? { cache: false } : {}),
       // Temp paths mean nothing to the caller: issues name the input instead.
       issueLabel: staged.label,
       sourceLabel: options.source ?? staged.label,

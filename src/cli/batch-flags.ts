@@ -9,6 +9,7 @@ export const BATCH_OPTIONS = {
   'max-talks': { type: 'string' },
   'max-video-seconds': { type: 'string' },
   sample: { type: 'string' },
+  'no-cache': { type: 'boolean' },
 } as const;
 
 export const BATCH_HELP = `Batch options:
@@ -19,7 +20,9 @@ export const BATCH_HELP = `Batch options:
   --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S
   --sample N             make only N rows chosen to cover the sheet (the first, the longest script, one per
                          voice, then random ones, the same for the same --batch) and hold the rest, un-spent,
-                         until "talkbatch approve <batch>" ("talkbatch cancel <batch>" drops them)`;
+                         until "talkbatch approve <batch>" ("talkbatch cancel <batch>" drops them)
+  --no-cache             render every row even when an identical request was rendered before (by default
+                         such a row is copied from the render cache and nothing is paid; see talkbatch cache)`;
 
 export interface BatchFlags {
   batch?: string;
@@ -27,6 +30,7 @@ export interface BatchFlags {
   'max-talks'?: string;
   'max-video-seconds'?: string;
   sample?: string;
+  'no-cache'?: boolean;
 }
 
 /** --sample N: how many rows to make before the rest waits for approval. */

@@ -24,6 +24,7 @@ Commands:
   serve                HTTP server: D-ID webhooks, REST API, dashboard, metrics (--with-worker: all in one)
   schema               print the job payload's JSON Schema (for other BullMQ clients)
   share revoke <batchId> [row]   turn off share-page links of a batch or one row
+  cache stats|prune    the render cache: identical requests rendered before are copied, not paid again
 
 Configuration comes from the environment (and .env); see the README's config table.
 Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
@@ -62,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/share.js')).shareCommand(rest);
     case 'schedule':
       return (await import('./commands/schedule.js')).scheduleCommand(rest);
+    case 'cache':
+      return (await import('./commands/cache.js')).cacheCommand(rest);
     case 'pause':
     case 'resume':
       return (await import('./commands/admin.js')).pauseCommand(rest, command);

@@ -78,6 +78,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     maxConcurrentUploads: v.TALKBATCH_API_MAX_CONCURRENT_UPLOADS,
     localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
     uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
+    renderCacheClaimMs: v.TALKBATCH_RENDER_CACHE_CLAIM_MS,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
     previews: v.TALKBATCH_PREVIEWS,
     posterAtSeconds: v.TALKBATCH_POSTER_AT,

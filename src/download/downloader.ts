@@ -167,7 +167,7 @@ export async function looksLikeVideo(path: string): Promise<boolean> {
   }
 }
 
-async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
+export async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
   let offset = 0;
   while (offset < buffer.length) {
     const { bytesWritten } = await file.write(buffer, offset, buffer.length - offset);
@@ -175,7 +175,8 @@ async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
   }
 }
 
-async function hashFile(path: string, hash: Hash): Promise<void> {
+/** Feeds the file's bytes to `hash`. */
+export async function hashFile(path: string, hash: Hash): Promise<void> {
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
 }
 
@@ -187,7 +188,8 @@ async function sizeOf(path: string): Promise<number> {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** Makes a rename in `dir` durable where the file system allows it. */
+export async function syncDir(dir: string): Promise<void> {
   try {
     const handle = await open(dir, 'r');
     try {

@@ -1,23 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { RedisClient } from './connections.js';
 import { queueKeys, type BatchKeyPart, type QueueKeys } from './keys.js';
-
-/** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
-class LuaScript {
-  readonly #sha: string;
-  constructor(readonly body: string) {
-    this.#sha = createHash('sha1').update(body).digest('hex');
-  }
-
-  async run(redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return redis.eval(this.body, keys.length, ...keys, ...args);
-    }
-  }
-}
+import { LuaScript } from './lua-script.js';
+import { PROBE_LUA, RECORD_LUA, parseProbeReply, probeArgs, probeKeys, recordArgs, recordKeys, type RenderCacheProbe, type RenderCacheRecord } from './render-cache-store.js';
 
 export interface BatchBudget {
   /** Talks this batch may create at most (each create is paid). */
@@ -60,12 +44,29 @@ return 1
  * KEYS[1] rows zset, KEYS[2] active set, KEYS[3] batch hash, KEYS[4] done set; ARGV[1] row key, ARGV[2] line.
  * Returns 1 when the row was new to the batch, 2 when it is done already, else 0.
  */
-const TAKE_ROW = new LuaScript(`
-if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return 2 end
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
-if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
-redis.call('SADD', KEYS[2], ARGV[1])
-return added
+const TAKE_ROW_LUA = `
+local function takeRow()
+  if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return 2 end
+  local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+  if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return added
+end
+`;
+const TAKE_ROW = new LuaScript(`${TAKE_ROW_LUA}
+return takeRow()
+`);
+
+/*
+ * The same, plus the render cache's look-up of a fresh row's request (render-cache-store.ts), so a row that is not
+ * in the cache costs no extra round trip. A row done already is not looked up.
+ * KEYS[5..8] entry, claim, live, stats; ARGV[3..6] job id, claim holder, claim ttl, now. Returns {taken[, answer...]}.
+ */
+const TAKE_ROW_PROBING = new LuaScript(`${TAKE_ROW_LUA}${PROBE_LUA}
+local taken = takeRow()
+if taken == 2 then return {2} end
+local answer = probeRenderCache(KEYS[3], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return {taken, answer[1], answer[2]}
 `);
 
 /*
@@ -84,11 +85,27 @@ const ADD_ROWS_SLICE = 1000;
  * hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed rows: their
  * jobs are kept, and an entry from an earlier outcome is dropped).
  */
-const SET_OUTCOME = new LuaScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+const SET_OUTCOME_LUA = `
+local function setOutcome()
+  redis.call('SADD', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+  if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+end
+`;
+const SET_OUTCOME = new LuaScript(`${SET_OUTCOME_LUA}
+setOutcome()
+return 1
+`);
+
+/*
+ * A done row whose video was rendered for it: the render cache's entry for its request is written in the same call
+ * (render-cache-store.ts), so recording it costs no extra round trip. KEYS[5..8] entry, index, claim, live;
+ * ARGV[3..6] request hash, entry, job id, now.
+ */
+const SET_OUTCOME_RECORDING = new LuaScript(`${SET_OUTCOME_LUA}${RECORD_LUA}
+setOutcome()
+recordRenderCache(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 `);
 
@@ -199,6 +216,8 @@ export interface BatchMeta {
   budget?: BatchBudget & { talksReserved: number; videoSecondsReserved: number };
   /** Present when the batch was enqueued with a sample: the rest of it is held until approved. */
   sample?: BatchSample;
+  /** False when the batch was submitted with the render cache off (`--no-cache`, `cache: false`). */
+  cache: boolean;
 }
 
 export interface BatchCounts {
@@ -237,22 +256,34 @@ export interface FinishedRow {
   /** Epoch milliseconds. */
   enqueuedAt: number | null;
   finishedAt: number;
+  /** Set when the video was copied from the render cache: the batch and talk that made it (nothing was paid). */
+  cachedFrom?: CachedFrom;
+}
+
+export interface CachedFrom {
+  batchId: string;
+  talkId: string;
 }
 
 /* A positional JSON array: field names written once here rather than once per row in Redis. */
 function encodeFinishedRow(row: FinishedRow): string {
-  return JSON.stringify([1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input]);
+  const fields: unknown[] = [1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input];
+  // Only cached rows carry a 13th field, so entries of rendered rows keep their size and older readers' length check.
+  if (row.cachedFrom) fields.push([row.cachedFrom.batchId, row.cachedFrom.talkId]);
+  return JSON.stringify(fields);
 }
 
 function decodeFinishedRow(text: string | null): FinishedRow | undefined {
   if (!text) return undefined;
   try {
     const value = JSON.parse(text) as unknown;
-    if (!Array.isArray(value) || value[0] !== 1 || value.length !== 12) return undefined;
-    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input] = value as [
-      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>,
+    if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 13)) return undefined;
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, cached] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, unknown,
     ];
-    return { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+    if (Array.isArray(cached) && typeof cached[0] === 'string' && typeof cached[1] === 'string') row.cachedFrom = { batchId: cached[0], talkId: cached[1] };
+    return row;
   } catch {
     return undefined;
   }
@@ -276,7 +307,8 @@ export class BatchStore {
     return this.#keys.batch(id, part);
   }
 
-  async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget } = {}): Promise<void> {
+  /** `cache: false`: the batch's rows never take a video from the render cache (they still add theirs to it). */
+  async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget; cache?: boolean } = {}): Promise<void> {
     const now = new Date().toISOString();
     const multi = this.#redis.multi();
     multi.hsetnx(this.#key(id), 'createdAt', now);
@@ -286,6 +318,8 @@ export class BatchStore {
     if (extra.callbackUrl) multi.hsetnx(this.#key(id), 'callbackUrl', extra.callbackUrl);
     if (extra.budget?.maxTalks !== undefined) multi.hsetnx(this.#key(id), 'maxTalks', extra.budget.maxTalks);
     if (extra.budget?.maxVideoSeconds !== undefined) multi.hsetnx(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
+    // Read by the render cache's look-up inside takeRow (render-cache-store.ts); absent means on.
+    if (extra.cache === false) multi.hsetnx(this.#key(id), 'cache', 'off');
     // A batch that grows again is no longer finished.
     multi.zadd(this.#keys.batchIndex(), 'NX', Date.parse(now), id);
     await multi.exec();
@@ -387,16 +421,32 @@ export class BatchStore {
    * A worker takes the row: adds it to the batch when it is new there and marks it active. `'done'` when the
    * ledger has the row done already (nothing is marked then), `'new'` when the row was new to the batch.
    */
-  async takeRow(id: string, row: BatchRowRef): Promise<'new' | 'known' | 'done'> {
+  async takeRow(id: string, row: BatchRowRef, probe?: RenderCacheProbe): Promise<'new' | 'known' | 'done'> {
     const keys = [this.#key(id, 'rows'), this.#key(id, 'active'), this.#key(id), this.#key(id, 'done')];
-    const taken = Number(await TAKE_ROW.run(this.#redis, keys, [row.rowKey, row.line]));
+    let taken: number;
+    if (probe) {
+      // The render cache's look-up rides along; its answer is left on the probe (src/worker/render-cache.ts reads it).
+      const reply = (await TAKE_ROW_PROBING.run(this.#redis, [...keys, ...probeKeys(this.#keys, probe.hash)], [row.rowKey, row.line, ...probeArgs(probe)])) as unknown[];
+      taken = Number(reply[0]);
+      if (reply.length > 1) probe.answer = parseProbeReply(reply.slice(1));
+    } else {
+      taken = Number(await TAKE_ROW.run(this.#redis, keys, [row.rowKey, row.line]));
+    }
     return taken === 2 ? 'done' : taken === 1 ? 'new' : 'known';
   }
 
-  /** Marks the row done; `finished` is what the report shows of it after its job is gone. */
-  async markDone(id: string, rowKey: string, finished?: FinishedRow): Promise<void> {
+  /**
+   * Marks the row done; `finished` is what the report shows of it after its job is gone. `cache`: the row's video was
+   * rendered for it, and becomes the render cache's entry for its request in the same call.
+   */
+  async markDone(id: string, rowKey: string, finished?: FinishedRow, cache?: RenderCacheRecord): Promise<void> {
     const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    await SET_OUTCOME.run(this.#redis, keys, finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey]);
+    const args = finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey];
+    if (cache && finished) {
+      await SET_OUTCOME_RECORDING.run(this.#redis, [...keys, ...recordKeys(this.#keys, cache.hash)], [...args, ...recordArgs(cache)]);
+      return;
+    }
+    await SET_OUTCOME.run(this.#redis, keys, args);
   }
 
   async markFailed(id: string, rowKey: string): Promise<void> {
@@ -547,6 +597,7 @@ export class BatchStore {
       ...(hash.callbackUrl ? { callbackUrl: hash.callbackUrl } : {}),
       ...(hash.cancelledAt ? { cancelledAt: hash.cancelledAt } : {}),
       ...(hash.sampleSize ? { sample: { size: Number(hash.sampleSize), ...(hash.approvedAt ? { approvedAt: hash.approvedAt } : {}) } } : {}),
+      cache: hash.cache !== 'off',
       ...(hash.maxTalks || hash.maxVideoSeconds
         ? {
             budget: {

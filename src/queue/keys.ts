@@ -8,6 +8,8 @@ export type BatchKeyPart = 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'na
 export type ScheduleKeyPart = 'made' | 'runs' | 'lock';
 export type PreviewKeyPart = 'pending' | 'notes';
 export type UploadKind = 'image' | 'audio';
+/** A render-cache entry's claim: who is making the request now (`claim`) and whether that one is alive (`live`). */
+export type RenderCacheKeyPart = 'claim' | 'live';
 
 /** BullMQ queue of schedule ticks beside a talk queue (same prefix, so the same hash tag). */
 export function scheduleQueueName(queueName: string): string {
@@ -79,6 +81,24 @@ export class QueueKeys {
   /** D-ID's URL for a local file already uploaded, by content. */
   upload(kind: UploadKind, sha256: string): string {
     return `${this.base}:uploads:${kind}:${sha256}`;
+  }
+
+  /**
+   * The render cache (src/worker/render-cache.ts): the verified MP4 of a request, by the request's hash, kept
+   * across batches and independent of BullMQ's job retention; or the claim of the row making it now.
+   */
+  renderCache(requestHash: string, part?: RenderCacheKeyPart): string {
+    return part ? `${this.base}:render-cache:${requestHash}:${part}` : `${this.base}:render-cache:${requestHash}`;
+  }
+
+  /** Sorted set of render-cache request hashes by when their entry was written (stats, prune --older-than). */
+  renderCacheIndex(): string {
+    return `${this.base}:render-cache-index`;
+  }
+
+  /** Hash of render-cache counters: hits, misses, bypassed, dropped. */
+  renderCacheStats(): string {
+    return `${this.base}:render-cache-stats`;
   }
 
   /** Pub/sub channel a webhook publishes a job id on to wake the worker waiting for it. */

@@ -78,6 +78,8 @@ export interface RowResult {
   videoSeconds: number | null;
   renderSeconds: number | null;
   finishedAt: string;
+  /** Set when the video was copied from the render cache: the batch and talk that made it. */
+  cachedFrom?: { batchId: string; talkId: string };
 }
 
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */

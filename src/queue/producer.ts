@@ -13,6 +13,8 @@ export interface EnqueueOptions extends ManifestOptions {
   chunkSize?: number;
   callbackUrl?: string;
   budget?: BatchBudget;
+  /** false: the batch's rows are rendered even when an identical request was rendered before (the render cache). */
+  cache?: boolean;
   /** Names the input in issues when `source` is a temp file the caller made (an API body). */
   issueLabel?: string;
   /** Recorded as the batch's source; defaults to the manifest's label. */
@@ -302,6 +304,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
     await handle.batches.create(batchId, options.sourceLabel ?? manifest.label, {
       ...(options.callbackUrl ? { callbackUrl: options.callbackUrl } : {}),
       ...(options.budget ? { budget: options.budget } : {}),
+      ...(options.cache === false ? { cache: false } : {}),
     });
     const picks = selector?.picks();
     // The choice is recorded before any row goes in: the review page says why each sampled row was made.

@@ -44,6 +44,9 @@ export interface ResultRecord {
   emailHtml?: string | null;
   /** Why a sampled batch's row is in its sample (`first`, `longest script`, `voice <voice>`, `random`); absent for other rows. */
   sampleReason?: string | null;
+  /** Set when the video was copied from the render cache (status stays done): the batch and talk that made it. */
+  cachedFromBatch?: string | null;
+  cachedFromTalk?: string | null;
 }
 
 export interface ReportOptions {
@@ -54,7 +57,7 @@ export interface ReportOptions {
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
-  'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'sample_reason',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'sample_reason', 'cached_from_batch', 'cached_from_talk',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -150,6 +153,8 @@ function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow)
     enqueuedAt: entry.enqueuedAt === null ? null : new Date(entry.enqueuedAt).toISOString(),
     finishedAt: new Date(entry.finishedAt).toISOString(),
     input: entry.input,
+    cachedFromBatch: entry.cachedFrom?.batchId ?? null,
+    cachedFromTalk: entry.cachedFrom?.talkId ?? null,
   };
 }
 
@@ -205,6 +210,8 @@ function recordFor(
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
+    cachedFromBatch: result?.cachedFrom?.batchId ?? null,
+    cachedFromTalk: result?.cachedFrom?.talkId ?? null,
   };
 }
 
@@ -254,7 +261,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
-        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.sampleReason ?? null,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.sampleReason ?? null, r.cachedFromBatch ?? null, r.cachedFromTalk ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));

@@ -104,6 +104,7 @@ h2 .n{color:var(--muted);font-weight:normal}
 .b{font-size:11px;text-transform:uppercase;letter-spacing:.04em;padding:1px 8px;border-radius:999px;color:#fff;background:var(--other)}
 .done .b{background:var(--done)}
 .failed .b{background:var(--failed)}
+.c .b.q{background:var(--accent)}
 dl{margin:0 0 6px;display:grid;grid-template-columns:max-content 1fr;gap:1px 10px}
 dt{color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
@@ -279,7 +280,9 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
   // Rows added straight to the queue by another BullMQ client carry no manifest line (0).
   const lineLabel = record.line > 0 ? `<span class="n">line ${record.line}</span>` : '';
   const sampleLabel = record.sampleReason ? `<span class="r">sample: ${escapeHtml(record.sampleReason)}</span>` : '';
-  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span>${sampleLabel}</h2>`);
+  // A video copied from the render cache says so next to its status, which stays "done".
+  const cachedBadge = record.cachedFromBatch ? '<span class="b q">cached</span>' : '';
+  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span>${cachedBadge}${sampleLabel}</h2>`);
   if (record.status === 'failed') {
     const kindText = record.errorKind ?? 'Error';
     parts.push(`<p class="e"><b>${escapeHtml(kindText)}</b>${record.errorDescription ? `: ${escapeHtml(record.errorDescription)}` : ''}</p>`);
@@ -293,6 +296,7 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
 
   const facts: string[] = [];
   if (record.talkId) facts.push(`talk ${escapeHtml(record.talkId)}`);
+  if (record.cachedFromBatch) facts.push(`cached from batch ${escapeHtml(record.cachedFromBatch)}`);
   if (record.videoSeconds !== null) facts.push(`${record.videoSeconds} s`);
   if (record.bytes !== null) facts.push(formatBytes(record.bytes));
   // The first 12 hex digits tell files apart at a glance; the full hash is in results.csv.

@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import { connectRedis, createRedis, type RedisClient } from '../queue/connections.js';
 import { ScheduleDefinition, TICK_JOB_NAME, scheduleQueueName, type ScheduleTiming, type TickDataInput } from './spec.js';
 import { queueKeys, type QueueKeys } from '../queue/keys.js';
+import { stableJson } from '../shared/stable-json.js';
 
 /*
  * Schedules: BullMQ job schedulers on `<queue>-schedules` (same prefix) produce one tick job per run; a schedule
@@ -55,17 +56,8 @@ export interface ScheduleInfo {
 
 export type UpsertOutcome = 'added' | 'changed' | 'unchanged';
 
-/** JSON with sorted keys: equal values give equal text (comparisons, content hashes). */
-export function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => stableJson(item)).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${stableJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
+// Lives in src/shared (the render cache keys on it too); still exported here for the schedule modules.
+export { stableJson };
 
 function repeatOptionsOf(timing: ScheduleTiming): Omit<RepeatOptions, 'key'> {
   return 'cron' in timing ? { pattern: timing.cron, ...(timing.tz !== undefined ? { tz: timing.tz } : {}) } : { every: timing.everyMs };

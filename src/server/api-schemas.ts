@@ -22,6 +22,7 @@ export const BatchOptionsSchema = z.strictObject({
     .min(1)
     .optional()
     .describe('make only this many rows, chosen to cover the sheet, and hold the rest un-spent until POST /v1/batches/{id}/approve'),
+  cache: z.boolean().optional().describe('false: render every row even when an identical request was rendered before (default true: copied from the render cache)'),
   defaults: DefaultsSchema.optional(),
 });
 
@@ -41,6 +42,7 @@ export const CsvQuerySchema = z.strictObject({
   callbackUrl: z.string().optional(),
   maxTalks: z.coerce.number().int().min(1).optional(),
   sample: z.coerce.number().int().min(1).optional(),
+  cache: z.enum(['true', 'false']).transform((value) => value === 'true').optional(),
   ...DefaultsSchema.pick({ imageUrl: true, voice: true, provider: true, language: true }).shape,
   encoding: z.string().optional().describe('the body\'s text encoding when it has no byte-order mark, e.g. windows-1252 (default: the Content-Type charset, else utf-8)'),
 });

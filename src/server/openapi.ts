@@ -84,6 +84,8 @@ export function openApiDocument(): Record<string, unknown> {
       file: { type: ['string', 'null'] },
       bytes: { type: ['integer', 'null'] },
       sha256: { type: ['string', 'null'] },
+      cachedFromBatch: { type: ['string', 'null'], description: 'set when the video was copied from the render cache: the batch that made it' },
+      cachedFromTalk: { type: ['string', 'null'], description: 'the talk that made the copied video' },
       videoSeconds: { type: ['number', 'null'] },
       renderSeconds: { type: ['number', 'null'] },
       attempts: { type: 'integer' },
@@ -142,7 +144,7 @@ export function openApiDocument(): Record<string, unknown> {
             in: 'query',
             required: false,
             description: 'text/csv bodies only',
-            schema: { type: name === 'maxTalks' || name === 'sample' ? 'integer' : 'string' },
+            schema: name === 'maxTalks' || name === 'sample' ? { type: 'integer' } : name === 'cache' ? { enum: ['true', 'false'] } : { type: 'string' },
           })),
           requestBody: {
             required: true,

@@ -17,6 +17,7 @@ import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
 import { createProcessor, type RowWebhookEvent } from './processor.js';
 import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
+import { RenderCache } from './render-cache.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
 import { Wakeups } from './wakeups.js';
@@ -144,6 +145,10 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
 
   await credits.watchIfPaused();
 
+  const uploads = new UploadCache({ redis: connection, keys, ttlMs: config.uploadTtlMs, did });
+  const requestPreview = (job: Parameters<PreviewRequests['request']>[0]): Promise<void> => previewRequests.request(job);
+  const renderCache = new RenderCache({ redis: connection, keys, config, batches, queue, did, logger, uploads, requestPreview, claimTtlMs: config.renderCacheClaimMs });
+
   const processor = createProcessor({
     config,
     did,
@@ -153,7 +158,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     wakeups,
     concurrency,
     rendering: new RenderTracker(connection, keys.rendering()),
-    uploads: new UploadCache({ redis: connection, keys, ttlMs: config.uploadTtlMs, did }),
+    uploads,
+    renderCache,
     handback: handback.signal,
     ...(webhookUrlFor ? { webhookUrlFor } : {}),
     ...(options.onRowWebhook ? { onRowWebhook: options.onRowWebhook } : {}),
@@ -165,7 +171,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     },
     onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
     ...(replicaAck ? { replicaAck } : {}),
-    requestPreview: (job) => previewRequests.request(job),
+    requestPreview,
   });
 
   /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
@@ -179,6 +185,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       return await processor(job, token, signal);
     } finally {
       inFlight -= 1;
+      // Out of this slot (done, failed, handed back): a render-cache claim it holds is no longer renewed from here.
+      if (job.id) renderCache.leave(job.id);
     }
   };
   const makeWorker = (): Worker<JobPayload, RowResult> => {
@@ -205,6 +213,8 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
         logger.error({ jobId: job.id, err: error.message }, 'row failed');
         options.metrics?.onRowFailed?.();
         await batches.markFailed(job.data.batchId, job.data.rowKey);
+        // An identical row waiting on this one's render takes the request over at once.
+        if (job.id) await renderCache.release(job.id);
         options.onRowFinished?.(job.data.batchId, job.data.rowKey);
         await finishIfLast(job.data.batchId);
       })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
@@ -291,6 +301,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      renderCache.close();
       await previewWorker.close();
       await previewRequests.close();
       previewConnection.disconnect();

@@ -12,6 +12,8 @@ import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { decide, startState, type Action, type CallFailure, type DidRefusal, type Observation, type RateLimitMemory, type RowFacts, type RowState } from './decide.js';
 import type { PreviewJob } from './preview-worker.js';
 import { RenderTimes } from './poll-schedule.js';
+import type { RenderCacheProbe } from '../queue/render-cache-store.js';
+import type { RenderCache } from './render-cache.js';
 import type { RenderTracker } from './render-tracker.js';
 import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
@@ -45,6 +47,8 @@ export interface ProcessorDeps {
   requestPreview?: (job: PreviewJob) => Promise<void>;
   /** Called after markDone when talkbatch's own receiver took D-ID's webhook and the row has its own: delivers in the background; must not throw. */
   onRowWebhook?: (event: RowWebhookEvent) => void;
+  /** Identical requests rendered before (any batch) are copied, not paid again (src/worker/render-cache.ts). */
+  renderCache?: RenderCache;
 }
 
 /** What a worker hands over once a row's MP4 is on disk and the row has its own `webhook` that D-ID was not given. */
@@ -126,6 +130,8 @@ function previewJobFor(payload: JobPayload, file: string): PreviewJob {
  */
 class RowRun {
   #state: RowState;
+  /** Render cache (issue 17): this row's request, looked up (and claimed) inside the takeRow script. */
+  #cacheProbe: RenderCacheProbe | undefined;
   readonly #jobId: string;
   readonly #log: Logger;
   readonly #call: { signal?: AbortSignal };
@@ -283,7 +289,8 @@ class RowRun {
   async #takeRow(): Promise<Step> {
     const { batchId, rowKey, line } = this.payload;
     // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
-    const taken = await this.deps.batches.takeRow(batchId, { rowKey, line: line ?? 0 });
+    this.#cacheProbe = await this.deps.renderCache?.probeFor(this.#jobId, this.payload, this.signal);
+    const taken = await this.deps.batches.takeRow(batchId, { rowKey, line: line ?? 0 }, this.#cacheProbe);
     if (taken === 'new') await this.deps.batches.create(batchId, 'bullmq');
     return { kind: 'row-taken', alreadyDone: taken === 'done' };
   }
@@ -317,6 +324,12 @@ class RowRun {
   }
 
   async #reserveName(): Promise<Step> {
+    // Render cache (issue 17), the first step towards a create: done from an identical earlier render (no talk), handed
+    // back while an identical row renders (no slot held), or the talk of a lapsed claimant adopted (nothing paid twice).
+    const cached = await this.deps.renderCache?.beforeCreate({ job: this.job, payload: this.payload, probe: this.#cacheProbe, signal: this.signal });
+    if (cached?.kind === 'done') return cached.result;
+    if (cached?.kind === 'wait') return this.#handBack(cached.delayMs);
+    if (cached?.kind === 'adopt') return { kind: 'reconciled', talkId: cached.talkId };
     const { batchId, rowKey, output } = this.payload;
     const names = await this.deps.batches.reserveNames(batchId, [{ name: output.name, rowKey }]);
     return names.ok ? { kind: 'name-reserved' } : { kind: 'name-taken', owner: names.owner };
@@ -454,7 +467,9 @@ class RowRun {
       input: this.payload.input,
       enqueuedAt: this.job.timestamp || null,
       finishedAt: action.finishedAt,
-    });
+    },
+    // Render cache (issue 17): the verified file becomes the entry for this request in the same script call.
+    await this.deps.renderCache?.recordFor(this.#jobId, this.payload, { talkId: result.talkId, path: result.file, bytes: result.bytes, sha256: result.sha256, videoSeconds: result.videoSeconds }, this.#cacheProbe));
     if (action.rowWebhook) {
       const { url, talk } = action.rowWebhook;
       this.deps.onRowWebhook?.({ batchId, rowKey, jobId: this.#jobId, url, talkId: result.talkId, file, sha256: result.sha256, bytes: result.bytes, talk });

@@ -29,6 +29,8 @@ export class LocalFileError extends Error {
 /** How long one worker may hold the upload of a content before another takes over. */
 const LOCK_MS = 60_000;
 const LOCK_POLL_MS = 200;
+/** How long a share link's fetched image is reused by the next ask for the same link. */
+const LINK_REUSE_MS = 10_000;
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png',
@@ -41,6 +43,7 @@ export class UploadCache {
   readonly #ttlMs: number;
   readonly #did: DidClient;
   readonly #inFlight = new Map<string, Promise<string>>();
+  readonly #links = new Map<string, { bytes: Promise<Buffer>; at: number }>();
 
   constructor(options: { redis: RedisClient; keys: QueueKeys; ttlMs: number; did: DidClient }) {
     this.#redis = options.redis;
@@ -59,21 +62,23 @@ export class UploadCache {
    * to be a JPEG or PNG by its bytes, then uploaded like a local file (once per content).
    */
   async urlForLink(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<string> {
-    let bytes: Buffer;
-    try {
-      const { response } = await outboundFetch(new URL(link), { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) }, policy);
-      if (!response.ok) {
-        await response.body?.cancel();
-        throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
-      }
-      bytes = await readCapped(response, UPLOAD_MAX_BYTES.image);
-    } catch (error) {
-      if (error instanceof LocalFileError) throw error;
-      if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
-      throw error;
-    }
-    if (!isImageBytes(bytes)) throw new LocalFileError(`image link ${new URL(link).origin} does not serve a JPEG or PNG image (a share page rather than the file?)`);
+    const bytes = await this.linkImage(link, policy, options);
     return this.urlForBytes('image', bytes, link.toLowerCase().includes('.png') ? 'x.png' : 'x.jpg', options);
+  }
+
+  /**
+   * The image bytes behind a share link, checked as urlForLink checks them. A fetch is shared for a few seconds,
+   * so the render cache hashing the image (src/worker/render-cache.ts) and the upload right after it fetch once.
+   */
+  linkImage(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<Buffer> {
+    const now = Date.now();
+    for (const [key, fetched] of this.#links) if (now - fetched.at > LINK_REUSE_MS) this.#links.delete(key);
+    const known = this.#links.get(link);
+    if (known) return known.bytes;
+    const bytes = fetchLinkImage(link, policy, options);
+    this.#links.set(link, { bytes, at: now });
+    bytes.catch(() => this.#links.delete(link));
+    return bytes;
   }
 
   /** D-ID's URL for the file: reused while remembered, else uploaded (and remembered). */
@@ -116,6 +121,24 @@ export class UploadCache {
     await this.#redis.set(key, uploaded.url, 'PX', this.#ttlMs);
     return uploaded.url;
   }
+}
+
+async function fetchLinkImage(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<Buffer> {
+  let bytes: Buffer;
+  try {
+    const { response } = await outboundFetch(new URL(link), { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) }, policy);
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
+    }
+    bytes = await readCapped(response, UPLOAD_MAX_BYTES.image);
+  } catch (error) {
+    if (error instanceof LocalFileError) throw error;
+    if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
+    throw error;
+  }
+  if (!isImageBytes(bytes)) throw new LocalFileError(`image link ${new URL(link).origin} does not serve a JPEG or PNG image (a share page rather than the file?)`);
+  return bytes;
 }
 
 /** The response body, refused as soon as it passes `max` bytes. */

@@ -58,12 +58,13 @@ describe('local images and audio', () => {
       expect(ttl).toBeLessThan(24 * 60 * 60_000);
     }
 
-    // Reused by a later batch while remembered; uploaded again once the URL has expired.
-    await h.enqueue('local-2', [rows[0] as ManifestRow]);
+    // Reused by a later batch while remembered; uploaded again once the URL has expired. (Without the render cache,
+    // which would copy the row's video and upload nothing.)
+    await h.enqueue('local-2', [rows[0] as ManifestRow], { cache: false });
     await untilBatchFinished(h.handle.batches, 'local-2', 20_000);
     expect(h.simulator.stats().uploads).toBe(3);
     await redis.del(...keys);
-    await h.enqueue('local-3', [rows[0] as ManifestRow]);
+    await h.enqueue('local-3', [rows[0] as ManifestRow], { cache: false });
     await untilBatchFinished(h.handle.batches, 'local-3', 20_000);
     expect(h.simulator.stats().uploads).toBe(4);
     expect((await sentBodies(h, 'local-3')).get('ana')?.source_url).not.toBe(bodies.get('ana')?.source_url);

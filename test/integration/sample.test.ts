@@ -22,7 +22,7 @@ const sheetRows = (prefix: string, count: number) =>
   Array.from({ length: count }, (_, i) => ({
     id: `${prefix}${i}`,
     image_url: IMAGE,
-    script: i === 3 ? `Hello number ${i}. ${'This one goes on for a while. '.repeat(6)}` : `Hello number ${i}, nice to meet you.`,
+    script: i === 3 ? `Hello ${prefix} number ${i}. ${'This one goes on for a while. '.repeat(6)}` : `Hello ${prefix} number ${i}, nice to meet you.`,
     ...(i === 2 ? { voice: 'en-US-GuyNeural' } : {}),
   }));
 
@@ -71,7 +71,7 @@ describe('sample, then approve (library)', () => {
     for (const pick of enqueued.sample ?? []) expect(byKey.get(pick.rowKey)).toMatchObject({ status: 'done', sampleReason: pick.reason });
     const heldKeys = [...byKey].filter(([, record]) => record.status === 'held').map(([key]) => key);
     expect(heldKeys).toHaveLength(4);
-    expect(byKey.get(heldKeys[0] as string)?.script).toMatch(/^Hello number/);
+    expect(byKey.get(heldKeys[0] as string)?.script).toMatch(/^Hello s number/);
     // The worker that made the sample's last row wrote its review page.
     const page = join(tb.config.outDir, 'lib-sample', 'index.html');
     await vi.waitFor(() => expect(existsSync(page)).toBe(true), { timeout: 10_000, interval: 100 });
@@ -252,14 +252,14 @@ describe('sample, then approve (CLI and worker processes)', () => {
     expect(await h.handle.batches.counts('run-yes')).toMatchObject({ total: 5, done: 5, held: 0 });
     expect(h.simulator.stats().totalCreates).toBe(5);
 
-    const no = await runBatch({ config: h.config, logger: silentLogger, manifest, manifestOptions: {}, batchId: 'run-no', quiet: true, sample: 2, confirm: async () => false });
+    const no = await runBatch({ config: h.config, logger: silentLogger, manifest, manifestOptions: {}, batchId: 'run-no', quiet: true, sample: 2, cache: false, confirm: async () => false });
     expect(no).toBe(0);
     expect(await h.handle.batches.counts('run-no')).toMatchObject({ total: 5, done: 2, held: 3 });
     expect(h.simulator.stats().totalCreates).toBe(7);
     expect(log.mock.calls.flat().join('\n')).toMatch(/held: the remaining 3 rows .* wait for "talkbatch approve run-no"/);
 
     // Not on a terminal (a child process with piped input): no question, the sample is made and run exits 0.
-    const cli = await runCli(['run', manifest, '--batch', 'run-cli', '--sample', '1', '--quiet'], {
+    const cli = await runCli(['run', manifest, '--batch', 'run-cli', '--sample', '1', '--quiet', '--no-cache'], {
       REDIS_URL: h.config.redisUrl as string,
       DID_API_URL: h.simulator.url,
       DID_API_KEY: h.simulator.apiKey,

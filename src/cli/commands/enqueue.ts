@@ -42,6 +42,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
       allowPartial: values['allow-partial'] === true,
       ...(budget ? { budget } : {}),
       ...(sample !== undefined ? { sample: sampleOf(sample) } : {}),
+      ...(values['no-cache'] ? { cache: false } : {}),
     });
     if (result.issues.length > 0) printIssues(result.issues);
     // Held rows cost nothing until approved: only what the workers will make now is checked against the credits.

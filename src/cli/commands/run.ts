@@ -70,6 +70,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     quiet: values.quiet === true,
     budget: budgetFrom(values),
     sample: sampleFrom(values),
+    ...(values['no-cache'] ? { cache: false } : {}),
   });
 }
 
@@ -102,6 +103,8 @@ export interface RunBatchOptions {
    * askOnTerminal when standard input is a terminal; without either, run stops after the sample.
    */
   confirm?: ((question: string) => Promise<boolean>) | undefined;
+  /** false: render every row even when the render cache has its request (--no-cache). */
+  cache?: boolean;
 }
 
 /** enqueue + in-process workers + progress + report: the whole job for one manifest. */
@@ -130,6 +133,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
         allowPartial: options.allowPartial === true,
         ...(options.budget ? { budget: options.budget } : {}),
         ...(options.sample !== undefined ? { sample: sampleOf(options.sample) } : {}),
+        ...(options.cache === false ? { cache: false } : {}),
       });
     } catch (error) {
       if (printIssues(error)) return 2;
