@@ -5,17 +5,20 @@ import { batchResults, type ReportFiles, type ResultRecord } from '../report/res
 import { UsageError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { batchView, cancelBatch, type BatchView, type CancelResult } from './batches.js';
-import { BatchFinisher, type CallbackRetry, type ReportWriter } from './finisher.js';
+import { writeChargedFailures, type ChargedFailuresFile } from '../report/charged-failures.js';
+import { BatchFinisher, type BatchFinisherOptions, type CallbackRetry, type ReportWriter } from './finisher.js';
 import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './submit.js';
 
 export interface BatchServiceOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow' | 'didApiKey' | 'didApiUrl' | 'httpTimeoutMs'>;
   handle: QueueHandle;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
   publicUrl?: string;
   callbackRetry?: Partial<CallbackRetry>;
   reports?: ReportWriter;
+  /** Each D-ID balance the finisher reads (for the credits gauge); must not throw. */
+  onCreditsRead?: BatchFinisherOptions['onCreditsRead'];
 }
 
 export interface RetryResult {
@@ -46,6 +49,7 @@ export class BatchService {
       ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
       ...(options.callbackRetry ? { retry: options.callbackRetry } : {}),
       ...(options.reports ? { reports: options.reports } : {}),
+      ...(options.onCreditsRead ? { onCreditsRead: options.onCreditsRead } : {}),
     });
   }
 
@@ -82,6 +86,15 @@ export class BatchService {
   /** Writes results.csv, results.jsonl and the review page now (one writer per batch in this process). */
   writeReport(batchId: string): Promise<ReportFiles> {
     return this.finisher.reports.write(batchId);
+  }
+
+  /**
+   * Writes `<out>/<batch>/charged-failures.csv`: the batch's talks that were paid for and came to nothing (D-ID ended
+   * them error or rejected, or their video could not be downloaded), with what they cost, for a refund claim.
+   */
+  async chargedFailures(batchId: string): Promise<ChargedFailuresFile> {
+    if (!(await this.#handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
+    return writeChargedFailures(this.#handle.batches, batchId, this.#outDir);
   }
 
   /**

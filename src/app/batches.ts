@@ -1,6 +1,7 @@
 import type { BatchCounts } from '../queue/batches.js';
 import { jobIdFor } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
+import { batchCredits, type BatchCredits } from '../queue/credits.js';
 import type { CallbackLog, CallbackStatus } from './finisher.js';
 
 /** A batch as the API and the library show it. */
@@ -16,12 +17,15 @@ export interface BatchView {
   /** Rows with an outcome (done or failed) over all rows, 0..1. */
   progress: number;
   callback: CallbackStatus | null;
+  /** D-ID's balance before and after the batch, and what its talks cost (app/credits.ts). */
+  credits: BatchCredits;
 }
 
 export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks: CallbackLog, batchId: string): Promise<BatchView | undefined> {
   const batch = await handle.batches.get(batchId);
   if (!batch) return undefined;
   const { counts } = batch;
+  const ledger = await handle.batches.creditLedger(batchId);
   return {
     id: batch.id,
     createdAt: batch.createdAt,
@@ -32,6 +36,7 @@ export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks:
     counts,
     progress: counts.total === 0 ? 0 : Math.round(((counts.done + counts.failed) / counts.total) * 10_000) / 10_000,
     callback: batch.callbackUrl ? await callbacks.status(batchId) : null,
+    credits: batchCredits(ledger),
   };
 }
 

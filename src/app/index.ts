@@ -16,3 +16,4 @@ export {
   type RowWebhookBody,
 } from './finisher.js';
 export { PayloadTooLargeError, TooManyRowsError, checkCallbackUrl, submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './submit.js';
+export { batchCredits, creditReaderFor, type BatchCredits, type CreditReader } from './credits.js';

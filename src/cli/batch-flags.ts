@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import { BILLING_RULE } from '../did/billing.js';
 import { DidClient } from '../did/index.js';
 import type { BatchBudget } from '../queue/batches.js';
 import { UsageError } from '../shared/errors.js';
@@ -40,23 +41,17 @@ function positive(value: string, flag: string, integer: boolean): number {
 }
 
 /**
- * D-ID bills talks in credits; its docs do not publish the exact rate, and plans differ, so this
- * assumes one credit per started 15 seconds of video, at least one per talk (check your plan).
+ * Warns (never fails) when the account's credits look too few for the batch. Silent without a key. `needed` is the
+ * batch's estimate by the one billing rule (src/did/billing.ts, summed per talk by the manifest reader).
  */
-export function estimateCredits(rows: number, estimatedSeconds: number): number {
-  return Math.max(rows, Math.ceil(estimatedSeconds / 15));
-}
-
-/** Warns (never fails) when the account's credits look too few for the batch. Silent without a key. */
-export async function creditPreflight(config: Config, rows: number, estimatedSeconds: number, warn: (line: string) => void): Promise<void> {
+export async function creditPreflight(config: Config, rows: number, estimatedSeconds: number, needed: number, warn: (line: string) => void): Promise<void> {
   if (!config.didApiKey || rows === 0) return;
   const did = new DidClient({ apiKey: config.didApiKey, baseUrl: config.didApiUrl, timeoutMs: Math.min(config.httpTimeoutMs, 10_000) });
   try {
     const credits = await did.getCredits();
-    const needed = estimateCredits(rows, estimatedSeconds);
     if (credits.remaining < needed) {
       warn(
-        `warning: D-ID reports ${credits.remaining} credits left; this batch needs about ${needed} (${rows} talks, ~${Math.round(estimatedSeconds)} s). ` +
+        `warning: D-ID reports ${credits.remaining} credits left; this batch needs about ${needed} (${rows} talks, ~${Math.round(estimatedSeconds)} s; ${BILLING_RULE}). ` +
           'Rows beyond that wait (the queue pauses on 402) until credits are added.',
       );
     }

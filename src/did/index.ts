@@ -2,3 +2,4 @@ export { DidClient, parseDidTime, type DidClientOptions, type FindTalkOptions, t
 export * from './errors.js';
 export * from './schemas.js';
 export { parseRetryAfterMs } from './retry-after.js';
+export * from './billing.js';

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
+import type { CreditReading } from '../did/billing.js';
 import type { RedisClient } from './connections.js';
+import type { BatchCreditLedger, ChargedTalk, CreditsSource } from './credits.js';
 import { queueKeys, type BatchKeyPart, type QueueKeys } from './keys.js';
 
 /** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
@@ -81,14 +83,25 @@ const ADD_ROWS_SLICE = 1000;
 
 /*
  * KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set, KEYS[4] finished-rows
- * hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed rows: their
- * jobs are kept, and an entry from an earlier outcome is dropped).
+ * hash, KEYS[5] credits hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed
+ * rows: their jobs are kept, and an entry from an earlier outcome is dropped), ARGV[3] the done row's credits. The
+ * credits count once per row done: a job re-run after a stall records its outcome again without adding them twice.
  */
 const SET_OUTCOME = new LuaScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
+local added = redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+if added == 1 and ARGV[3] then redis.call('HINCRBYFLOAT', KEYS[5], 'rows', ARGV[3]) end
+return 1
+`);
+
+/*
+ * A failed row's created talk, once per talk id; its credits join the batch's.
+ * KEYS[1] charged hash, KEYS[2] credits hash; ARGV[1] talk id, ARGV[2] ChargedTalk JSON, ARGV[3] credits.
+ */
+const RECORD_CHARGED = new LuaScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('HINCRBYFLOAT', KEYS[2], 'rows', ARGV[3]) end
 return 1
 `);
 
@@ -194,22 +207,55 @@ export interface FinishedRow {
   /** Epoch milliseconds. */
   enqueuedAt: number | null;
   finishedAt: number;
+  /** What the row's talk cost (queue/credits.ts rowCredits); null in entries written before credits were kept. */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
 }
 
 /* A positional JSON array: field names written once here rather than once per row in Redis. */
 function encodeFinishedRow(row: FinishedRow): string {
-  return JSON.stringify([1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input]);
+  return JSON.stringify([
+    1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input,
+    row.credits ?? null, row.creditsSource ?? null,
+  ]);
 }
 
 function decodeFinishedRow(text: string | null): FinishedRow | undefined {
   if (!text) return undefined;
   try {
     const value = JSON.parse(text) as unknown;
-    if (!Array.isArray(value) || value[0] !== 1 || value.length !== 12) return undefined;
-    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input] = value as [
-      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>,
+    // 12 entries: written before the credits were kept.
+    if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 14)) return undefined;
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, credits = null, creditsSource = null] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, number | null, CreditsSource | null,
     ];
-    return { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+    return { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt, credits, creditsSource };
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeReading(text: string | null | undefined): CreditReading | null {
+  if (!text) return null;
+  try {
+    const value = JSON.parse(text) as Partial<CreditReading>;
+    if (typeof value.at !== 'string') return null;
+    return {
+      remaining: typeof value.remaining === 'number' ? value.remaining : null,
+      total: typeof value.total === 'number' ? value.total : null,
+      at: value.at,
+      ...(typeof value.error === 'string' ? { error: value.error } : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function decodeCharged(text: string | null): ChargedTalk | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as ChargedTalk;
+    return typeof value.talkId === 'string' && typeof value.credits === 'number' ? value : undefined;
   } catch {
     return undefined;
   }
@@ -352,13 +398,59 @@ export class BatchStore {
 
   /** Marks the row done; `finished` is what the report shows of it after its job is gone. */
   async markDone(id: string, rowKey: string, finished?: FinishedRow): Promise<void> {
-    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    await SET_OUTCOME.run(this.#redis, keys, finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey]);
+    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
+    const credits = finished?.credits;
+    const args = finished ? [rowKey, encodeFinishedRow(finished), ...(typeof credits === 'number' ? [credits] : [])] : [rowKey];
+    await SET_OUTCOME.run(this.#redis, keys, args);
   }
 
-  async markFailed(id: string, rowKey: string): Promise<void> {
-    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished')];
+  /** Marks the row failed; `charged` is its talk, when one was created (paid), recorded before the outcome. */
+  async markFailed(id: string, rowKey: string, charged?: ChargedTalk): Promise<void> {
+    if (charged) await RECORD_CHARGED.run(this.#redis, [this.#key(id, 'charged'), this.#key(id, 'credits')], [charged.talkId, JSON.stringify(charged), charged.credits]);
+    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
     await SET_OUTCOME.run(this.#redis, keys, [rowKey]);
+  }
+
+  /** Whether the batch's balance before its first create is recorded (a failed reading counts: it is never retaken). */
+  async hasCreditsBefore(id: string): Promise<boolean> {
+    return (await this.#redis.hexists(this.#key(id, 'credits'), 'before')) === 1;
+  }
+
+  /** Records the balance before the first create: the first caller wins (HSETNX), so it is taken exactly once. */
+  async recordCreditsBefore(id: string, reading: CreditReading): Promise<boolean> {
+    return (await this.#redis.hsetnx(this.#key(id, 'credits'), 'before', JSON.stringify(reading))) === 1;
+  }
+
+  /** Records the balance once the last row has an outcome (BatchStore.claimFinished picks one caller per finish). */
+  async recordCreditsAfter(id: string, reading: CreditReading): Promise<void> {
+    await this.#redis.hset(this.#key(id, 'credits'), 'after', JSON.stringify(reading));
+  }
+
+  async creditLedger(id: string): Promise<BatchCreditLedger> {
+    const [before, after, rows] = await this.#redis.hmget(this.#key(id, 'credits'), 'before', 'after', 'rows');
+    return { before: decodeReading(before), after: decodeReading(after), rows: Number(rows ?? 0) };
+  }
+
+  /** The created talks of failed rows, by talk id (undefined where there is none), in the order asked. */
+  async chargedTalks(id: string, talkIds: readonly string[]): Promise<(ChargedTalk | undefined)[]> {
+    if (talkIds.length === 0) return [];
+    const entries = await this.#redis.hmget(this.#key(id, 'charged'), ...talkIds);
+    return entries.map(decodeCharged);
+  }
+
+  /** Every created talk of the batch's failed rows, retried rows' earlier talks included; oldest first. */
+  async allChargedTalks(id: string): Promise<ChargedTalk[]> {
+    const talks: ChargedTalk[] = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.#redis.hscan(this.#key(id, 'charged'), cursor, 'COUNT', 500);
+      cursor = next;
+      for (let i = 1; i < flat.length; i += 2) {
+        const talk = decodeCharged(flat[i] ?? null);
+        if (talk) talks.push(talk);
+      }
+    } while (cursor !== '0');
+    return talks.sort((a, b) => (a.createdAt ?? a.failedAt).localeCompare(b.createdAt ?? b.failedAt) || a.talkId.localeCompare(b.talkId));
   }
 
   /**

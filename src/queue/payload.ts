@@ -77,6 +77,9 @@ export interface RowResult {
   videoSeconds: number | null;
   renderSeconds: number | null;
   finishedAt: string;
+  /** What the talk cost: see queue/credits.ts rowCredits. */
+  credits?: number;
+  creditsSource?: 'd-id' | 'estimate';
 }
 
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */

@@ -7,6 +7,7 @@ import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
 import { jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
+import { batchCredits, rowCredits, type CreditsSource } from '../queue/credits.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPages } from './review-page.js';
@@ -41,6 +42,12 @@ export interface ResultRecord {
   previewNote?: string | null;
   shareUrl?: string | null;
   emailHtml?: string | null;
+  /**
+   * What the row's talk cost, when one was created: the billing rule on the length D-ID reported (`d-id`), or the
+   * estimate (`estimate`) where it reported none (queue/credits.ts). Null for a row that created no talk.
+   */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
 }
 
 export interface ReportOptions {
@@ -52,6 +59,7 @@ const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
   'poster', 'gif', 'preview_note', 'share_url', 'email_html',
+  'credits', 'credits_source',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -85,7 +93,7 @@ async function withPreviews(handle: Pick<QueueHandle, 'queue'>, batchId: string,
 export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, refs: readonly BatchRowRef[], outDir: string): Promise<ResultRecord[]> {
   const keys = refs.map((ref) => ref.rowKey);
   const [finished, outcomes] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.outcomesOf(batchId, keys)]);
-  return Promise.all(
+  const records = await Promise.all(
     refs.map(async (ref, index) => {
       const entry = finished[index];
       const outcome = outcomes[index];
@@ -94,6 +102,14 @@ export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>,
       return recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined);
     }),
   );
+  // A failed row's talk has its cost in the ledger, from D-ID's reported length when it could be read at the failure.
+  const failed = records.filter((record) => record.status === 'failed' && record.talkId !== null);
+  const charged = await handle.batches.chargedTalks(batchId, failed.map((record) => record.talkId as string));
+  failed.forEach((record, index) => {
+    const talk = charged[index];
+    if (talk) Object.assign(record, { credits: talk.credits, creditsSource: talk.creditsSource });
+  });
+  return records;
 }
 
 /**
@@ -126,6 +142,8 @@ function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow)
     enqueuedAt: entry.enqueuedAt === null ? null : new Date(entry.enqueuedAt).toISOString(),
     finishedAt: new Date(entry.finishedAt).toISOString(),
     input: entry.input,
+    credits: entry.credits ?? null,
+    creditsSource: entry.creditsSource ?? null,
   };
 }
 
@@ -156,6 +174,8 @@ function recordFor(
     enqueuedAt: null,
     finishedAt: null,
     input: {},
+    credits: null,
+    creditsSource: null,
   };
   if (!job) return base;
   const data = job.data;
@@ -164,10 +184,13 @@ function recordFor(
   const status: RowStatus =
     state === 'completed' ? 'done' : state === 'failed' ? 'failed' : state === 'active' ? 'active' : doneInLedger ? 'done' : 'queued';
   const failedReason = job.failedReason || null;
+  const talkId = result?.talkId ?? data.state?.talkId ?? null;
+  // A talk once created is paid for, whatever became of the row.
+  const spent = result?.credits !== undefined ? { credits: result.credits, creditsSource: result.creditsSource ?? null } : talkId !== null ? rowCredits(data) : { credits: null, creditsSource: null };
   return {
     ...base,
     status,
-    talkId: result?.talkId ?? data.state?.talkId ?? null,
+    talkId,
     file: result?.file ? relative(join(outDir, batchId), result.file) : null,
     bytes: result?.bytes ?? null,
     sha256: result?.sha256 ?? null,
@@ -181,6 +204,7 @@ function recordFor(
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
+    ...spent,
   };
 }
 
@@ -231,6 +255,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
         r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
+        r.credits ?? null, r.creditsSource ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));
@@ -243,7 +268,8 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
     await rm(jsonlTemp, { force: true });
     await rm(csvTemp, { force: true });
   }
-  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath));
+  const credits = batchCredits(await handle.batches.creditLedger(batchId));
+  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath), { credits });
   return { dir, csv: csvPath, jsonl: jsonlPath, html, counts };
 }
 

@@ -18,6 +18,7 @@ import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
+import { rowCredits } from '../queue/credits.js';
 import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
@@ -272,6 +273,8 @@ export function createProcessor(deps: ProcessorDeps) {
         // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
         if (deps.requestPreview) await deps.requestPreview(previewJobFor(payload, file.path));
         const finishedAt = Date.now();
+        // The billing rule on the length D-ID reported, else the estimate (queue/credits.ts).
+        const spent = rowCredits(payload, talk.duration);
         const result: RowResult = {
           status: 'done',
           talkId,
@@ -281,6 +284,7 @@ export function createProcessor(deps: ProcessorDeps) {
           videoSeconds: typeof talk.duration === 'number' ? talk.duration : null,
           renderSeconds: state.renderStartedAt ? Math.round((finishedAt - state.renderStartedAt) / 100) / 10 : null,
           finishedAt: new Date(finishedAt).toISOString(),
+          ...spent,
         };
         // What the report shows of the row once BullMQ drops its completed job (talk-queue.ts).
         await deps.batches.markDone(payload.batchId, payload.rowKey, {
@@ -296,6 +300,7 @@ export function createProcessor(deps: ProcessorDeps) {
           input: payload.input,
           enqueuedAt: job.timestamp || null,
           finishedAt,
+          ...spent,
         });
         // D-ID called talkbatch instead of the row's own URL: talkbatch calls it now that the file is on disk.
         const ownWebhook = payload.talk.webhook;

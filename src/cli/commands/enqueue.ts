@@ -41,7 +41,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
       ...(budget ? { budget } : {}),
     });
     if (result.issues.length > 0) printIssues(result.issues);
-    await creditPreflight(config, result.added, result.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));
+    await creditPreflight(config, result.added, result.estimatedSeconds, result.report.estimatedCredits, (line) => process.stderr.write(`${line}\n`));
     if (values.json) {
       const { report: _report, ...summary } = result;
       console.log(JSON.stringify(summary, null, 2));

@@ -100,7 +100,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       throw error;
     }
     if (enqueued.issues.length > 0) printIssues(enqueued.issues);
-    if (enqueued.added > 0) await creditPreflight(config, enqueued.added, enqueued.estimatedSeconds, (line) => process.stderr.write(`${line}\n`));
+    if (enqueued.added > 0) await creditPreflight(config, enqueued.added, enqueued.estimatedSeconds, enqueued.report.estimatedCredits, (line) => process.stderr.write(`${line}\n`));
     const say = (line: string): void => {
       if (!options.quiet) process.stderr.write(`${line}\n`);
     };
