@@ -16,6 +16,11 @@ export interface SimulatorKnobs {
   credits: number;
   /** Whether a talk that ends `error` or `rejected` is charged, as D-ID charges it (default true); off, only talks that end `done` cost credits. */
   billFailedTalks: boolean;
+  /**
+   * D-ID's answers show `duration` on talks created, started and done; whether a talk that ended `error` or `rejected`
+   * carries it is not documented. On, such talks answer without it (default off: they carry it like the others).
+   */
+  omitDurationOnFailure: boolean;
   /** Probability that any API request answers 500 before doing anything. */
   failureRate5xx: number;
   /** Probability that any API request answers 429 before doing anything (chaos testing). */
@@ -59,6 +64,7 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   retryAfterSeconds: 1,
   credits: Infinity,
   billFailedTalks: true,
+  omitDurationOnFailure: false,
   failureRate5xx: 0,
   rateLimitRate: 0,
   gateway504AfterCreateRate: 0,
@@ -92,6 +98,7 @@ const KnobsSchema = z.strictObject({
   retryAfterSeconds: z.number().int().min(0).nullable(),
   credits: unboundedCount,
   billFailedTalks: z.boolean(),
+  omitDurationOnFailure: z.boolean(),
   failureRate5xx: probability,
   rateLimitRate: probability,
   gateway504AfterCreateRate: probability,

@@ -592,7 +592,12 @@ class DidSimulator {
   }
 
   #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {
-    return describeTalk(talk, { nowMs: Date.now(), videoSizeBytes: this.#video.length, resultUrl: () => this.#signedResultUrl(talk, baseUrl) });
+    return describeTalk(talk, {
+      nowMs: Date.now(),
+      videoSizeBytes: this.#video.length,
+      resultUrl: () => this.#signedResultUrl(talk, baseUrl),
+      omitDurationOnFailure: this.knobs.omitDurationOnFailure,
+    });
   }
 
   /** Each read signs a fresh link, so a client whose link expired recovers by reading the talk again. */

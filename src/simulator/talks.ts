@@ -122,6 +122,8 @@ export interface TalkViewContext {
   /** A freshly signed result_url; only called for talks that are done. */
   resultUrl: (talk: SimulatedTalk) => string;
   videoSizeBytes: number;
+  /** The omitDurationOnFailure knob. */
+  omitDurationOnFailure?: boolean;
 }
 
 /** The body D-ID returns for GET /talks/{id} (and in lists, DELETE responses and webhooks). */
@@ -140,8 +142,8 @@ export function describeTalk(talk: SimulatedTalk, context: TalkViewContext): Rec
     status,
     config: echoedConfig(request),
     script: echoedScript(request),
-    duration,
   };
+  if (!(context.omitDurationOnFailure === true && (status === 'error' || status === 'rejected'))) view.duration = duration;
   if (status !== 'created') view.started_at = withoutZone(startedAtMs(talk));
   if (request.user_data !== undefined) view.user_data = request.user_data;
   if (request.webhook !== undefined) view.webhook = request.webhook;
