@@ -10,7 +10,7 @@ import { createRedis, parseRedisTarget } from '../queue/connections.js';
 import { ReplicaAck } from '../queue/replica-ack.js';
 import type { PreviewStore } from '../queue/previews.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
-import { BATCH_ID_PATTERN, type JobPayload, type RowResult } from '../queue/payload.js';
+import { JobPayloadV1, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
 import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
@@ -187,9 +187,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     inFlight += 1;
     lastTakenAt = Date.now();
     try {
-      // The batch's balance before its first create (credit-ledger.ts); a payload without a valid batch id is the processor's to refuse.
+      // The batch's balance before its first create (credit-ledger.ts). An invalid payload is the processor's to refuse, without calling D-ID.
       const batchId = (job.data as Partial<JobPayload> | undefined)?.batchId;
-      if (typeof batchId === 'string' && BATCH_ID_PATTERN.test(batchId)) await creditsBefore.ensure(batchId);
+      if (typeof batchId === 'string' && !creditsBefore.settled(batchId) && JobPayloadV1.safeParse(job.data).success) await creditsBefore.ensure(batchId);
       return await processor(job, token, signal);
     } finally {
       inFlight -= 1;

@@ -14,6 +14,7 @@ import type { Logger } from '../shared/logger.js';
  */
 export class BatchCreditsBefore {
   readonly #known = new Map<string, Promise<void>>();
+  readonly #settled = new Set<string>();
 
   constructor(
     private readonly options: {
@@ -24,6 +25,11 @@ export class BatchCreditsBefore {
     },
   ) {}
 
+  /** Whether this process knows the batch's balance before is recorded: no need to look again. */
+  settled(batchId: string): boolean {
+    return this.#settled.has(batchId);
+  }
+
   /** Never throws: the ledger must not stop a row. */
   ensure(batchId: string): Promise<void> {
     let pending = this.#known.get(batchId);
@@ -31,7 +37,10 @@ export class BatchCreditsBefore {
       pending = this.#record(batchId);
       this.#known.set(batchId, pending);
       // A failure (Redis away) is tried again by the next row rather than remembered.
-      void pending.then(undefined, () => this.#known.delete(batchId));
+      void pending.then(
+        () => this.#settled.add(batchId),
+        () => this.#known.delete(batchId),
+      );
     }
     return pending.catch((error: unknown) => this.options.logger.warn({ batchId, err: String(error) }, 'could not record the credits before the batch'));
   }
