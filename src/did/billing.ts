@@ -48,19 +48,22 @@ export interface CreditReading {
 
 const RATE_LIMITED_TRIES = 3;
 const MAX_RATE_LIMIT_WAIT_MS = 2_000;
+/** A reading holds up a batch's first rows (or its report): past this, the balance is recorded as unknown. */
+const READING_TIMEOUT_MS = 15_000;
 
 /** GET /credits, never throwing: a 429 is waited out a few times (the client retries 5xx itself), anything else is recorded. */
-export async function readCreditBalance(did: Pick<DidClient, 'getCredits' | 'redact'>): Promise<CreditReading> {
+export async function readCreditBalance(did: Pick<DidClient, 'getCredits' | 'redact'>, timeoutMs = READING_TIMEOUT_MS): Promise<CreditReading> {
+  const signal = AbortSignal.timeout(timeoutMs);
   for (let attempt = 1; ; attempt += 1) {
     try {
-      const credits = await did.getCredits();
+      const credits = await did.getCredits({ signal });
       return { remaining: credits.remaining, total: credits.total, at: new Date().toISOString() };
     } catch (error) {
       if (error instanceof DidRateLimitError && attempt < RATE_LIMITED_TRIES) {
         await new Promise((resolve) => setTimeout(resolve, Math.min(error.retryAfterMs ?? 500, MAX_RATE_LIMIT_WAIT_MS)));
         continue;
       }
-      const message = error instanceof Error ? error.message : String(error);
+      const message = signal.aborted ? `no answer within ${timeoutMs} ms` : error instanceof Error ? error.message : String(error);
       return { remaining: null, total: null, at: new Date().toISOString(), error: did.redact(message) };
     }
   }

@@ -56,7 +56,9 @@ export class BatchCreditsBefore {
   }
 }
 
-/** D-ID's error kinds and talkbatch's failure codes for a talk D-ID ended badly: worth a refund claim. */
+const TALK_READ_TIMEOUT_MS = 5_000;
+
+/** talkbatch's failure codes for a talk D-ID ended `error` or `rejected`: worth a refund claim. */
 const CLAIMABLE_CODES = new Set(['TALK_ERROR', 'TALK_REJECTED']);
 
 /**
@@ -74,7 +76,8 @@ export async function chargedTalkOf(
   if (!talkId) return undefined;
   let talk: Talk | undefined;
   try {
-    talk = await did.getTalk(talkId);
+    // Bounded: the row's outcome (and the batch's finish) waits on it.
+    talk = await did.getTalk(talkId, { signal: AbortSignal.timeout(TALK_READ_TIMEOUT_MS) });
   } catch {
     talk = undefined;
   }
