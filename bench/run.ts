@@ -13,6 +13,7 @@ import { ROOT } from './lib/paths.js';
 import { installCommandCounter } from './lib/redis.js';
 import { machineLine, markdownTable, type Figure, type Scenario, type ScenarioResult } from './lib/report.js';
 import { cache } from './scenarios/cache.js';
+import { credits } from './scenarios/credits.js';
 import { enqueue } from './scenarios/enqueue.js';
 import { hosts } from './scenarios/hosts.js';
 import { latency } from './scenarios/latency.js';
@@ -21,7 +22,7 @@ import { previews } from './scenarios/previews.js';
 import { scale } from './scenarios/scale.js';
 import { slots, slotsCapUnknown } from './scenarios/slots.js';
 
-const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale, previews, hosts, cache];
+const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale, previews, hosts, cache, credits];
 
 const DOC = join(ROOT, 'docs', 'performance.md');
 const START = '<!-- bench:results:start -->';

@@ -24,6 +24,9 @@ export interface SimStats {
   downloads: number;
   webhooksSent: number;
   webhookFailures: number;
+  /** Credits the simulator charged, per talk id (its billing rule on each talk's duration). */
+  billedCredits: Record<string, number>;
+  totalBilledCredits: number;
 }
 
 export interface SimTalk {
@@ -32,6 +35,8 @@ export interface SimTalk {
   created_at?: string;
   modified_at?: string;
   user_data?: string;
+  /** The video's length in seconds, as D-ID reports it. */
+  duration?: number;
 }
 
 export interface SimulatorFlags {
@@ -40,6 +45,8 @@ export interface SimulatorFlags {
   maxConcurrent?: number;
   webhookDelayMs?: number;
   allowHttpWebhooks?: boolean;
+  /** Credits on the account (default unlimited). */
+  credits?: number;
 }
 
 export async function startSimulatorProcess(flags: SimulatorFlags): Promise<SimulatorProcess> {
@@ -48,6 +55,7 @@ export async function startSimulatorProcess(flags: SimulatorFlags): Promise<Simu
   if (flags.maxConcurrent !== undefined) args.push('--max-concurrent', String(flags.maxConcurrent));
   if (flags.webhookDelayMs !== undefined) args.push('--webhook-delay-ms', String(flags.webhookDelayMs));
   if (flags.allowHttpWebhooks) args.push('--allow-http-webhooks');
+  if (flags.credits !== undefined) args.push('--credits', String(flags.credits));
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', TALKBATCH_LOG_LEVEL: 'error' },

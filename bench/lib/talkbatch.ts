@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { BatchService } from '../../src/app/index.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { DidClient } from '../../src/did/index.js';
 import type { ManifestRow } from '../../src/manifest/index.js';
@@ -25,6 +26,8 @@ export interface TalkbatchRunOptions {
   webhooks: boolean;
   /** Extra settings, by environment variable name. */
   settings?: Record<string, string>;
+  /** Finish batches as `talkbatch worker` does (report, D-ID's balance after, callback): off by default, the other scenarios time rows only. */
+  finisher?: boolean;
 }
 
 export interface TalkbatchSetup {
@@ -70,10 +73,12 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     webhookBase = await server.app.listen({ host: '127.0.0.1', port: 0 });
   }
   const base = webhookBase;
+  const service = options.finisher ? new BatchService({ config, handle, logger }) : undefined;
   const worker = await startTalkWorker({
     config,
     redisUrl: options.redisUrl,
     logger,
+    ...(service ? { onBatchFinished: service.finisher.onBatchFinished } : {}),
     // Config only takes an https TALKBATCH_PUBLIC_URL; the bench's receiver is plain http on 127.0.0.1.
     ...(base ? { webhookUrlFor: (jobId: string) => webhookUrl(base, WEBHOOK_SECRET, jobId) } : {}),
   });
@@ -102,6 +107,7 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     },
     async close() {
       await worker.close();
+      await service?.close();
       await server?.app.close();
       await did?.close();
       await handle.close();

@@ -4,18 +4,21 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { batchResults, type ReportFiles, type ResultRecord } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
-import { approveBatch, batchView, cancelBatch, heldSummary, type ApproveResult, type BatchView, type CancelResult } from './batches.js';
-import { BatchFinisher, type CallbackRetry, type ReportWriter } from './finisher.js';
+import { approveBatch, batchView, cancelBatch, heldSummary, type ApproveResult, type BatchView, type CancelResult, type HeldSummary } from './batches.js';
+import { writeChargedFailures, type ChargedFailuresFile } from '../report/charged-failures.js';
+import { BatchFinisher, type BatchFinisherOptions, type CallbackRetry, type ReportWriter } from './finisher.js';
 import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './submit.js';
 
 export interface BatchServiceOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow' | 'didApiKey' | 'didApiUrl' | 'httpTimeoutMs'>;
   handle: QueueHandle;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
   publicUrl?: string;
   callbackRetry?: Partial<CallbackRetry>;
   reports?: ReportWriter;
+  /** Each D-ID balance the finisher reads (for the credits gauge); must not throw. */
+  onCreditsRead?: BatchFinisherOptions['onCreditsRead'];
 }
 
 export interface RetryResult {
@@ -46,6 +49,7 @@ export class BatchService {
       ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
       ...(options.callbackRetry ? { retry: options.callbackRetry } : {}),
       ...(options.reports ? { reports: options.reports } : {}),
+      ...(options.onCreditsRead ? { onCreditsRead: options.onCreditsRead } : {}),
     });
   }
 
@@ -85,6 +89,15 @@ export class BatchService {
   }
 
   /**
+   * Writes `<out>/<batch>/charged-failures.csv`: the batch's talks that were paid for and came to nothing (D-ID ended
+   * them error or rejected, or their video could not be downloaded), with what they cost, for a refund claim.
+   */
+  async chargedFailures(batchId: string): Promise<ChargedFailuresFile> {
+    if (!(await this.#handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
+    return writeChargedFailures(this.#handle.batches, batchId, this.#outDir);
+  }
+
+  /**
    * Takes the rows that have not started off the queue. When those were the last rows, no worker will ever see
    * the batch finish, so it is finished here (report and callback), exactly once across processes.
    */
@@ -113,7 +126,7 @@ export class BatchService {
   }
 
   /** The rows a sample holds back and their estimated seconds of video: what approving would make. */
-  held(batchId: string): Promise<{ rows: number; seconds: number }> {
+  held(batchId: string): Promise<HeldSummary> {
     return heldSummary(this.#handle, batchId);
   }
 

@@ -3,7 +3,9 @@ import { jobIdFor } from '../queue/payload.js';
 import { releaseHeldRows } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { UsageError } from '../shared/errors.js';
+import { batchCredits, type BatchCredits } from '../queue/credits.js';
 import type { CallbackLog, CallbackStatus } from './finisher.js';
+import { estimateTalkCredits } from '../did/billing.js';
 
 /** A batch as the API and the library show it. */
 export interface BatchView {
@@ -23,12 +25,15 @@ export interface BatchView {
    * the rest is held, `counts.held` rows, or after a cancel). Null for other batches.
    */
   sample: { size: number; approvedAt: string | null } | null;
+  /** D-ID's balance before and after the batch, and what its talks cost (app/credits.ts). */
+  credits: BatchCredits;
 }
 
 export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks: CallbackLog, batchId: string): Promise<BatchView | undefined> {
   const batch = await handle.batches.get(batchId);
   if (!batch) return undefined;
   const { counts } = batch;
+  const ledger = await handle.batches.creditLedger(batchId);
   return {
     id: batch.id,
     createdAt: batch.createdAt,
@@ -40,6 +45,7 @@ export async function batchView(handle: Pick<QueueHandle, 'batches'>, callbacks:
     progress: counts.total === 0 ? 0 : Math.round(((counts.done + counts.failed) / counts.total) * 10_000) / 10_000,
     callback: batch.callbackUrl ? await callbacks.status(batchId) : null,
     sample: batch.sample ? { size: batch.sample.size, approvedAt: batch.sample.approvedAt ?? null } : null,
+    credits: batchCredits(ledger),
   };
 }
 
@@ -120,21 +126,31 @@ export async function cancelBatch(handle: Pick<QueueHandle, 'queue' | 'batches'>
   return { batchId, cancelledAt, removed, kept, heldDropped, finished: counts.total > 0 && counts.done + counts.failed >= counts.total };
 }
 
-/** What approving a batch's sample would make: its held rows and their estimated seconds of video. */
-export async function heldSummary(handle: Pick<QueueHandle, 'batches'>, batchId: string): Promise<{ rows: number; seconds: number }> {
+/** What approving a batch's sample would make: its held rows, their estimated seconds of video and credits. */
+export async function heldSummary(handle: Pick<QueueHandle, 'batches'>, batchId: string): Promise<HeldSummary> {
   let rows = 0;
   let seconds = 0;
+  let credits = 0;
   let cursor = '0';
   do {
     const page = await handle.batches.heldPage(batchId, cursor, 1000);
     cursor = page.cursor;
     for (const row of page.rows) {
       rows += 1;
-      const estimate = (JSON.parse(row.payload) as { estimatedSeconds?: unknown }).estimatedSeconds;
-      if (typeof estimate === 'number') seconds += estimate;
+      const payload = JSON.parse(row.payload) as { estimatedSeconds?: unknown; talk?: { config?: { pad_audio?: number } } };
+      const estimate = typeof payload.estimatedSeconds === 'number' ? payload.estimatedSeconds : null;
+      if (estimate !== null) seconds += estimate;
+      credits += estimateTalkCredits(estimate, payload.talk ?? {});
     }
   } while (cursor !== '0');
-  return { rows, seconds };
+  return { rows, seconds, credits };
+}
+
+export interface HeldSummary {
+  rows: number;
+  seconds: number;
+  /** By the one billing rule (did/billing.ts), per talk. */
+  credits: number;
 }
 
 export interface ApproveResult {

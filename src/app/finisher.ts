@@ -9,6 +9,8 @@ import type { Logger } from '../shared/logger.js';
 import type { RowWebhookEvent } from '../worker/processor.js';
 import type { RedisClient } from '../queue/connections.js';
 import { queueKeys, type QueueKeys } from '../queue/keys.js';
+import type { CreditReading } from '../did/billing.js';
+import { creditReaderFor, type CreditReader } from './credits.js';
 
 export type { RowWebhookEvent } from '../worker/processor.js';
 
@@ -141,13 +143,17 @@ export class ReportWriter {
 }
 
 export interface BatchFinisherOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow' | 'didApiKey' | 'didApiUrl' | 'httpTimeoutMs'>;
   handle: Pick<QueueHandle, 'queue' | 'batches' | 'redis'>;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
   publicUrl?: string;
   retry?: Partial<CallbackRetry>;
   reports?: ReportWriter;
+  /** Reads D-ID's balance once a batch finishes; default a reader on config's API key (none without one). */
+  credits?: CreditReader;
+  /** Each balance read (for the credits gauge); must not throw. */
+  onCreditsRead?: (reading: CreditReading) => void;
 }
 
 /**
@@ -163,9 +169,11 @@ export class BatchFinisher {
   readonly #retry: CallbackRetry;
   readonly #stop = new AbortController();
   readonly #running = new Set<Promise<unknown>>();
+  readonly #credits: CreditReader | undefined;
 
   constructor(options: BatchFinisherOptions) {
     this.#options = options;
+    this.#credits = options.credits ?? creditReaderFor(options.config);
     this.#retry = { ...DEFAULT_CALLBACK_RETRY, ...options.retry };
     this.reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir, { shareBaseUrl: options.config.shareBaseUrl });
     this.callbacks = new CallbackLog(options.handle.redis, options.config.prefix, options.config.queueName);
@@ -211,6 +219,7 @@ export class BatchFinisher {
 
   async #finish(batchId: string): Promise<void> {
     const { logger } = this.#options;
+    await this.#recordCreditsAfter(batchId);
     try {
       const report = await this.reports.write(batchId);
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
@@ -227,6 +236,19 @@ export class BatchFinisher {
       logger.info({ batchId, ...report.counts, review: report.html }, `sample ready for review; approve the rest with "talkbatch approve ${batchId}"`);
     } catch (error) {
       logger.warn({ batchId, err: String(error) }, 'could not write the sample\'s review page');
+    }
+  }
+
+  /** D-ID's balance now that every row has an outcome, before the report that shows it is written. */
+  async #recordCreditsAfter(batchId: string): Promise<void> {
+    if (!this.#credits) return;
+    try {
+      const reading = await this.#credits();
+      if (reading.remaining !== null) this.#options.onCreditsRead?.(reading);
+      await this.#options.handle.batches.recordCreditsAfter(batchId, reading);
+      this.#options.logger.info({ batchId, remaining: reading.remaining, ...(reading.error ? { err: reading.error } : {}) }, 'D-ID credits after the batch');
+    } catch (error) {
+      this.#options.logger.warn({ batchId, err: String(error) }, 'could not record the credits after the batch');
     }
   }
 

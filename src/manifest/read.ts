@@ -1,5 +1,6 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { estimateTalkCredits } from '../did/billing.js';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
@@ -315,6 +316,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
     issues: [],
     warnings: [],
     estimatedSeconds: 0,
+    estimatedCredits: 0,
     columns: [],
   };
   let seconds = 0;
@@ -332,6 +334,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
         report.rows++;
         report.valid++;
         seconds += event.row.estimatedSeconds ?? 0;
+        report.estimatedCredits += estimateTalkCredits(event.row.estimatedSeconds, event.row.talk);
         const writing = keep?.add(event.row);
         if (writing) await writing;
         break;

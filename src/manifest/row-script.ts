@@ -22,7 +22,7 @@ function stripSsml(text: string): string {
   return text.replace(/<[^>]*>/g, '');
 }
 
-function estimateSeconds(text: string, ssml: boolean): number {
+export function estimateSeconds(text: string, ssml: boolean): number {
   const chars = (ssml ? stripSsml(text) : text).length;
   return Math.max(1, Math.round((chars / CHARS_PER_SECOND) * 10) / 10);
 }

@@ -111,6 +111,8 @@ export interface ValidationReport {
   warnings: ManifestIssue[];
   /** Sum over valid text rows, to 0.1 s. */
   estimatedSeconds: number;
+  /** Σ over valid rows of each talk's estimated credits (src/did/billing.ts: BILLING_RULE; pad_audio counted, audio rows 1). */
+  estimatedCredits: number;
   /** Canonical column names: the CSV header order, or first-seen order of JSON keys. */
   columns: string[];
 }

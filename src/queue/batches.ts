@@ -1,4 +1,6 @@
+import type { CreditReading } from '../did/billing.js';
 import type { RedisClient } from './connections.js';
+import type { BatchCreditLedger, ChargedTalk, CreditsSource } from './credits.js';
 import { queueKeys, type BatchKeyPart, type QueueKeys } from './keys.js';
 import { LuaScript } from './lua-script.js';
 import { PROBE_LUA, RECORD_LUA, parseProbeReply, probeArgs, probeKeys, recordArgs, recordKeys, type RenderCacheProbe, type RenderCacheRecord } from './render-cache-store.js';
@@ -82,15 +84,17 @@ const ADD_ROWS_SLICE = 1000;
 
 /*
  * KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set, KEYS[4] finished-rows
- * hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed rows: their
- * jobs are kept, and an entry from an earlier outcome is dropped).
+ * hash, KEYS[5] credits hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or '' (failed
+ * rows: their jobs are kept, and an entry from an earlier outcome is dropped), ARGV[3] the done row's credits or ''. The
+ * credits count once per row done: a job re-run after a stall records its outcome again without adding them twice.
  */
 const SET_OUTCOME_LUA = `
 local function setOutcome()
-  redis.call('SADD', KEYS[1], ARGV[1])
+  local added = redis.call('SADD', KEYS[1], ARGV[1])
   redis.call('SREM', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[3], ARGV[1])
-  if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+  if added == 1 and ARGV[3] ~= '' then redis.call('HINCRBYFLOAT', KEYS[5], 'rows', ARGV[3]) end
 end
 `;
 const SET_OUTCOME = new LuaScript(`${SET_OUTCOME_LUA}
@@ -99,13 +103,22 @@ return 1
 `);
 
 /*
+ * A failed row's created talk, once per talk id; its credits join the batch's.
+ * KEYS[1] charged hash, KEYS[2] credits hash; ARGV[1] talk id, ARGV[2] ChargedTalk JSON, ARGV[3] credits.
+ */
+const RECORD_CHARGED = new LuaScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('HINCRBYFLOAT', KEYS[2], 'rows', ARGV[3]) end
+return 1
+`);
+
+/*
  * A done row whose video was rendered for it: the render cache's entry for its request is written in the same call
- * (render-cache-store.ts), so recording it costs no extra round trip. KEYS[5..8] entry, index, claim, live;
- * ARGV[3..6] request hash, entry, job id, now.
+ * (render-cache-store.ts), so recording it costs no extra round trip. KEYS[6..9] entry, index, claim, live;
+ * ARGV[4..7] request hash, entry, job id, now.
  */
 const SET_OUTCOME_RECORDING = new LuaScript(`${SET_OUTCOME_LUA}${RECORD_LUA}
 setOutcome()
-recordRenderCache(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+recordRenderCache(KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 `);
 
@@ -256,6 +269,9 @@ export interface FinishedRow {
   /** Epoch milliseconds. */
   enqueuedAt: number | null;
   finishedAt: number;
+  /** What the row's talk cost (queue/credits.ts rowCredits); null in entries written before credits were kept. */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
   /** Set when the video was copied from the render cache: the batch and talk that made it (nothing was paid). */
   cachedFrom?: CachedFrom;
 }
@@ -267,8 +283,11 @@ export interface CachedFrom {
 
 /* A positional JSON array: field names written once here rather than once per row in Redis. */
 function encodeFinishedRow(row: FinishedRow): string {
-  const fields: unknown[] = [1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input];
-  // Only cached rows carry a 13th field, so entries of rendered rows keep their size and older readers' length check.
+  const fields: unknown[] = [
+    1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input,
+    row.credits ?? null, row.creditsSource ?? null,
+  ];
+  // Only cached rows carry a 15th field, so entries of rendered rows keep their size.
   if (row.cachedFrom) fields.push([row.cachedFrom.batchId, row.cachedFrom.talkId]);
   return JSON.stringify(fields);
 }
@@ -277,13 +296,40 @@ function decodeFinishedRow(text: string | null): FinishedRow | undefined {
   if (!text) return undefined;
   try {
     const value = JSON.parse(text) as unknown;
-    if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 13)) return undefined;
-    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, cached] = value as [
-      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, unknown,
+    // 12 entries: written before credits were kept; 15: a row copied from the render cache.
+    if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 14 && value.length !== 15)) return undefined;
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, credits = null, creditsSource = null, cached] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, number | null, CreditsSource | null, unknown,
     ];
-    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt, credits, creditsSource };
     if (Array.isArray(cached) && typeof cached[0] === 'string' && typeof cached[1] === 'string') row.cachedFrom = { batchId: cached[0], talkId: cached[1] };
     return row;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeReading(text: string | null | undefined): CreditReading | null {
+  if (!text) return null;
+  try {
+    const value = JSON.parse(text) as Partial<CreditReading>;
+    if (typeof value.at !== 'string') return null;
+    return {
+      remaining: typeof value.remaining === 'number' ? value.remaining : null,
+      total: typeof value.total === 'number' ? value.total : null,
+      at: value.at,
+      ...(typeof value.error === 'string' ? { error: value.error } : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function decodeCharged(text: string | null): ChargedTalk | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as ChargedTalk;
+    return typeof value.talkId === 'string' && typeof value.credits === 'number' ? value : undefined;
   } catch {
     return undefined;
   }
@@ -440,8 +486,9 @@ export class BatchStore {
    * rendered for it, and becomes the render cache's entry for its request in the same call.
    */
   async markDone(id: string, rowKey: string, finished?: FinishedRow, cache?: RenderCacheRecord): Promise<void> {
-    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    const args = finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey];
+    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
+    const credits = finished?.credits;
+    const args = [rowKey, finished ? encodeFinishedRow(finished) : '', typeof credits === 'number' ? credits : ''];
     if (cache && finished) {
       await SET_OUTCOME_RECORDING.run(this.#redis, [...keys, ...recordKeys(this.#keys, cache.hash)], [...args, ...recordArgs(cache)]);
       return;
@@ -449,9 +496,53 @@ export class BatchStore {
     await SET_OUTCOME.run(this.#redis, keys, args);
   }
 
-  async markFailed(id: string, rowKey: string): Promise<void> {
-    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    await SET_OUTCOME.run(this.#redis, keys, [rowKey]);
+  /** Marks the row failed; `charged` is its talk, when one was created (paid), recorded before the outcome. */
+  async markFailed(id: string, rowKey: string, charged?: ChargedTalk): Promise<void> {
+    if (charged) await RECORD_CHARGED.run(this.#redis, [this.#key(id, 'charged'), this.#key(id, 'credits')], [charged.talkId, JSON.stringify(charged), charged.credits]);
+    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
+    await SET_OUTCOME.run(this.#redis, keys, [rowKey, '', '']);
+  }
+
+  /** Whether the batch's balance before its first create is recorded (a failed reading counts: it is never retaken). */
+  async hasCreditsBefore(id: string): Promise<boolean> {
+    return (await this.#redis.hexists(this.#key(id, 'credits'), 'before')) === 1;
+  }
+
+  /** Records the balance before the first create: the first caller wins (HSETNX), so it is taken exactly once. */
+  async recordCreditsBefore(id: string, reading: CreditReading): Promise<boolean> {
+    return (await this.#redis.hsetnx(this.#key(id, 'credits'), 'before', JSON.stringify(reading))) === 1;
+  }
+
+  /** Records the balance once the last row has an outcome (BatchStore.claimFinished picks one caller per finish). */
+  async recordCreditsAfter(id: string, reading: CreditReading): Promise<void> {
+    await this.#redis.hset(this.#key(id, 'credits'), 'after', JSON.stringify(reading));
+  }
+
+  async creditLedger(id: string): Promise<BatchCreditLedger> {
+    const [before, after, rows] = await this.#redis.hmget(this.#key(id, 'credits'), 'before', 'after', 'rows');
+    return { before: decodeReading(before), after: decodeReading(after), rows: Number(rows ?? 0) };
+  }
+
+  /** The created talks of failed rows, by talk id (undefined where there is none), in the order asked. */
+  async chargedTalks(id: string, talkIds: readonly string[]): Promise<(ChargedTalk | undefined)[]> {
+    if (talkIds.length === 0) return [];
+    const entries = await this.#redis.hmget(this.#key(id, 'charged'), ...talkIds);
+    return entries.map(decodeCharged);
+  }
+
+  /** Every created talk of the batch's failed rows, retried rows' earlier talks included; oldest first. */
+  async allChargedTalks(id: string): Promise<ChargedTalk[]> {
+    const talks: ChargedTalk[] = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.#redis.hscan(this.#key(id, 'charged'), cursor, 'COUNT', 500);
+      cursor = next;
+      for (let i = 1; i < flat.length; i += 2) {
+        const talk = decodeCharged(flat[i] ?? null);
+        if (talk) talks.push(talk);
+      }
+    } while (cursor !== '0');
+    return talks.sort((a, b) => (a.createdAt ?? a.failedAt).localeCompare(b.createdAt ?? b.failedAt) || a.talkId.localeCompare(b.talkId));
   }
 
   /**

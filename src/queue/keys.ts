@@ -4,7 +4,12 @@
  * keys, BullMQ's and ours, live in one slot: the Lua scripts that touch several of them at once stay legal there.
  */
 
-export type BatchKeyPart = 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished' | 'held' | 'sample' | 'callbacks';
+/**
+ * `held`/`sample`: a sampled batch's rows waiting for approval and why each sampled row was chosen; `credits`: the
+ * batch's D-ID balance before its first create and after its last outcome, and the credits its rows used;
+ * `charged`: each created talk of a failed row (what it cost, why it failed), by talk id.
+ */
+export type BatchKeyPart = 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished' | 'held' | 'sample' | 'callbacks' | 'credits' | 'charged';
 export type ScheduleKeyPart = 'made' | 'runs' | 'lock';
 export type PreviewKeyPart = 'pending' | 'notes';
 export type UploadKind = 'image' | 'audio';

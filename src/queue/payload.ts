@@ -80,6 +80,9 @@ export interface RowResult {
   finishedAt: string;
   /** Set when the video was copied from the render cache: the batch and talk that made it. */
   cachedFrom?: { batchId: string; talkId: string };
+  /** What the talk cost: see queue/credits.ts rowCredits. */
+  credits?: number;
+  creditsSource?: 'd-id' | 'estimate';
 }
 
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */

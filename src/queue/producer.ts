@@ -4,6 +4,7 @@ import type { BatchBudget, HeldRow, NameReservation, SamplePick } from './batche
 import type { QueueHandle } from './talk-queue.js';
 import { ManifestError, openManifest, type ManifestIssue, type ManifestOptions, type ManifestRow, type ManifestSource, type OpenedManifest, type ValidationReport } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
+import { estimateTalkCredits } from '../did/billing.js';
 
 export interface EnqueueOptions extends ManifestOptions {
   batchId?: string;
@@ -51,6 +52,8 @@ export interface EnqueueResult {
   held: number;
   /** Estimated seconds of video of the held rows. */
   heldSeconds: number;
+  /** Estimated credits of the held rows (did/billing.ts, per talk). */
+  heldCredits: number;
   /** The rows sampled and why, with a sample. */
   sample?: SamplePick[];
 }
@@ -63,9 +66,10 @@ export interface EnqueueRowsOptions {
 export interface EnqueueRowsResult {
   added: number;
   alreadyPresent: number;
-  /** With `hold`: rows newly held, and their estimated seconds of video. */
+  /** With `hold`: rows newly held, and their estimated seconds of video and credits. */
   held?: number;
   heldSeconds?: number;
+  heldCredits?: number;
 }
 
 /** `20261125-071502-k3f9`: sortable, readable, no ':' (BullMQ job ids may not have one). */
@@ -138,6 +142,7 @@ export async function enqueueRows(
   let alreadyPresent = 0;
   let held = 0;
   let heldSeconds = 0;
+  let heldCredits = 0;
   // A row finishing while this runs is one this call added, still held by BullMQ under its job id; so when
   // no row is done at the start, no chunk needs to ask.
   const anyDone = await handle.batches.hasDoneRows(batchId);
@@ -168,7 +173,10 @@ export async function enqueueRows(
     if (toHold.length > 0) {
       await handle.batches.holdRows(batchId, toHold.map((row): HeldRow => ({ rowKey: row.rowKey, payload: JSON.stringify(payloadFor(batchId, row)) })));
       held += toHold.length;
-      for (const row of toHold) heldSeconds += row.estimatedSeconds ?? 0;
+      for (const row of toHold) {
+        heldSeconds += row.estimatedSeconds ?? 0;
+        heldCredits += estimateTalkCredits(row.estimatedSeconds, row.talk);
+      }
     }
     await handle.batches.addRows(batchId, batch.map((row) => ({ rowKey: row.rowKey, line: row.line })));
     added += newRows;
@@ -202,7 +210,7 @@ export async function enqueueRows(
     await Promise.all(writing);
   }
   if (failure) throw failure.error;
-  return hold ? { added, alreadyPresent, held, heldSeconds } : { added, alreadyPresent };
+  return hold ? { added, alreadyPresent, held, heldSeconds, heldCredits } : { added, alreadyPresent };
 }
 
 /**
@@ -310,7 +318,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
     // The choice is recorded before any row goes in: the review page says why each sampled row was made.
     if (selector && picks) await handle.batches.recordSample(batchId, selector.size, picks);
     const sampled = picks ? new Set(picks.map((pick) => pick.rowKey)) : undefined;
-    const { added, alreadyPresent, held = 0, heldSeconds = 0 } = await enqueueRows(
+    const { added, alreadyPresent, held = 0, heldSeconds = 0, heldCredits = 0 } = await enqueueRows(
       handle,
       batchId,
       manifest.validRows(),
@@ -330,6 +338,7 @@ export async function enqueueManifest(handle: QueueHandle, source: ManifestSourc
       report,
       held,
       heldSeconds,
+      heldCredits,
       ...(picks ? { sample: picks } : {}),
     };
   } finally {

@@ -7,6 +7,7 @@ import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
 import { JobPayloadV1, jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
+import { batchCredits, rowCredits, type CreditsSource } from '../queue/credits.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPages } from './review-page.js';
@@ -47,6 +48,12 @@ export interface ResultRecord {
   /** Set when the video was copied from the render cache (status stays done): the batch and talk that made it. */
   cachedFromBatch?: string | null;
   cachedFromTalk?: string | null;
+  /**
+   * What the row's talk cost, when one was created: the billing rule on the length D-ID reported (`d-id`), or the
+   * estimate (`estimate`) where it reported none (queue/credits.ts). Null for a row that created no talk.
+   */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
 }
 
 export interface ReportOptions {
@@ -58,6 +65,7 @@ const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
   'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'sample_reason', 'cached_from_batch', 'cached_from_talk',
+  'credits', 'credits_source',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -96,7 +104,7 @@ export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>,
     handle.batches.heldPayloads(batchId, keys),
     handle.batches.sampleReasons(batchId, keys),
   ]);
-  return Promise.all(
+  const records = await Promise.all(
     refs.map(async (ref, index) => {
       const entry = finished[index];
       const outcome = outcomes[index];
@@ -110,6 +118,14 @@ export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>,
       return { ...recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined), ...sampleReason };
     }),
   );
+  // A failed row's talk has its cost in the ledger, from D-ID's reported length when it could be read at the failure.
+  const failed = records.filter((record) => record.status === 'failed' && record.talkId !== null);
+  const charged = await handle.batches.chargedTalks(batchId, failed.map((record) => record.talkId as string));
+  failed.forEach((record, index) => {
+    const talk = charged[index];
+    if (talk) Object.assign(record, { credits: talk.credits, creditsSource: talk.creditsSource });
+  });
+  return records;
 }
 
 function recordOfHeld(batchId: string, ref: BatchRowRef, payloadText: string): ResultRecord {
@@ -155,6 +171,8 @@ function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow)
     input: entry.input,
     cachedFromBatch: entry.cachedFrom?.batchId ?? null,
     cachedFromTalk: entry.cachedFrom?.talkId ?? null,
+    credits: entry.credits ?? null,
+    creditsSource: entry.creditsSource ?? null,
   };
 }
 
@@ -185,6 +203,8 @@ function recordFor(
     enqueuedAt: null,
     finishedAt: null,
     input: {},
+    credits: null,
+    creditsSource: null,
   };
   if (!job) return base;
   const data = job.data;
@@ -193,10 +213,13 @@ function recordFor(
   const status: RowStatus =
     state === 'completed' ? 'done' : state === 'failed' ? 'failed' : state === 'active' ? 'active' : doneInLedger ? 'done' : 'queued';
   const failedReason = job.failedReason || null;
+  const talkId = result?.talkId ?? data.state?.talkId ?? null;
+  // A talk once created is paid for, whatever became of the row.
+  const spent = result?.credits !== undefined ? { credits: result.credits, creditsSource: result.creditsSource ?? null } : talkId !== null ? rowCredits(data) : { credits: null, creditsSource: null };
   return {
     ...base,
     status,
-    talkId: result?.talkId ?? data.state?.talkId ?? null,
+    talkId,
     file: result?.file ? relative(join(outDir, batchId), result.file) : null,
     bytes: result?.bytes ?? null,
     sha256: result?.sha256 ?? null,
@@ -212,6 +235,7 @@ function recordFor(
     input: data.input ?? {},
     cachedFromBatch: result?.cachedFrom?.batchId ?? null,
     cachedFromTalk: result?.cachedFrom?.talkId ?? null,
+    ...spent,
   };
 }
 
@@ -262,6 +286,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
         r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.sampleReason ?? null, r.cachedFromBatch ?? null, r.cachedFromTalk ?? null,
+        r.credits ?? null, r.creditsSource ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));
@@ -274,7 +299,8 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
     await rm(jsonlTemp, { force: true });
     await rm(csvTemp, { force: true });
   }
-  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath));
+  const credits = batchCredits(await handle.batches.creditLedger(batchId));
+  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath), { credits });
   return { dir, csv: csvPath, jsonl: jsonlPath, html, counts };
 }
 

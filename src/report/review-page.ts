@@ -4,6 +4,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { BatchCounts } from '../queue/batches.js';
+import type { BatchCredits } from '../queue/credits.js';
 import type { ResultRecord } from './results.js';
 
 /** The review page's name inside `out/<batchId>/`, next to the videos it plays. */
@@ -12,6 +13,18 @@ export const REVIEW_PAGE_FILE = 'index.html';
 export interface ReviewPageOptions {
   /** Shown in the header; defaults to now. Tests pass a fixed time. */
   generatedAt?: Date;
+  /** The batch's D-ID balance before and after, and what its talks cost; shown in the header when given. */
+  credits?: BatchCredits;
+}
+
+/** `credits: 1000 before · 990 after · 10 used · 10 counted for its talks`; empty when nothing is known yet. */
+function creditsLine(credits: BatchCredits | undefined): string {
+  if (!credits || (credits.before === null && credits.after === null && credits.estimated === 0)) return '';
+  const figure = (value: number | null): string => (value === null ? '?' : String(value));
+  return (
+    `<p class="summary">credits: <b>${figure(credits.before)}</b> before · <b>${figure(credits.after)}</b> after · ` +
+    `<b>${figure(credits.used)}</b> used (D-ID's balance) · <b>${credits.estimated}</b> counted for this batch's talks</p>\n`
+  );
 }
 
 export interface ReviewCounts {
@@ -301,6 +314,7 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
   if (record.bytes !== null) facts.push(formatBytes(record.bytes));
   // The first 12 hex digits tell files apart at a glance; the full hash is in results.csv.
   if (record.sha256) facts.push(`sha256 ${escapeHtml(record.sha256.slice(0, 12))}…`);
+  if (typeof record.credits === 'number') facts.push(`${record.credits} credit${record.credits === 1 ? '' : 's'}${record.creditsSource === 'estimate' ? ' (estimate)' : ''}`);
   if (record.status === 'done' && record.file) facts.push(`<a href="${escapeHtml(hrefPrefix + relativeHref(record.file))}" download>${escapeHtml(record.file)}</a>`);
   if (facts.length > 0) parts.push(`<p class="m">${facts.join(' · ')}</p>`);
   parts.push('</div></article>\n');
@@ -339,6 +353,7 @@ export async function renderReviewPage(
     `<h1>Batch <code>${escapeHtml(batchId)}</code></h1>\n`,
     `${summary}\n`,
     heldLine(batchId, counts),
+    creditsLine(options.credits),
     '<nav id="filters" aria-label="Filter rows" hidden>',
     filterButton('all', 'All', counts.total),
     filterButton('done', 'Done', counts.done),
@@ -487,7 +502,7 @@ export async function writeReviewPages(
   const flush = async (view: ReviewView): Promise<void> => {
     const buffer = buffers.get(view) as { page: number; cards: string[] };
     const file = pageFile(view, buffer.page);
-    const html = renderPagedReview({ batchId, counts, view, page: buffer.page, pages: pagesOf(view), file, cards: buffer.cards, generatedAt });
+    const html = renderPagedReview({ batchId, counts, view, page: buffer.page, pages: pagesOf(view), file, cards: buffer.cards, generatedAt, credits: options.credits });
     await writeFile(file === REVIEW_PAGE_FILE ? indexTemp : join(tempPages, file.slice(REVIEW_PAGES_DIR.length + 1)), html);
     buffer.page += 1;
     buffer.cards = [];
@@ -532,6 +547,7 @@ function renderPagedReview(page: {
   file: string;
   cards: string[];
   generatedAt: Date;
+  credits: BatchCredits | undefined;
 }): string {
   const { counts, view, file } = page;
   const filterLink = (target: ReviewView): string => {
@@ -553,6 +569,7 @@ function renderPagedReview(page: {
     `<h1>Batch <code>${escapeHtml(page.batchId)}</code></h1>\n`,
     `${summary}\n`,
     heldLine(page.batchId, counts),
+    creditsLine(page.credits),
     `<nav id="filters" aria-label="Filter rows">${filterLink('all')}${filterLink('done')}${filterLink('failed')}${counts.other > 0 ? filterLink('other') : ''}</nav>\n</header>\n`,
     file === REVIEW_PAGE_FILE ? `${APPROVE_SLOT}\n` : '',
     pager,

@@ -58,7 +58,7 @@ const FILE_TYPES: Readonly<Record<string, string>> = {
 
 export function batchLinks(id: string): Record<string, string> {
   const base = `/v1/batches/${encodeURIComponent(id)}`;
-  return { self: base, results: `${base}/results.csv`, cancel: `${base}/cancel`, approve: `${base}/approve`, files: `${base}/files/` };
+  return { self: base, results: `${base}/results.csv`, chargedFailures: `${base}/charged-failures.csv`, cancel: `${base}/cancel`, approve: `${base}/approve`, files: `${base}/files/` };
 }
 
 /** The `/v1/batches` routes; the caller puts them behind the API keys. */
@@ -199,6 +199,15 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="${view.id}-results.csv"`)
       .send(createReadStream(report.csv));
+  });
+
+  scope.get('/v1/batches/:id/charged-failures.csv', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    const charged = await batches.chargedFailures(view.id);
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${view.id}-charged-failures.csv"`)
+      .send(createReadStream(charged.path));
   });
 
   scope.get('/v1/batches/:id/files/:name', async (request: FastifyRequest<{ Params: { id: string; name: string } }>, reply: FastifyReply) => {

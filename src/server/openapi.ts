@@ -63,6 +63,17 @@ export function openApiDocument(): Record<string, unknown> {
           { type: 'object', required: ['size', 'approvedAt'], properties: { size: { type: 'integer', minimum: 1 }, approvedAt: { type: ['string', 'null'], format: 'date-time' } } },
         ],
       },
+      credits: {
+        type: 'object',
+        description: 'D-ID\'s balance before the batch\'s first create and after its last outcome, and what its talks cost (docs/operations.md "Credits")',
+        required: ['before', 'after', 'used', 'estimated'],
+        properties: {
+          before: { type: ['number', 'null'], description: 'remaining credits before the first create; null when unknown' },
+          after: { type: ['number', 'null'], description: 'remaining credits once every row had an outcome; null until then or when unknown' },
+          used: { type: ['number', 'null'], description: 'before − after (the whole account\'s spending meanwhile)' },
+          estimated: { type: 'number', description: 'Σ the credits of the batch\'s talks: the billing rule on D-ID\'s reported length, else the estimate' },
+        },
+      },
       callback: {
         oneOf: [
           { type: 'null' },
@@ -92,6 +103,8 @@ export function openApiDocument(): Record<string, unknown> {
       errorKind: { type: ['string', 'null'] },
       errorDescription: { type: ['string', 'null'] },
       errorDetails: { type: ['string', 'null'] },
+      credits: { type: ['number', 'null'], description: 'what the row\'s talk cost; null when it created none' },
+      creditsSource: { enum: ['d-id', 'estimate', null], description: 'd-id: the billing rule on the length D-ID reported; estimate: from the script' },
       input: { type: 'object', additionalProperties: { type: 'string' } },
       sampleReason: { type: 'string', description: 'why the row is in the batch\'s sample ("first", "longest script", "voice <voice>", "random"); absent for other rows' },
       links: { type: 'object', properties: { file: { type: 'string' } } },
@@ -225,6 +238,17 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'The results report (rebuilt on each request)',
           parameters: [idParam],
           responses: { '200': { description: 'CSV, one line per row', content: { 'text/csv': { schema: { type: 'string' } } } }, '401': UNAUTHORIZED, '404': error('No such batch') },
+        },
+      },
+      '/v1/batches/{id}/charged-failures.csv': {
+        get: {
+          summary: 'Talks paid for that came to nothing, for a refund claim (rebuilt on each request)',
+          description:
+            'One line per talk that was created and then ended error or rejected at D-ID, or was done but could not be downloaded ' +
+            '(retried rows\' earlier talks included). Columns: talk_id, created_at, kind, description, details (D-ID\'s), request_sha256, ' +
+            'credits, credits_before, credits_after, row_key, credits_source. A batch with none gets the header alone. See docs/operations.md "Credits".',
+          parameters: [idParam],
+          responses: { '200': { description: 'CSV, one line per talk', content: { 'text/csv': { schema: { type: 'string' } } } }, '401': UNAUTHORIZED, '404': error('No such batch') },
         },
       },
       '/v1/batches/{id}/files/{name}': {

@@ -59,6 +59,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
     config,
     handle,
     logger,
+    onCreditsRead: metrics.observeCredits,
     ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
     ...(options.callbackRetry !== undefined ? { callbackRetry: options.callbackRetry } : {}),
   });

@@ -8,7 +8,19 @@ import { planVideoResponse, s3ErrorXml } from './media.js';
 import { PersonalisedVideos } from './personalised-video.js';
 import { UrlSigner } from './presign.js';
 import { RateLimiter } from './rate-limiter.js';
-import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkFailure, type TalkOutcome } from './talks.js';
+import {
+  SIMULATED_OWNER,
+  TalkStore,
+  billedCredits,
+  describeTalk,
+  finishedAtMs,
+  isRendering,
+  statusAt,
+  talkDurationSeconds,
+  type SimulatedTalk,
+  type TalkFailure,
+  type TalkOutcome,
+} from './talks.js';
 import { WebhookDispatcher } from './webhooks.js';
 
 /*
@@ -63,6 +75,12 @@ export interface SimulatorStats {
   webhookFailures: number;
   /** Files accepted by POST /images and POST /audios. */
   uploads: number;
+  /**
+   * Credits charged per talk id (talks.ts billedCredits on the talk's duration, charged at the create; 0 for a talk
+   * ending error/rejected while the billFailedTalks knob is off). GET /credits' remaining went down by each.
+   */
+  billedCredits: Record<string, number>;
+  totalBilledCredits: number;
 }
 
 export interface Simulator {
@@ -202,13 +220,14 @@ class DidSimulator {
   }
 
   stats(): SimulatorStats {
-    const { createsByUserData, responsesByStatus, ...totals } = this.#counters;
+    const { createsByUserData, responsesByStatus, billedCredits: billed, ...totals } = this.#counters;
     const duplicateUserData = [...createsByUserData].filter(([userData, creates]) => userData !== '' && creates > 1).map(([userData]) => userData);
     return {
       ...totals,
       createsByUserData: Object.fromEntries(createsByUserData),
       duplicateUserData,
       responsesByStatus: Object.fromEntries(responsesByStatus),
+      billedCredits: Object.fromEntries(billed),
       rendersInFlight: this.#talks.renderingCount(Date.now()),
     };
   }
@@ -343,7 +362,9 @@ class DidSimulator {
       this.#sendJson(exchange, 403, { kind: 'PermissionError', description: `user has no permission for ${gatedFeature}` });
       return;
     }
-    if (this.knobs.credits < 1) {
+    // The whole video's credits must be there at the create, as D-ID refuses a talk the balance cannot pay for.
+    const cost = billedCredits(talkDurationSeconds(checked.body));
+    if (this.knobs.credits < cost) {
       this.#sendJson(exchange, 402, { kind: 'InsufficientCreditsError', description: 'not enough credits' });
       return;
     }
@@ -369,7 +390,7 @@ class DidSimulator {
       request: checked.body,
       received: json,
     });
-    this.#recordCreate(talk, nowMs);
+    this.#recordCreate(talk, nowMs, talk.outcome === 'done' || this.knobs.billFailedTalks ? cost : 0);
     if (talk.outcome === 'done') this.#personalised?.prepare(talk.id, talk.request, this.#video);
     if (talk.request.webhook !== undefined) {
       this.#webhooks.schedule(finishedAtMs(talk) + this.knobs.webhookDelayMs, talk.request.webhook, () => this.talkView(talk.id));
@@ -426,10 +447,12 @@ class DidSimulator {
     this.#sendJson(exchange, 201, kind === 'image' ? { id, url } : { id, url, duration: 2 });
   }
 
-  #recordCreate(talk: SimulatedTalk, nowMs: number): void {
-    if (this.knobs.credits !== Infinity) this.knobs = { ...this.knobs, credits: this.knobs.credits - 1 };
-    this.#creditsSpent++;
+  #recordCreate(talk: SimulatedTalk, nowMs: number, credits: number): void {
+    if (this.knobs.credits !== Infinity) this.knobs = { ...this.knobs, credits: this.knobs.credits - credits };
+    this.#creditsSpent += credits;
     const counters = this.#counters;
+    counters.billedCredits.set(talk.id, credits);
+    counters.totalBilledCredits += credits;
     counters.totalCreates++;
     const userData = talk.request.user_data ?? '';
     counters.createsByUserData.set(userData, (counters.createsByUserData.get(userData) ?? 0) + 1);
@@ -569,7 +592,12 @@ class DidSimulator {
   }
 
   #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {
-    return describeTalk(talk, { nowMs: Date.now(), videoSizeBytes: this.#video.length, resultUrl: () => this.#signedResultUrl(talk, baseUrl) });
+    return describeTalk(talk, {
+      nowMs: Date.now(),
+      videoSizeBytes: this.#video.length,
+      resultUrl: () => this.#signedResultUrl(talk, baseUrl),
+      omitDurationOnFailure: this.knobs.omitDurationOnFailure,
+    });
   }
 
   /** Each read signs a fresh link, so a client whose link expired recovers by reading the talk again. */
@@ -644,6 +672,8 @@ function emptyCounters() {
   return {
     createsByUserData: new Map<string, number>(),
     responsesByStatus: new Map<string, number>(),
+    billedCredits: new Map<string, number>(),
+    totalBilledCredits: 0,
     totalCreates: 0,
     totalRequests: 0,
     maxConcurrentRendersSeen: 0,

@@ -10,11 +10,14 @@ import { createRedis, parseRedisTarget } from '../queue/connections.js';
 import { ReplicaAck } from '../queue/replica-ack.js';
 import type { PreviewStore } from '../queue/previews.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
-import type { JobPayload, RowResult } from '../queue/payload.js';
+import { JobPayloadV1, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
 import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
+import { BatchCreditsBefore, chargedTalkOf } from './credit-ledger.js';
+import type { CreditReading } from '../did/billing.js';
+import type { ChargedTalk } from '../queue/credits.js';
 import { createProcessor, type RowWebhookEvent } from './processor.js';
 import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { RenderCache } from './render-cache.js';
@@ -47,7 +50,10 @@ export interface WorkerMetricsHooks {
   /** Passed to the DidClient the worker builds; a `did` you pass in is yours to wire. */
   onDidResponse?: DidClientOptions['onResponse'];
   onRowCompleted?: (result: RowResult) => void;
-  onRowFailed?: () => void;
+  /** `charged`: the row's created (paid) talk, when it had one. */
+  onRowFailed?: (charged?: ChargedTalk) => void;
+  /** A GET /credits answer this worker read (the balance before a batch). */
+  onCreditsRead?: (reading: CreditReading) => void;
 }
 
 /** Where a live worker announces itself; the key expires when its heartbeats stop. */
@@ -174,6 +180,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     requestPreview,
   });
 
+  const creditsBefore = new BatchCreditsBefore({
+    batches,
+    did,
+    logger,
+    ...(options.metrics?.onCreditsRead ? { onReading: options.metrics.onCreditsRead } : {}),
+  });
+
   /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
   let inFlight = 0;
   let lastTakenAt = Date.now();
@@ -182,6 +195,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     inFlight += 1;
     lastTakenAt = Date.now();
     try {
+      // The batch's balance before its first create (credit-ledger.ts). An invalid payload is the processor's to refuse, without calling D-ID.
+      const batchId = (job.data as Partial<JobPayload> | undefined)?.batchId;
+      if (typeof batchId === 'string' && !creditsBefore.settled(batchId) && JobPayloadV1.safeParse(job.data).success) await creditsBefore.ensure(batchId);
       return await processor(job, token, signal);
     } finally {
       inFlight -= 1;
@@ -211,8 +227,10 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
           return;
         }
         logger.error({ jobId: job.id, err: error.message }, 'row failed');
-        options.metrics?.onRowFailed?.();
-        await batches.markFailed(job.data.batchId, job.data.rowKey);
+        // A talk was created (and paid for): the ledger keeps what it cost and why it failed, for refund claims.
+        const charged = await chargedTalkOf(job.data, job.id, error, did).catch(() => undefined);
+        options.metrics?.onRowFailed?.(charged);
+        await batches.markFailed(job.data.batchId, job.data.rowKey, charged);
         // An identical row waiting on this one's render takes the request over at once.
         if (job.id) await renderCache.release(job.id);
         options.onRowFinished?.(job.data.batchId, job.data.rowKey);

@@ -6,6 +6,7 @@ import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
+import { rowCredits } from '../queue/credits.js';
 import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type JobPayload, type RowResult, type UploadedMedia, type WorkerState } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
@@ -450,7 +451,9 @@ class RowRun {
   }
 
   async #markDone(action: ActionOf<'mark-done'>): Promise<RowResult> {
-    const { result } = action;
+    // The billing rule on the length D-ID reported (videoSeconds is the talk's duration), else the estimate (queue/credits.ts).
+    const spent = rowCredits(this.payload, action.result.videoSeconds);
+    const result: RowResult = { ...action.result, ...spent };
     const { batchId, rowKey } = this.payload;
     const file = relative(join(this.deps.config.outDir, batchId), result.file);
     // What the report shows of the row once BullMQ drops its completed job (talk-queue.ts).
@@ -467,6 +470,7 @@ class RowRun {
       input: this.payload.input,
       enqueuedAt: this.job.timestamp || null,
       finishedAt: action.finishedAt,
+      ...spent,
     },
     // Render cache (issue 17): the verified file becomes the entry for this request in the same script call.
     await this.deps.renderCache?.recordFor(this.#jobId, this.payload, { talkId: result.talkId, path: result.file, bytes: result.bytes, sha256: result.sha256, videoSeconds: result.videoSeconds }, this.#cacheProbe));

@@ -10,6 +10,11 @@ import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
 export const REPORT_HELP = `Usage: talkbatch report <batchId> [options]
 
 Rebuilds out/<batch>/results.csv and results.jsonl from Redis and the files on disk.
+
+Options:
+  --charged-failures     write out/<batch>/charged-failures.csv instead: every talk that was paid for and came to
+                         nothing (D-ID ended it error or rejected, or its video could not be downloaded), with D-ID's
+                         error, the request's SHA-256 and the credits, for a refund claim
 ${GLOBAL_HELP}`;
 
 export const PAUSE_HELP = `Usage: talkbatch pause | resume [options]
@@ -52,12 +57,17 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
 }
 
 export function reportCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, { 'charged-failures': { type: 'boolean' } }, REPORT_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('report needs a batch id');
     if (!(await handle.batches.exists(batchId))) {
       process.stderr.write(`no batch "${batchId}"\n`);
       return 1;
+    }
+    if (values['charged-failures'] === true) {
+      const charged = await new BatchService({ config, handle, logger: silentLogger }).chargedFailures(batchId);
+      console.log(`${charged.path}\n${charged.rows} charged failure${charged.rows === 1 ? '' : 's'}`);
+      return 0;
     }
     const report = await new BatchService({ config, handle, logger: silentLogger }).writeReport(batchId);
     console.log(`${report.csv}\n${report.jsonl}\n${Object.entries(report.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')}`);

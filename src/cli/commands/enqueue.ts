@@ -46,7 +46,13 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
     });
     if (result.issues.length > 0) printIssues(result.issues);
     // Held rows cost nothing until approved: only what the workers will make now is checked against the credits.
-    await creditPreflight(config, result.added - result.held, result.estimatedSeconds - result.heldSeconds, (line) => process.stderr.write(`${line}\n`));
+    await creditPreflight(
+      config,
+      result.added - result.held,
+      result.estimatedSeconds - result.heldSeconds,
+      Math.max(0, result.report.estimatedCredits - result.heldCredits),
+      (line) => process.stderr.write(`${line}\n`),
+    );
     if (values.json) {
       const { report: _report, ...summary } = result;
       console.log(JSON.stringify(summary, null, 2));
@@ -57,7 +63,7 @@ export async function enqueueCommand(argv: string[]): Promise<number> {
       );
       if (result.sample) {
         process.stderr.write(`sample: ${result.sample.map((pick) => `${pick.rowKey} (${pick.reason})`).join(', ')}\n`);
-        if (result.held > 0) process.stderr.write(`${approveLaterLine(result.batchId, result.held, result.heldSeconds)}\n`);
+        if (result.held > 0) process.stderr.write(`${approveLaterLine(result.batchId, { rows: result.held, seconds: result.heldSeconds, credits: result.heldCredits })}\n`);
       }
     }
     return 0;

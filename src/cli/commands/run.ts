@@ -142,7 +142,10 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
     if (enqueued.issues.length > 0) printIssues(enqueued.issues);
     // Held rows cost nothing until approved: only the rows made now are checked against the credits.
     const toMake = enqueued.added - enqueued.held;
-    if (toMake > 0) await creditPreflight(config, toMake, enqueued.estimatedSeconds - enqueued.heldSeconds, (line) => process.stderr.write(`${line}\n`));
+    if (toMake > 0) {
+      const needed = Math.max(0, enqueued.report.estimatedCredits - enqueued.heldCredits);
+      await creditPreflight(config, toMake, enqueued.estimatedSeconds - enqueued.heldSeconds, needed, (line) => process.stderr.write(`${line}\n`));
+    }
     const say = (line: string): void => {
       if (!options.quiet) process.stderr.write(`${line}\n`);
     };
@@ -204,14 +207,14 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       const service = new BatchService({ config, handle, logger });
       const held = await service.held(enqueued.batchId);
       console.log(`sample made: ${counts.done} done, ${counts.failed} failed\nreview:  ${review.html}`);
-      const approved = confirm ? await confirm(`approve ${describeHeld(held.rows, held.seconds)}? [y/N] `) : false;
+      const approved = confirm ? await confirm(`approve ${describeHeld(held)}? [y/N] `) : false;
       if (!approved) {
         await service.close();
         await worker.close();
         console.log(
           heldOutlivesRun
-            ? approveLaterLine(enqueued.batchId, held.rows, held.seconds)
-            : `not approved: ${describeHeld(held.rows, held.seconds)} were not made; this run's private Redis goes with it (set REDIS_URL to keep a sample for "talkbatch approve" later)`,
+            ? approveLaterLine(enqueued.batchId, held)
+            : `not approved: ${describeHeld(held)} were not made; this run's private Redis goes with it (set REDIS_URL to keep a sample for "talkbatch approve" later)`,
         );
         return counts.failed > 0 ? 1 : 0;
       }
