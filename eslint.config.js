@@ -5,16 +5,32 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   { ignores: ['dist/', 'out/', 'node_modules/', 'coverage/', '.tmp/'] },
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  ...tseslint.configs.strictTypeChecked,
   {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        // A leading underscore marks a deliberately unused binding (callback signatures, tuple slots, rest-omit).
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrorsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
+      // Numbers, booleans and null/undefined print unambiguously in messages and log lines.
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
+      // `() => void promise` and `x => doSomething(x)` callbacks are idiomatic; the rule still flags void values used as data.
+      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true, ignoreVoidOperator: true }],
       eqeqeq: ['error', 'smart'],
       'no-console': 'off',
       // File names and CSV cells are checked for control characters on purpose.
       'no-control-regex': 'off',
     },
+  },
+  {
+    // Plain JS config files are outside the TypeScript project: keep them on the untyped rules.
+    files: ['**/*.{js,mjs,cjs}'],
+    ...tseslint.configs.disableTypeChecked,
   },
   {
     files: ['**/*.cjs'],
