@@ -19,8 +19,8 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       // Numbers, booleans and null/undefined print unambiguously in messages and log lines.
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true, allowNullish: true }],
-      // `() => void promise` and `x => doSomething(x)` callbacks are idiomatic; the rule still flags void values used as data.
-      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true, ignoreVoidOperator: true }],
+      // `x => doSomething(x)` callbacks and `return send(...)` early exits from void functions are idiomatic; void used as data is still flagged.
+      '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true, ignoreVoidOperator: true, ignoreVoidReturningFunctions: true }],
       eqeqeq: ['error', 'smart'],
       'no-console': 'off',
       // File names and CSV cells are checked for control characters on purpose.

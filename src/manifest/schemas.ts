@@ -64,5 +64,5 @@ export function defaultsOfFile(given: FileDefaults): ManifestDefaults {
     const value = (given as Record<string, unknown>)[snakeCase(key)];
     if (value !== undefined) defaults[key] = value;
   }
-  return defaults as ManifestDefaults;
+  return defaults;
 }

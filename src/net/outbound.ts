@@ -121,7 +121,7 @@ function checkedLookup(allow: AllowList, port: string) {
       // Every address, not just the first: net may try them all (autoSelectFamily), and a name that mixes a
       // public and a private address is exactly what a rebinding attack serves.
       const refused = addresses.find((entry) => !isPublicAddress(entry.address) && !allow.allows(entry.address, port));
-      if (refused !== undefined || addresses.length === 0) return callback(refusedAddress(hostname) as NodeJS.ErrnoException, []);
+      if (refused !== undefined || addresses.length === 0) return callback(refusedAddress(hostname), []);
       if (options.all) return callback(null, addresses);
       const first = addresses[0] as LookupAddress;
       return callback(null, first.address, first.family);

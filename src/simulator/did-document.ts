@@ -66,7 +66,7 @@ export function publishedCreateTalkSchema(options: { allowHttpWebhooks: boolean 
   Object.assign(config.properties, deprecated.config);
   // D-ID demands https webhooks; tests on localhost receive them over http.
   if (options.allowHttpWebhooks && schema.properties.webhook) schema.properties.webhook.pattern = '^https?:\\/\\/\\S+$';
-  return schema as JsonSchema;
+  return schema;
 }
 
 /**

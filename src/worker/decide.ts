@@ -590,7 +590,7 @@ function onDownloadFailed(state: RowState, observation: Extract<Observation, { k
   // Every failure but a short body may come from a stale link: fetch a fresh one next time.
   if (talk && observation.reason !== 'truncated' && observation.reason !== 'network') {
     const { result_url: _stale, ...rest } = talk;
-    talk = rest as Talk;
+    talk = rest;
   }
   const next = withAttempt(state, { downloadTries: tries, ...(talk ? { talk } : {}) });
   if (tries >= MAX_DOWNLOAD_TRIES) return { state: next, action: { kind: 'retry', error: observation.error, ambiguous: false } };
