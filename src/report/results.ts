@@ -158,7 +158,8 @@ function recordFor(
     input: {},
   };
   if (!job) return base;
-  const data = job.data;
+  // As a client wrote it: a job from another BullMQ client may lack defaults, or (when it failed validation) more.
+  const data: Partial<JobPayload> = job.data;
   const result = job.returnvalue as RowResult | null | undefined;
   const failure = data.state?.failure;
   const status: RowStatus =
@@ -248,7 +249,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
 }
 
 /** A cell a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection advice). */
-export function safeCell(value: unknown): string {
+export function safeCell(value: string | number | boolean | null | undefined): string {
   if (value === null || value === undefined) return '';
   const text = String(value);
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;

@@ -4,6 +4,7 @@ import type { Config } from '../config/index.js';
 import { connectRedis, createRedis, type RedisClient } from '../queue/connections.js';
 import { ScheduleDefinition, TICK_JOB_NAME, scheduleQueueName, type ScheduleTiming, type TickDataInput } from './spec.js';
 import { queueKeys, type QueueKeys } from '../queue/keys.js';
+import { jsonText } from '../shared/json.js';
 
 /*
  * Schedules: BullMQ job schedulers on `<queue>-schedules` (same prefix) produce one tick job per run; a schedule
@@ -64,7 +65,7 @@ export function stableJson(value: unknown): string {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${stableJson(item)}`).join(',')}}`;
   }
-  return JSON.stringify(value) ?? 'null';
+  return jsonText(value) ?? 'null';
 }
 
 function repeatOptionsOf(timing: ScheduleTiming): Omit<RepeatOptions, 'key'> {
@@ -121,7 +122,7 @@ export class ScheduleStore {
       const sameTiming = existing.pattern === repeat.pattern && (existing.tz ?? undefined) === repeat.tz && (existing.every ?? undefined) === repeat.every;
       if (sameTiming && stableJson(existing.template?.data) === stableJson(checked)) return 'unchanged';
       // A cron schedule turned into an interval one (or back) starts afresh rather than mixing both.
-      if ((existing.pattern !== undefined && existing.pattern !== null) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
+      if ((existing.pattern !== undefined) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
     }
     await this.queue.upsertJobScheduler(checked.name, repeat, { name: TICK_JOB_NAME, data: checked, opts: TICK_JOB_OPTIONS });
     return existing === undefined ? 'added' : 'changed';
@@ -231,7 +232,7 @@ export class ScheduleStore {
 }
 
 /** A store for the command line: fails fast when Redis is down. */
-export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close(): Promise<void> }> {
+export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close: () => Promise<void> }> {
   const redis = createRedis(redisUrl, 'producer');
   await connectRedis(redis, redisUrl);
   const queue = new Queue<TickDataInput, ScheduleRun>(scheduleQueueName(config.queueName), { connection: redis, prefix: config.prefix });

@@ -13,6 +13,7 @@ import type { BudgetVerdict, OutputFileRecord } from '../queue/batches.js';
 import type { RowResult, UploadedMedia, WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import { dueStepMs, nextPollDelay, type RenderWindow } from './poll-schedule.js';
+import { jsonText } from '../shared/json.js';
 
 /** Why a row failed for good, kept in the job's data for the results report. */
 export interface RowFailure {
@@ -29,9 +30,9 @@ export const FAILURE_DETAILS_MAX = 2_000;
 /** D-ID's `details` as bounded JSON text, or undefined when there are none. */
 export function failureDetails(details: unknown): string | undefined {
   if (details === undefined || details === null) return undefined;
-  let text: string;
+  let text: string | undefined;
   try {
-    text = typeof details === 'string' ? details : JSON.stringify(details);
+    text = typeof details === 'string' ? details : jsonText(details);
   } catch {
     return undefined;
   }

@@ -10,7 +10,7 @@ import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { waitForPreviews } from '../../worker/preview-worker.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
-import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor, stderrIsTty } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, budgetFrom, creditPreflight } from '../batch-flags.js';
 import type { BatchBudget } from '../../queue/batches.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
@@ -140,7 +140,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
       onTick: () => refreshReport(),
       batches: handle.batches,
       batchId: enqueued.batchId,
-      tty: Boolean(process.stderr.isTTY),
+      tty: stderrIsTty(),
       quiet: options.quiet === true,
       signal: stopWatching.signal,
       stopWhen: () => activeWorker.fatal !== undefined,
