@@ -395,8 +395,7 @@ class DidSimulator {
     }
     let file: Blob | undefined;
     try {
-      // Deprecated for servers that must survive hostile uploads; a test double reading one capped body is not one.
-      // eslint-disable-next-line @typescript-eslint/no-deprecated
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated for servers facing hostile uploads; this test double reads one capped body.
       const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
       const field = form.get(kind);
       file = typeof field === 'object' && field !== null ? field : undefined;
