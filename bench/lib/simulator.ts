@@ -73,16 +73,16 @@ export async function startSimulatorProcess(flags: SimulatorFlags): Promise<Simu
         resolve({ url: match[1], apiKey: match[2] });
       }
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`simulator exited with code ${code}:\n${output}`));
     });
   });
   // Keep draining its output so a full pipe never stalls it.
-  child.stdout?.resume();
-  child.stderr?.resume();
+  child.stdout.resume();
+  child.stderr.resume();
 
   const admin = async <T>(path: string, body?: unknown): Promise<T> => {
     const response = await fetch(`${url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -39,8 +39,8 @@ function spawnWorker(env: Record<string, string>): WorkerChild {
     output = (output + chunk.toString()).slice(-20_000);
     if (output.includes('"worker started"')) markReady();
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return { child, ready, exited };
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.js';
-import { jobIdFor } from '../queue/payload.js';
+import { jobIdFor, type JobPayload } from '../queue/payload.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { batchResults, type ReportFiles, type ResultRecord } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
@@ -139,7 +139,9 @@ export class BatchService {
       const job = await this.#handle.queue.getJob(jobIdFor(batchId, rowKey));
       if (!job || (await job.getState()) !== 'failed') continue;
       const { state: _state, ...data } = job.data;
-      await job.updateData({ ...data, generation: (data.generation ?? 0) + 1 });
+      // A job another BullMQ client added (docs/api.md) may lack the defaults the payload schema fills in.
+      const stored: Partial<JobPayload> = data;
+      await job.updateData({ ...data, generation: (stored.generation ?? 0) + 1 });
       await this.#handle.batches.markRetrying(batchId, rowKey);
       await job.retry('failed');
       retried += 1;

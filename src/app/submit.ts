@@ -9,6 +9,7 @@ import { checkBatchId, enqueueManifest, generateBatchId } from '../queue/produce
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { AppError, UsageError } from '../shared/errors.js';
 import { sampleOf, type SamplePick } from './sample.js';
+import { jsonText } from '../shared/json.js';
 
 /** Where a batch's rows come from. Every kind goes through the manifest module's validation. */
 export type BatchInput =
@@ -207,7 +208,7 @@ async function writeLines(path: string, rows: ReadonlyArray<unknown>): Promise<v
   try {
     for (const row of rows) {
       // `undefined` has no JSON form; "null" lets the reader report the row as not an object.
-      if (!out.write(`${JSON.stringify(row) ?? 'null'}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+      if (!out.write(`${jsonText(row) ?? 'null'}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
     }
   } finally {
     out.end();

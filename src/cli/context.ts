@@ -44,7 +44,12 @@ export function configFromFlags(flags: GlobalFlags, extra: Partial<Record<EnvNam
 }
 
 export function loggerFor(config: Config): Logger {
-  return createLogger({ level: config.logLevel, pretty: config.logPretty ?? Boolean(process.stderr.isTTY) });
+  return createLogger({ level: config.logLevel, pretty: config.logPretty ?? stderrIsTty() });
+}
+
+/** Node's types say stderr is always a terminal stream; when it is piped or a file, isTTY is undefined. */
+export function stderrIsTty(): boolean {
+  return (process.stderr.isTTY as boolean | undefined) === true;
 }
 
 /** REDIS_URL, or a private redis-server for this command (see ensureRedis), announced on stderr. */

@@ -82,7 +82,7 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
     current = next;
   }
   while (current instanceof z.ZodOptional || current instanceof z.ZodDefault) current = current.unwrap() as z.ZodType;
-  return current instanceof z.ZodObject ? keyList(current.shape as object) : [];
+  return current instanceof z.ZodObject ? keyList(current.shape) : [];
 }
 
 /**

@@ -32,27 +32,38 @@ type EngineEvent =
 /** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
 const ASCII = /^[\x00-\x7f]*$/;
 
-/** Problems with the options themselves: nothing in the file can fix them, so they are thrown. */
+/** A bad option value as a message shows it: an object would print as "[object Object]", so it is named by its type. */
+function shown(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value;
+}
+
+/**
+ * Problems with the options themselves: nothing in the file can fix them, so they are thrown. Library callers may be
+ * plain JavaScript, so each option is checked as the value it really is, not as its type claims.
+ */
 function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const fail = (column: string, message: string): void => {
     issues.push(issueAt(file, 0, message, column));
   };
-  if (options.format !== undefined && !MANIFEST_FORMATS.includes(options.format)) fail('format', `must be ${MANIFEST_FORMAT_LIST} (got "${String(options.format)}")`);
-  if (options.sheet !== undefined && (typeof options.sheet !== 'string' || options.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
-  if (options.encoding !== undefined && (typeof options.encoding !== 'string' || encodingName(options.encoding) === undefined)) {
-    fail('encoding', unknownEncodingMessage(String(options.encoding)));
+  const given: { [K in keyof ManifestOptions]?: unknown } = options;
+  if (given.format !== undefined && !MANIFEST_FORMATS.some((format) => format === given.format)) fail('format', `must be ${MANIFEST_FORMAT_LIST} (got "${shown(given.format)}")`);
+  if (given.sheet !== undefined && (typeof given.sheet !== 'string' || given.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
+  if (given.encoding !== undefined && (typeof given.encoding !== 'string' || encodingName(given.encoding) === undefined)) {
+    fail('encoding', unknownEncodingMessage(shown(given.encoding)));
   }
   for (const problem of columnMapping(options.map).problems) fail('map', problem);
   const defaults = options.defaults ?? {};
+  const givenDefaults: { [K in keyof typeof defaults]?: unknown } = defaults;
   if (defaults.imageUrl !== undefined) {
     const message = imageUrlMessage(defaults.imageUrl);
     if (message !== undefined) fail('defaults.imageUrl', message);
   }
-  if (defaults.provider !== undefined && !PROVIDER_TYPES.includes(defaults.provider)) {
-    fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${String(defaults.provider)}")`);
+  if (givenDefaults.provider !== undefined && !PROVIDER_TYPES.some((provider) => provider === givenDefaults.provider)) {
+    fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${shown(givenDefaults.provider)}")`);
   }
-  if (defaults.voiceConfig !== undefined && (typeof defaults.voiceConfig !== 'object' || defaults.voiceConfig === null || Array.isArray(defaults.voiceConfig))) {
+  const { voiceConfig } = givenDefaults;
+  if (voiceConfig !== undefined && (typeof voiceConfig !== 'object' || voiceConfig === null || Array.isArray(voiceConfig))) {
     fail('defaults.voiceConfig', 'must be an object, e.g. {"style": "Cheerful"}');
   }
   if (defaults.config !== undefined) {

@@ -55,7 +55,7 @@ function snakeCase(key: string): string {
 export type FileDefaults = { [K in keyof ManifestDefaults as SnakeCase<K & string>]: ManifestDefaults[K] };
 
 export const fileDefaultsShape = Object.fromEntries(Object.entries(ManifestDefaultsSchema.shape).map(([key, schema]) => [snakeCase(key), schema])) as {
-  [K in keyof typeof ManifestDefaultsSchema.shape & string as SnakeCase<K>]: (typeof ManifestDefaultsSchema.shape)[K];
+  [K in keyof typeof ManifestDefaultsSchema.shape as SnakeCase<K>]: (typeof ManifestDefaultsSchema.shape)[K];
 };
 
 export function defaultsOfFile(given: FileDefaults): ManifestDefaults {
@@ -64,5 +64,5 @@ export function defaultsOfFile(given: FileDefaults): ManifestDefaults {
     const value = (given as Record<string, unknown>)[snakeCase(key)];
     if (value !== undefined) defaults[key] = value;
   }
-  return defaults as ManifestDefaults;
+  return defaults;
 }

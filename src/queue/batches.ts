@@ -298,10 +298,10 @@ function decodeFinishedRow(text: string | null): FinishedRow | undefined {
     const value = JSON.parse(text) as unknown;
     // 12 entries: written before credits were kept; 15: a row copied from the render cache.
     if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 14 && value.length !== 15)) return undefined;
-    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, credits = null, creditsSource = null, cached] = value as [
-      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, number | null, CreditsSource | null, unknown,
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, credits, creditsSource, cached] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, number | null | undefined, CreditsSource | null | undefined, unknown,
     ];
-    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt, credits, creditsSource };
+    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt, credits: credits ?? null, creditsSource: creditsSource ?? null };
     if (Array.isArray(cached) && typeof cached[0] === 'string' && typeof cached[1] === 'string') row.cachedFrom = { batchId: cached[0], talkId: cached[1] };
     return row;
   } catch {

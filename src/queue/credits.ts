@@ -66,7 +66,7 @@ export function canonicalJson(value: unknown): string {
  */
 export function requestSha256(payload: Pick<JobPayload, 'talk' | 'generation'>, jobId: string): string {
   const { webhook: _webhook, ...talk } = payload.talk;
-  const body = { ...talk, user_data: userDataFor(payload.talk.user_data, talkTagFor(jobId, payload.generation ?? 0)) };
+  const body = { ...talk, user_data: userDataFor(payload.talk.user_data, talkTagFor(jobId, payload.generation)) };
   return createHash('sha256').update(canonicalJson(body)).digest('hex');
 }
 

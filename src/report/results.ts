@@ -207,7 +207,8 @@ function recordFor(
     creditsSource: null,
   };
   if (!job) return base;
-  const data = job.data;
+  // As a client wrote it: a job from another BullMQ client may lack defaults, or (when it failed validation) more.
+  const data: Partial<JobPayload> = job.data;
   const result = job.returnvalue as RowResult | null | undefined;
   const failure = data.state?.failure;
   const status: RowStatus =
@@ -215,7 +216,13 @@ function recordFor(
   const failedReason = job.failedReason || null;
   const talkId = result?.talkId ?? data.state?.talkId ?? null;
   // A talk once created is paid for, whatever became of the row.
-  const spent = result?.credits !== undefined ? { credits: result.credits, creditsSource: result.creditsSource ?? null } : talkId !== null ? rowCredits(data) : { credits: null, creditsSource: null };
+  const { talk } = data;
+  const spent =
+    result?.credits !== undefined
+      ? { credits: result.credits, creditsSource: result.creditsSource ?? null }
+      : talkId !== null && talk !== undefined
+        ? rowCredits({ estimatedSeconds: data.estimatedSeconds, talk })
+        : { credits: null, creditsSource: null };
   return {
     ...base,
     status,
@@ -305,7 +312,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
 }
 
 /** A cell a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection advice). */
-export function safeCell(value: unknown): string {
+export function safeCell(value: string | number | boolean | null | undefined): string {
   if (value === null || value === undefined) return '';
   const text = String(value);
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;

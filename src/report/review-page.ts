@@ -525,8 +525,8 @@ export async function writeReviewPages(
       if (buffer.cards.length > 0 || buffer.page === 1) await flush(view);
     }
     await rm(oldPages, { recursive: true, force: true });
-    await rename(pagesDir, oldPages).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
+    await rename(pagesDir, oldPages).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     });
     await rename(tempPages, pagesDir);
     await rename(indexTemp, indexPath);

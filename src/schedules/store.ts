@@ -113,7 +113,7 @@ export class ScheduleStore {
       const sameTiming = existing.pattern === repeat.pattern && (existing.tz ?? undefined) === repeat.tz && (existing.every ?? undefined) === repeat.every;
       if (sameTiming && stableJson(existing.template?.data) === stableJson(checked)) return 'unchanged';
       // A cron schedule turned into an interval one (or back) starts afresh rather than mixing both.
-      if ((existing.pattern !== undefined && existing.pattern !== null) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
+      if ((existing.pattern !== undefined) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
     }
     await this.queue.upsertJobScheduler(checked.name, repeat, { name: TICK_JOB_NAME, data: checked, opts: TICK_JOB_OPTIONS });
     return existing === undefined ? 'added' : 'changed';
@@ -223,7 +223,7 @@ export class ScheduleStore {
 }
 
 /** A store for the command line: fails fast when Redis is down. */
-export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close(): Promise<void> }> {
+export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close: () => Promise<void> }> {
   const redis = createRedis(redisUrl, 'producer');
   await connectRedis(redis, redisUrl);
   const queue = new Queue<TickDataInput, ScheduleRun>(scheduleQueueName(config.queueName), { connection: redis, prefix: config.prefix });

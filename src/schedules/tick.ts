@@ -68,7 +68,8 @@ export async function runScheduleTick(deps: TickDeps, rawData: unknown, saveBatc
   const started = deps.now?.() ?? new Date();
   const run: ScheduleRun = { at: started.toISOString(), trigger: 'schedule', batchId: null, added: 0, changed: 0, skipped: 0, invalid: 0, error: null, durationMs: 0 };
   const parsed = TickData.safeParse(rawData);
-  const name = parsed.success ? parsed.data.name : String((rawData as { name?: unknown } | null)?.name ?? 'unknown');
+  const rawName = (rawData as { name?: unknown } | null)?.name;
+  const name = parsed.success ? parsed.data.name : typeof rawName === 'string' ? rawName : 'unknown';
   const finish = async (): Promise<ScheduleRun> => {
     run.durationMs = Date.now() - started.getTime();
     await deps.store.recordRun(name, run);

@@ -13,7 +13,7 @@ import type { ResultRecord, RowStatus } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
 import { Slots, type SlotLease } from '../shared/slots.js';
 import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
-import { ApprovalRefusedError, PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions } from '../app/index.js';
+import { ApprovalRefusedError, PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions, type SubmitBatchResult } from '../app/index.js';
 import { HttpError, sendError } from './http-errors.js';
 
 
@@ -129,25 +129,14 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     if (options.callbackUrl !== undefined && !config.callbackSecret) {
       throw new HttpError(400, 'callbacks_disabled', 'callbackUrl needs TALKBATCH_CALLBACK_SECRET (or TALKBATCH_WEBHOOK_SECRET) on the server to sign callbacks');
     }
+    let result: SubmitBatchResult;
     try {
       const localMedia = {
         baseDir: config.localMediaDirs[0] ?? process.cwd(),
         roots: config.localMediaDirs,
         refusal: 'a manifest sent through the REST API may not do unless the file is in a folder the operator allows (TALKBATCH_LOCAL_MEDIA_DIRS)',
       };
-      const result = await batches.submit(input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
-      logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
-      return reply.code(result.added > 0 ? 201 : 200).send({
-        batchId: result.batchId,
-        added: result.added,
-        alreadyPresent: result.alreadyPresent,
-        skippedEmpty: result.skippedEmpty,
-        estimatedSeconds: result.estimatedSeconds,
-        held: result.held,
-        heldSeconds: result.heldSeconds,
-        ...(result.sample ? { sample: result.sample } : {}),
-        links: batchLinks(result.batchId),
-      });
+      result = await batches.submit(input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
     } catch (error) {
       if (error instanceof ManifestError) {
         const rowsInput = 'rows' in input;
@@ -160,6 +149,18 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
       if (error instanceof PayloadTooLargeError) return sendError(reply, 413, 'payload_too_large', error.message);
       throw error;
     }
+    logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
+    return reply.code(result.added > 0 ? 201 : 200).send({
+      batchId: result.batchId,
+      added: result.added,
+      alreadyPresent: result.alreadyPresent,
+      skippedEmpty: result.skippedEmpty,
+      estimatedSeconds: result.estimatedSeconds,
+      held: result.held,
+      heldSeconds: result.heldSeconds,
+      ...(result.sample ? { sample: result.sample } : {}),
+      links: batchLinks(result.batchId),
+    });
   }
 
   scope.get('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>) => {

@@ -281,7 +281,8 @@ class DidSimulator {
     if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) {
       // A talk's own video still being made (personalised-video.ts) is waited for, like D-ID's upload to S3.
       await this.#personalised?.ready(mediaFile.replace(/\.mp4$/, ''), PERSONALISED_WAIT_MS);
-      return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+      this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+      return;
     }
     if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
     if (path === '/talks' && method === 'GET') return this.#api(exchange, () => this.#listTalks(exchange));
@@ -413,11 +414,12 @@ class DidSimulator {
       this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
       return;
     }
-    let file: File | undefined;
+    let file: Blob | undefined;
     try {
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated for servers facing hostile uploads; this test double reads one capped body.
       const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
       const field = form.get(kind);
-      file = typeof field === 'object' && field !== null ? (field as File) : undefined;
+      file = typeof field === 'object' && field !== null ? field : undefined;
     } catch {
       file = undefined;
     }
@@ -566,24 +568,30 @@ class DidSimulator {
   }
 
   async #routeAdmin(exchange: Exchange, method: string, path: string): Promise<void> {
-    if (path === '/__sim/stats' && method === 'GET') return this.#sendJson(exchange, 200, this.stats());
-    if (path === '/__sim/stats/reset' && method === 'POST') {
+    if (path === '/__sim/stats' && method === 'GET') {
+      this.#sendJson(exchange, 200, this.stats());
+    } else if (path === '/__sim/stats/reset' && method === 'POST') {
       this.resetStats();
-      return this.#sendJson(exchange, 200, this.stats());
-    }
-    if (path === '/__sim/knobs' && method === 'GET') return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
-    if (path === '/__sim/knobs' && method === 'POST') {
+      this.#sendJson(exchange, 200, this.stats());
+    } else if (path === '/__sim/knobs' && method === 'GET') {
+      this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    } else if (path === '/__sim/knobs' && method === 'POST') {
       const body = await readBody(exchange.req, MAX_BODY_BYTES);
-      if (body === 'too-large') return this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: 'knobs body too large' });
+      if (body === 'too-large') {
+        this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: 'knobs body too large' });
+        return;
+      }
       try {
         this.setKnobs(JSON.parse(body.toString('utf8')));
       } catch (error) {
         if (!(error instanceof InvalidKnobsError || error instanceof SyntaxError)) throw error;
-        return this.#sendJson(exchange, 400, { kind: 'ValidationError', description: error.message });
+        this.#sendJson(exchange, 400, { kind: 'ValidationError', description: error.message });
+        return;
       }
-      return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+      this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    } else {
+      this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
     }
-    this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
   }
 
   /** The fixture video, or the talk's own one (personalised-video.ts). */

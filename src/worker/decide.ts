@@ -13,6 +13,7 @@ import type { BudgetVerdict, OutputFileRecord } from '../queue/batches.js';
 import type { RowResult, UploadedMedia, WorkerState } from '../queue/payload.js';
 import { withJitter } from '../shared/clock.js';
 import { dueStepMs, nextPollDelay, type RenderWindow } from './poll-schedule.js';
+import { jsonText } from '../shared/json.js';
 
 /** Why a row failed for good, kept in the job's data for the results report. */
 export interface RowFailure {
@@ -29,9 +30,9 @@ export const FAILURE_DETAILS_MAX = 2_000;
 /** D-ID's `details` as bounded JSON text, or undefined when there are none. */
 export function failureDetails(details: unknown): string | undefined {
   if (details === undefined || details === null) return undefined;
-  let text: string;
+  let text: string | undefined;
   try {
-    text = typeof details === 'string' ? details : JSON.stringify(details);
+    text = typeof details === 'string' ? details : jsonText(details);
   } catch {
     return undefined;
   }
@@ -590,7 +591,7 @@ function onDownloadFailed(state: RowState, observation: Extract<Observation, { k
   // Every failure but a short body may come from a stale link: fetch a fresh one next time.
   if (talk && observation.reason !== 'truncated' && observation.reason !== 'network') {
     const { result_url: _stale, ...rest } = talk;
-    talk = rest as Talk;
+    talk = rest;
   }
   const next = withAttempt(state, { downloadTries: tries, ...(talk ? { talk } : {}) });
   if (tries >= MAX_DOWNLOAD_TRIES) return { state: next, action: { kind: 'retry', error: observation.error, ambiguous: false } };

@@ -254,7 +254,7 @@ export class RenderCache {
     const { queue, did, config } = this.#options;
     const job = (await queue.getJob(previous.jobId)) as Job<JobPayload, RowResult> | undefined;
     if (!job || job.finishedOn) return undefined;
-    const state = job.data?.state;
+    const state = job.data.state;
     if (!state || state.failure) return undefined;
     let talkId = state.talkId;
     if (talkId === undefined && state.submitStartedAt !== undefined) {

@@ -131,7 +131,7 @@ async function fetchLinkImage(link: string, policy: OutboundPolicy, options: Req
       await response.body?.cancel();
       throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
     }
-    bytes = await readCapped(response, UPLOAD_MAX_BYTES.image);
+    bytes = await readCapped(response.body, UPLOAD_MAX_BYTES.image);
   } catch (error) {
     if (error instanceof LocalFileError) throw error;
     if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
@@ -141,11 +141,11 @@ async function fetchLinkImage(link: string, policy: OutboundPolicy, options: Req
   return bytes;
 }
 
-/** The response body, refused as soon as it passes `max` bytes. */
-async function readCapped(response: Response, max: number): Promise<Buffer> {
+/** A response body (undici types its chunks as any; they are bytes), refused as soon as it passes `max` bytes. */
+async function readCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = response.body?.getReader();
+  const reader = body?.getReader();
   if (!reader) return Buffer.alloc(0);
   for (;;) {
     const { done, value } = await reader.read();

@@ -51,7 +51,7 @@ async function startCreateGate(target: string): Promise<CreateGate> {
       const answer = Buffer.from(await upstream.arrayBuffer());
       const isCreate = request.method === 'POST' && /^\/talks\/?$/.test(request.url ?? '');
       if (isCreate && holding && upstream.status < 300) {
-        const userData = String((JSON.parse(body.toString()) as { user_data?: string }).user_data ?? '');
+        const userData = (JSON.parse(body.toString()) as { user_data?: string }).user_data ?? '';
         held.add(userData);
         await released;
         held.delete(userData);

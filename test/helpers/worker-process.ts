@@ -25,8 +25,8 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
     if (output.length > 200_000) output = output.slice(-100_000);
     if (output.includes('"worker started"')) markReady();
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, ready, exited, output: () => output };
 }

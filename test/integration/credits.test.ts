@@ -79,7 +79,7 @@ async function csv(path: string): Promise<Record<string, string>[]> {
   const response = await api(path);
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toMatch(/^text\/csv/);
-  return parse(await response.text(), { columns: true }) as Record<string, string>[];
+  return parse<Record<string, string>>(await response.text(), { columns: true });
 }
 
 /** The talk ids the simulator itself ended error or rejected. */
@@ -161,7 +161,7 @@ describe('credit ledger', () => {
     expect(report.code, report.stderr).toBe(0);
     const path = `${config.outDir}/paid/charged-failures.csv`;
     expect(report.stdout).toBe(`${path}\n4 charged failures\n`);
-    expect((parse(await readFile(path, 'utf8'), { columns: true }) as Record<string, string>[]).map((line) => line.talk_id).sort()).toEqual(failedAtSimulator(sim));
+    expect((parse<Record<string, string>>(await readFile(path, 'utf8'), { columns: true })).map((line) => line.talk_id).sort()).toEqual(failedAtSimulator(sim));
 
     // The next batch starts from where this one left the balance, and has nothing to claim.
     sim.setKnobs({ errorRate: 0, rejectRate: 0 });
@@ -203,7 +203,7 @@ describe('credit ledger', () => {
     await vi.waitFor(async () => expect((await harness?.handle.batches.creditLedger('expired'))?.after).not.toBeNull(), { timeout: 10_000, interval: 50 });
 
     const file = await service.chargedFailures('expired');
-    const lines = parse(await readFile(file.path, 'utf8'), { columns: true }) as Record<string, string>[];
+    const lines = parse<Record<string, string>>(await readFile(file.path, 'utf8'), { columns: true });
     const billed = harness.simulator.stats().billedCredits;
     expect(file.rows).toBe(2);
     expect(lines.map((line) => line.talk_id).sort()).toEqual(Object.keys(billed).sort());

@@ -72,9 +72,9 @@ describe('render cache', () => {
     expect(await untilBatchFinished(harness.handle.batches, 'second', 30_000)).toMatchObject({ done: 8, failed: 0 });
     expect(harness.simulator.stats().totalCreates).toBe(8);
 
-    const first = parse(await readFile((await writeBatchReport(harness.handle, 'first', harness.config.outDir)).csv), { columns: true }) as Record<string, string>[];
+    const first = parse<Record<string, string>>(await readFile((await writeBatchReport(harness.handle, 'first', harness.config.outDir)).csv), { columns: true });
     const report = await writeBatchReport(harness.handle, 'second', harness.config.outDir);
-    const second = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const second = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(second).toHaveLength(8);
     for (const [index, line] of second.entries()) {
       const source = first[index];
@@ -195,7 +195,7 @@ describe('render cache', () => {
     expect((await harness.handle.batches.get('fresh'))?.cache).toBe(false);
     expect(await untilBatchFinished(harness.handle.batches, 'fresh', 30_000)).toMatchObject({ done: 3, failed: 0 });
     expect(harness.simulator.stats().totalCreates).toBe(6);
-    const report = parse(await readFile((await writeBatchReport(harness.handle, 'fresh', harness.config.outDir)).csv), { columns: true }) as Record<string, string>[];
+    const report = parse<Record<string, string>>(await readFile((await writeBatchReport(harness.handle, 'fresh', harness.config.outDir)).csv), { columns: true });
     expect(report.map((line) => line.cached_from_batch)).toEqual(['', '', '']);
     expect(await cacheStore(harness).counters()).toMatchObject({ hits: 0, misses: 3, bypassed: 3 });
 

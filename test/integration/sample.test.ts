@@ -90,7 +90,7 @@ describe('sample, then approve (library)', () => {
     expect(stats?.totalCreates).toBe(8);
     expect(stats?.duplicateUserData).toEqual([]);
     await vi.waitFor(async () => expect((await tb.getBatch('lib-sample'))?.finishedAt).toEqual(expect.any(String)), { timeout: 10_000, interval: 100 });
-    const csv = parse(await readFile(join(tb.config.outDir, 'lib-sample', 'results.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
+    const csv = parse<Record<string, string>>(await readFile(join(tb.config.outDir, 'lib-sample', 'results.csv'), 'utf8'), { columns: true });
     expect(csv.find((row) => row.row_key === 's3')?.sample_reason).toBe('longest script');
     expect(csv.filter((row) => row.sample_reason === '')).toHaveLength(4);
   });
@@ -215,7 +215,7 @@ describe('sample, then approve (CLI and worker processes)', () => {
     expect(cancelled.stdout).toMatch(/cancelled cli-reject: 0 queued rows removed, 4 held rows dropped/);
     expect(await h.handle.batches.counts('cli-reject')).toMatchObject({ done: 1, failed: 4, held: 0 });
     // The cancel finished the batch, so its report is written and its rows say so.
-    const csv = parse(await readFile(join(h.config.outDir, 'cli-reject', 'results.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
+    const csv = parse<Record<string, string>>(await readFile(join(h.config.outDir, 'cli-reject', 'results.csv'), 'utf8'), { columns: true });
     expect(csv).toHaveLength(5);
     expect((await runCli(['approve', 'cli-reject'], env)).stderr).toMatch(/was cancelled/);
     expect(h.simulator.stats().totalCreates).toBe(1);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DidApiError, type DidPaymentRequiredError, type Talk } from '../../src/did/index.js';
+import { DidApiError, DidPaymentRequiredError, type Talk } from '../../src/did/index.js';
 import type { WorkerState } from '../../src/queue/payload.js';
 import {
   decide,
@@ -55,7 +55,7 @@ function didError(status: number, body: unknown, headers: Record<string, string>
 function refused(status: number, didKind: string, description: string, details?: unknown): CallFailure {
   const error = didError(status, { kind: didKind, description, ...(details === undefined ? {} : { details }) });
   const refusal = { status, code: error.code, didKind, description, ...(details === undefined ? {} : { details }) };
-  return status === 402 ? { kind: 'no-credits', refusal, error: error as DidPaymentRequiredError } : { kind: 'refused', refusal, error };
+  return error instanceof DidPaymentRequiredError ? { kind: 'no-credits', refusal, error } : { kind: 'refused', refusal, error };
 }
 
 const KEY_REFUSED = refused(401, 'AuthorizationError', 'user unauthenticated');

@@ -17,12 +17,14 @@ function readmeDefaults(readme: string): Map<string, string> {
   for (const line of section.split('\n')) {
     const cells = /^\|\s*(`[^|]+`)\s*\|\s*([^|]+?)\s*\|/.exec(line);
     if (cells === null) continue;
-    const names = cells[1]!.split(' / ').map((name) => name.replace(/`/g, '').trim());
-    const prefix = names[0]!.slice(0, names[0]!.indexOf('_'));
-    const defaults = cells[2]!.split(' / ');
+    const [, namesCell = '', defaultsCell = ''] = cells;
+    const names = namesCell.split(' / ').map((name) => name.replace(/`/g, '').trim());
+    const [first = ''] = names;
+    const prefix = first.slice(0, first.indexOf('_'));
+    const defaults = defaultsCell.split(' / ');
     if (defaults.length !== 1 && defaults.length !== names.length) throw new Error(`README config row "${line}": give one default, or one per variable`);
     // `TALKBATCH_LOCK_MS / _STALLED_INTERVAL_MS`: a name starting with "_" shares the first one's prefix.
-    names.forEach((name, index) => rows.set(name.startsWith('_') ? `${prefix}${name}` : name, (defaults[index] ?? defaults[0]!).trim()));
+    names.forEach((name, index) => rows.set(name.startsWith('_') ? `${prefix}${name}` : name, (defaults[index] ?? defaults[0] ?? '').trim()));
   }
   if (rows.size === 0) throw new Error('README.md has no config table rows');
   return rows;
@@ -34,7 +36,7 @@ function readmeDefaults(readme: string): Map<string, string> {
  */
 function configTableProblems(readme: string): string[] {
   const table = readmeDefaults(readme);
-  const schemaDefaults = ENV_SCHEMA.parse({}) as Record<string, unknown>;
+  const schemaDefaults: Record<string, string | number | boolean | readonly string[] | undefined> = ENV_SCHEMA.parse({});
   const names = Object.keys(ENV_SCHEMA.shape);
   const problems: string[] = [];
   for (const name of names) if (!table.has(name)) problems.push(`${name}: read by src/config/schema.ts but missing from the README's config table`);

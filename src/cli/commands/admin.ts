@@ -46,7 +46,7 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
     console.log(help);
     return 0;
   }
-  const config = configFromFlags(values as Parameters<typeof configFromFlags>[0]);
+  const config = configFromFlags(values);
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: this command works on the Redis your workers use');
   const handle = await openQueue(config, config.redisUrl);
   try {

@@ -14,7 +14,7 @@ import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { waitForPreviews } from '../../worker/preview-worker.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
-import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor, stderrIsTty } from '../context.js';
 import { BATCH_HELP, BATCH_OPTIONS, approveLaterLine, budgetFrom, creditPreflight, describeHeld, sampleFrom } from '../batch-flags.js';
 import type { BatchBudget, BatchCounts } from '../../queue/batches.js';
 import { MANIFEST_HELP, MANIFEST_OPTIONS, manifestArgs } from '../manifest-flags.js';
@@ -187,7 +187,7 @@ export async function runBatch(options: RunBatchOptions): Promise<number> {
         onTick: () => refreshReport(),
         batches: handle.batches,
         batchId: enqueued.batchId,
-        tty: Boolean(process.stderr.isTTY),
+        tty: stderrIsTty(),
         quiet: options.quiet === true,
         signal: stopWatching.signal,
         stopWhen: () => activeWorker.fatal !== undefined,

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { batchCredits, type BatchCredits } from '../../queue/credits.js';
 import { openQueue } from '../../queue/talk-queue.js';
 import { UsageError } from '../../shared/errors.js';
-import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, onStopSignals } from '../context.js';
+import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, onStopSignals, stderrIsTty } from '../context.js';
 import { describeCounts, watchBatch } from '../progress.js';
 
 export const STATUS_HELP = `Usage: talkbatch status [batchId] [options]
@@ -41,7 +41,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
         const stop = new AbortController();
         const removeSignals = onStopSignals(() => stop.abort());
         try {
-          await watchBatch({ batches: handle.batches, batchId, tty: Boolean(process.stderr.isTTY), signal: stop.signal });
+          await watchBatch({ batches: handle.batches, batchId, tty: stderrIsTty(), signal: stop.signal });
         } finally {
           removeSignals();
         }

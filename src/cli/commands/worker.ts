@@ -31,12 +31,9 @@ export async function workerCommand(argv: string[]): Promise<number> {
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: workers need the Redis their jobs are in');
   if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
   const logger = loggerFor(config);
-  // Listen for signals before anything starts, so an early SIGTERM is a graceful stop too.
-  let stopRequested = false;
-  let stop: () => void = () => {
-    stopRequested = true;
-  };
-  const removeSignals = onStopSignals(() => stop());
+  // Listen for signals before anything starts, so an early SIGTERM is a graceful stop too: it waits for a worker to stop.
+  const stopping = new AbortController();
+  const removeSignals = onStopSignals(() => stopping.abort());
   const handle = await openQueue(config, config.redisUrl).catch((error: unknown) => {
     removeSignals();
     throw error;
@@ -54,11 +51,12 @@ export async function workerCommand(argv: string[]): Promise<number> {
   // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
   const schedules: ScheduleWorker | undefined =
     values['no-schedules'] === true ? undefined : await startScheduleWorker({ config, redisUrl: config.redisUrl, logger });
-  stop = () => {
+  const stop = (): void => {
     void schedules?.close();
     void worker.close();
   };
-  if (stopRequested) stop();
+  if (stopping.signal.aborted) stop();
+  else stopping.signal.addEventListener('abort', stop, { once: true });
   logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
   try {
     await worker.stopped;
