@@ -8,10 +8,12 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { startPrivateRedis } from '../src/queue/local-redis.js';
+import { startPrivateRedis } from '../src/cli/local-redis.js';
 import { ROOT } from './lib/paths.js';
 import { installCommandCounter } from './lib/redis.js';
 import { machineLine, markdownTable, type Figure, type Scenario, type ScenarioResult } from './lib/report.js';
+import { cache } from './scenarios/cache.js';
+import { credits } from './scenarios/credits.js';
 import { enqueue } from './scenarios/enqueue.js';
 import { hosts } from './scenarios/hosts.js';
 import { latency } from './scenarios/latency.js';
@@ -20,7 +22,7 @@ import { previews } from './scenarios/previews.js';
 import { scale } from './scenarios/scale.js';
 import { slots, slotsCapUnknown } from './scenarios/slots.js';
 
-const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale, previews, hosts];
+const SCENARIOS: readonly Scenario[] = [slots, slotsCapUnknown, enqueue, overhead, latency, scale, previews, hosts, cache, credits];
 
 const DOC = join(ROOT, 'docs', 'performance.md');
 const START = '<!-- bench:results:start -->';

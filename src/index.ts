@@ -4,13 +4,11 @@
  */
 import { loadConfig, type Config, type EnvName } from './config/index.js';
 import { openQueue, type QueueHandle } from './queue/talk-queue.js';
-import { batchResults, type ResultRecord } from './report/results.js';
+import type { ResultRecord } from './report/results.js';
 import { sleep } from './shared/clock.js';
 import { AppError, UsageError } from './shared/errors.js';
 import { silentLogger, type Logger } from './shared/logger.js';
-import { batchView, cancelBatch as cancelQueuedRows, type BatchView, type CancelResult } from './server/batch-ops.js';
-import { BatchFinisher, type CallbackRetry } from './server/callbacks.js';
-import { submitBatch, type BatchInput, type SubmitBatchOptions, type SubmitBatchResult } from './server/intake.js';
+import { BatchService, type ApproveResult, type BatchInput, type BatchView, type CallbackRetry, type CancelResult, type SubmitBatchOptions, type SubmitBatchResult } from './app/index.js';
 import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from './worker/create-worker.js';
 
 /** Every Config field, by the setting it comes from: overrides go through the same validation as the environment. */
@@ -52,6 +50,7 @@ const SETTING_OF: { readonly [K in keyof Config]-?: EnvName } = {
   maxConcurrentUploads: 'TALKBATCH_API_MAX_CONCURRENT_UPLOADS',
   localMediaDirs: 'TALKBATCH_LOCAL_MEDIA_DIRS',
   uploadTtlMs: 'TALKBATCH_UPLOAD_TTL_MS',
+  renderCacheClaimMs: 'TALKBATCH_RENDER_CACHE_CLAIM_MS',
   outboundAllow: 'TALKBATCH_OUTBOUND_ALLOW',
   previews: 'TALKBATCH_PREVIEWS',
   posterAtSeconds: 'TALKBATCH_POSTER_AT',
@@ -99,10 +98,18 @@ export interface Talkbatch {
   getBatch(batchId: string): Promise<BatchView | undefined>;
   /** Every row with its outcome, in manifest order. */
   batchResults(batchId: string): AsyncIterable<ResultRecord>;
-  /** Resolves once every row is done or failed. */
+  /**
+   * Resolves once every row is done or failed, or, for a batch enqueued with `sample`, once every row but those
+   * held for approval is (`counts.held` says how many wait).
+   */
   waitForBatch(batchId: string, options?: WaitForBatchOptions): Promise<BatchView>;
-  /** Removes the rows that have not started; rows being worked on finish. */
+  /** Removes the rows that have not started, and a sample's held rows; rows being worked on finish. */
   cancelBatch(batchId: string): Promise<CancelResult>;
+  /**
+   * Approves a batch enqueued with `sample`: its held rows go into the queue. A second call adds nothing.
+   * ApprovalRefusedError for a cancelled batch or one enqueued without a sample.
+   */
+  approveBatch(batchId: string): Promise<ApproveResult>;
   /** Runs a worker in this process, on this client's config; stopped by close(). */
   startWorker(options?: EmbeddedWorkerOptions): Promise<TalkWorker>;
   /** Stops the workers started here (rows in hand go back to the queue) and closes connections. */
@@ -119,51 +126,47 @@ export async function createTalkbatch(options: TalkbatchOptions): Promise<Talkba
   }
   const config = loadConfig({ env: {}, dotenvPath: false, overrides });
   const handle: QueueHandle = await openQueue(config, options.redisUrl);
-  const finisher = new BatchFinisher({ config, handle, logger, ...(callbackRetry ? { retry: callbackRetry } : {}) });
+  const batches = new BatchService({ config, handle, logger, ...(callbackRetry ? { callbackRetry } : {}) });
+  const { finisher } = batches;
   const workers = new Set<TalkWorker>();
-
-  const requireBatch = async (batchId: string): Promise<BatchView> => {
-    const batch = await batchView(handle, finisher.callbacks, batchId);
-    if (!batch) throw new UsageError(`no batch "${batchId}"`);
-    return batch;
-  };
 
   return {
     config,
     enqueueBatch: (source, enqueueOptions = {}) =>
-      submitBatch(handle, source, { source: 'manifestPath' in source ? source.manifestPath : 'library', ...enqueueOptions }),
-    getBatch: (batchId) => batchView(handle, finisher.callbacks, batchId),
-    batchResults: (batchId) => batchResults(handle, batchId, config.outDir),
+      batches.submit(source, { source: 'manifestPath' in source ? source.manifestPath : 'library', ...enqueueOptions }),
+    getBatch: (batchId) => batches.view(batchId),
+    batchResults: (batchId) => batches.results(batchId),
     async waitForBatch(batchId, waitOptions = {}) {
       const deadline = waitOptions.timeoutMs === undefined ? Infinity : Date.now() + waitOptions.timeoutMs;
       for (;;) {
         waitOptions.signal?.throwIfAborted();
-        const batch = await requireBatch(batchId);
-        const { total, done, failed } = batch.counts;
-        if (total > 0 && done + failed >= total) return batch;
+        const batch = await batches.require(batchId);
+        const { total, done, failed, held } = batch.counts;
+        if (total > 0 && done + failed + held >= total) return batch;
         const left = deadline - Date.now();
         if (left <= 0) throw new BatchWaitTimeoutError(batchId, batch);
         await sleep(Math.min(waitOptions.intervalMs ?? 500, left), waitOptions.signal);
       }
     },
-    async cancelBatch(batchId) {
-      await requireBatch(batchId);
-      const result = await cancelQueuedRows(handle, batchId);
-      // When the removed rows were the last ones, no worker will see the batch finish: finish it here.
-      if (result.finished && (await handle.batches.claimFinished(batchId))) {
-        void finisher.onBatchFinished(batchId).catch((error: unknown) => logger.warn({ batchId, err: String(error) }, 'could not finish the batch'));
-      }
-      return result;
-    },
+    cancelBatch: (batchId) => batches.cancel(batchId),
+    approveBatch: (batchId) => batches.approve(batchId),
     async startWorker(workerOptions = {}) {
-      const worker = await startTalkWorker({ logger, onBatchFinished: finisher.onBatchFinished, onRowWebhook: finisher.onRowWebhook, ...workerOptions, config, redisUrl: options.redisUrl });
+      const worker = await startTalkWorker({
+        logger,
+        onBatchFinished: finisher.onBatchFinished,
+        onSampleReady: finisher.onSampleReady,
+        onRowWebhook: finisher.onRowWebhook,
+        ...workerOptions,
+        config,
+        redisUrl: options.redisUrl,
+      });
       workers.add(worker);
       void worker.stopped.then(() => workers.delete(worker));
       return worker;
     },
     async close() {
       await Promise.all([...workers].map((worker) => worker.close()));
-      await finisher.close();
+      await batches.close();
       await handle.close();
     },
   };
@@ -203,22 +206,20 @@ export { DEFAULT_KNOBS, InvalidKnobsError, startSimulator, type Simulator, type 
 
 export { startTalkWorker, type TalkWorker, type TalkWorkerOptions, type WorkerMetricsHooks } from './worker/create-worker.js';
 export {
+  ApprovalRefusedError,
   PayloadTooLargeError,
   SIGNATURE_HEADER,
-  TalkbatchMetrics,
   TooManyRowsError,
-  buildServer,
-  jobPayloadJsonSchema,
   signCallback,
-  startServer,
   verifyCallbackSignature,
   type BatchCallbackBody,
   type BatchView,
   type CallbackAttempt,
   type CallbackStatus,
+  type ApproveResult,
   type CancelResult,
-  type RunningServer,
-  type ServerDeps,
-  type StartServerOptions,
+  type SamplePick,
   type SubmitBatchResult,
-} from './server/index.js';
+} from './app/index.js';
+export { jobPayloadJsonSchema } from './queue/payload-schema.js';
+export { TalkbatchMetrics, buildServer, startServer, type RunningServer, type ServerDeps, type StartServerOptions } from './server/index.js';

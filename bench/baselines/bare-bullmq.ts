@@ -30,7 +30,7 @@ export async function runBareBullmq(redis: BenchRedis, rows: readonly ManifestRo
     const started = performance.now();
     let completed = 0;
     const allDone = new Promise<void>((resolve, reject) => {
-      worker = new Worker(name, async () => null, { connection, concurrency, autorun: false });
+      worker = new Worker(name, () => Promise.resolve(null), { connection, concurrency, autorun: false });
       worker.on('completed', () => {
         completed += 1;
         if (completed === rows.length) resolve();

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { startPrivateRedis, type PrivateRedis } from '../../src/queue/local-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
 
 /** A private redis-server (AOF on, noeviction: as talkbatch runs it) plus a connection for the bench itself. */
 export interface BenchRedis {

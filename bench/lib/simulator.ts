@@ -24,6 +24,9 @@ export interface SimStats {
   downloads: number;
   webhooksSent: number;
   webhookFailures: number;
+  /** Credits the simulator charged, per talk id (its billing rule on each talk's duration). */
+  billedCredits: Record<string, number>;
+  totalBilledCredits: number;
 }
 
 export interface SimTalk {
@@ -32,6 +35,8 @@ export interface SimTalk {
   created_at?: string;
   modified_at?: string;
   user_data?: string;
+  /** The video's length in seconds, as D-ID reports it. */
+  duration?: number;
 }
 
 export interface SimulatorFlags {
@@ -42,6 +47,8 @@ export interface SimulatorFlags {
   allowHttpWebhooks?: boolean;
   /** Address to listen on (default 127.0.0.1), e.g. a network namespace lab's gateway. */
   host?: string;
+  /** Credits on the account (default unlimited). */
+  credits?: number;
 }
 
 export async function startSimulatorProcess(flags: SimulatorFlags): Promise<SimulatorProcess> {
@@ -51,6 +58,7 @@ export async function startSimulatorProcess(flags: SimulatorFlags): Promise<Simu
   if (flags.webhookDelayMs !== undefined) args.push('--webhook-delay-ms', String(flags.webhookDelayMs));
   if (flags.allowHttpWebhooks) args.push('--allow-http-webhooks');
   if (flags.host !== undefined) args.push('--host', flags.host);
+  if (flags.credits !== undefined) args.push('--credits', String(flags.credits));
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', NO_COLOR: '1', TALKBATCH_LOG_LEVEL: 'error' },
@@ -68,16 +76,16 @@ export async function startSimulatorProcess(flags: SimulatorFlags): Promise<Simu
         resolve({ url: match[1], apiKey: match[2] });
       }
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`simulator exited with code ${code}:\n${output}`));
     });
   });
   // Keep draining its output so a full pipe never stalls it.
-  child.stdout?.resume();
-  child.stderr?.resume();
+  child.stdout.resume();
+  child.stderr.resume();
 
   const admin = async <T>(path: string, body?: unknown): Promise<T> => {
     const response = await fetch(`${url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { BatchService } from '../../src/app/index.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { DidClient } from '../../src/did/index.js';
 import type { ManifestRow } from '../../src/manifest/index.js';
@@ -25,6 +26,8 @@ export interface TalkbatchRunOptions {
   webhooks: boolean;
   /** Extra settings, by environment variable name. */
   settings?: Record<string, string>;
+  /** Finish batches as `talkbatch worker` does (report, D-ID's balance after, callback): off by default, the other scenarios time rows only. */
+  finisher?: boolean;
 }
 
 export interface TalkbatchSetup {
@@ -33,8 +36,11 @@ export interface TalkbatchSetup {
   worker: TalkWorker;
   server: TalkbatchServer | undefined;
   outDir: string;
-  /** Enqueues the rows as one batch (jobs + ledger), as `talkbatch enqueue` does after validation. */
-  enqueue(batchId: string, rows: ManifestRow[]): Promise<void>;
+  /**
+   * Enqueues the rows as one batch (jobs + ledger), as `talkbatch enqueue` does after validation. The render cache is
+   * off unless asked for: bench rows repeat their requests (60 distinct scripts), and the scenarios measure renders.
+   */
+  enqueue(batchId: string, rows: ManifestRow[], options?: { cache?: boolean }): Promise<void>;
   /** Resolves when the batch's ledger counts every row done or failed; polls on the bench's own connection. */
   waitForBatch(batchId: string, total: number, timeoutMs: number): Promise<{ done: number; failed: number }>;
   close(): Promise<void>;
@@ -67,10 +73,12 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     webhookBase = await server.app.listen({ host: '127.0.0.1', port: 0 });
   }
   const base = webhookBase;
+  const service = options.finisher ? new BatchService({ config, handle, logger }) : undefined;
   const worker = await startTalkWorker({
     config,
     redisUrl: options.redisUrl,
     logger,
+    ...(service ? { onBatchFinished: service.finisher.onBatchFinished } : {}),
     // Config only takes an https TALKBATCH_PUBLIC_URL; the bench's receiver is plain http on 127.0.0.1.
     ...(base ? { webhookUrlFor: (jobId: string) => webhookUrl(base, WEBHOOK_SECRET, jobId) } : {}),
   });
@@ -84,8 +92,8 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     worker,
     server,
     outDir,
-    async enqueue(batchId, rows) {
-      await handle.batches.create(batchId, 'bench');
+    async enqueue(batchId, rows, options = {}) {
+      await handle.batches.create(batchId, 'bench', { cache: options.cache === true });
       await enqueueRows(handle, batchId, rows);
     },
     async waitForBatch(batchId, total, timeoutMs) {
@@ -99,6 +107,7 @@ export async function startTalkbatch(options: TalkbatchRunOptions): Promise<Talk
     },
     async close() {
       await worker.close();
+      await service?.close();
       await server?.app.close();
       await did?.close();
       await handle.close();

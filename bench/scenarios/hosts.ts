@@ -29,7 +29,7 @@ interface WorkerChild {
 /** A `talkbatch worker` process, as a separate machine would run it (sources through tsx); `exec` prefixes it (`ip netns exec <ns>`). */
 function spawnWorker(env: Record<string, string>, exec: readonly string[] = []): WorkerChild {
   const [command, ...prefix] = [...exec, process.execPath];
-  const child = spawn(command as string, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-schedules'], {
+  const child = spawn(command, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker', '--no-schedules'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_PRETTY: 'false', TALKBATCH_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,8 +45,8 @@ function spawnWorker(env: Record<string, string>, exec: readonly string[] = []):
     output = (output + chunk.toString()).slice(-20_000);
     if (output.includes('"worker started"')) markReady();
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const exited = new Promise<void>((resolve) =>
     child.once('exit', (code) => {
       markFailed(new Error(`worker exited (${code}) before it started:\n${output}`));
@@ -99,7 +99,8 @@ export const hosts: Scenario = {
       const key = (part: string): string => `${config.prefix}:${config.queueName}:batch:${batchId}:${part}`;
       try {
         const started = performance.now();
-        await handle.batches.create(batchId, 'bench');
+        // Bench rows repeat their requests: with the render cache on, most rows would be copies, not renders.
+        await handle.batches.create(batchId, 'bench', { cache: false });
         await enqueueRows(handle, batchId, rows);
         let done = 0;
         let failed = 0;

@@ -1,5 +1,7 @@
 import type { Config } from '../config/index.js';
+import { BILLING_RULE } from '../did/billing.js';
 import { DidClient } from '../did/index.js';
+import type { HeldSummary } from '../app/index.js';
 import type { BatchBudget } from '../queue/batches.js';
 import { UsageError } from '../shared/errors.js';
 
@@ -8,6 +10,8 @@ export const BATCH_OPTIONS = {
   'allow-partial': { type: 'boolean' },
   'max-talks': { type: 'string' },
   'max-video-seconds': { type: 'string' },
+  sample: { type: 'string' },
+  'no-cache': { type: 'boolean' },
 } as const;
 
 export const BATCH_HELP = `Batch options:
@@ -15,13 +19,25 @@ export const BATCH_HELP = `Batch options:
                          and id add nothing twice
   --allow-partial        enqueue the valid rows even when some rows are invalid
   --max-talks N          never create more than N talks for this batch (counted in Redis, all workers)
-  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S`;
+  --max-video-seconds S  stop creating talks once the batch's estimated video seconds would pass S
+  --sample N             make only N rows chosen to cover the sheet (the first, the longest script, one per
+                         voice, then random ones, the same for the same --batch) and hold the rest, un-spent,
+                         until "talkbatch approve <batch>" ("talkbatch cancel <batch>" drops them)
+  --no-cache             render every row even when an identical request was rendered before (by default
+                         such a row is copied from the render cache and nothing is paid; see talkbatch cache)`;
 
 export interface BatchFlags {
   batch?: string;
   'allow-partial'?: boolean;
   'max-talks'?: string;
   'max-video-seconds'?: string;
+  sample?: string;
+  'no-cache'?: boolean;
+}
+
+/** --sample N: how many rows to make before the rest waits for approval. */
+export function sampleFrom(flags: BatchFlags): number | undefined {
+  return flags.sample === undefined ? undefined : positive(flags.sample, '--sample', true);
 }
 
 export function budgetFrom(flags: BatchFlags): BatchBudget | undefined {
@@ -39,24 +55,28 @@ function positive(value: string, flag: string, integer: boolean): number {
   return number;
 }
 
-/**
- * D-ID bills talks in credits; its docs do not publish the exact rate, and plans differ, so this
- * assumes one credit per started 15 seconds of video, at least one per talk (check your plan).
- */
-export function estimateCredits(rows: number, estimatedSeconds: number): number {
-  return Math.max(rows, Math.ceil(estimatedSeconds / 15));
+/** "the remaining 95 rows (~480 s of video, ~95 credits)": what approving a sample would spend. */
+export function describeHeld(held: HeldSummary): string {
+  return `the remaining ${held.rows} ${held.rows === 1 ? 'row' : 'rows'} (~${Math.round(held.seconds)} s of video, ~${held.credits} credits)`;
 }
 
-/** Warns (never fails) when the account's credits look too few for the batch. Silent without a key. */
-export async function creditPreflight(config: Config, rows: number, estimatedSeconds: number, warn: (line: string) => void): Promise<void> {
+/** The line that says how a held batch goes on later. */
+export function approveLaterLine(batchId: string, held: HeldSummary): string {
+  return `held: ${describeHeld(held)} wait for "talkbatch approve ${batchId}" ("talkbatch cancel ${batchId}" drops them)`;
+}
+
+/**
+ * Warns (never fails) when the account's credits look too few for the batch. Silent without a key. `needed` is the
+ * batch's estimate by the one billing rule (src/did/billing.ts, summed per talk by the manifest reader).
+ */
+export async function creditPreflight(config: Config, rows: number, estimatedSeconds: number, needed: number, warn: (line: string) => void): Promise<void> {
   if (!config.didApiKey || rows === 0) return;
   const did = new DidClient({ apiKey: config.didApiKey, baseUrl: config.didApiUrl, timeoutMs: Math.min(config.httpTimeoutMs, 10_000) });
   try {
     const credits = await did.getCredits();
-    const needed = estimateCredits(rows, estimatedSeconds);
     if (credits.remaining < needed) {
       warn(
-        `warning: D-ID reports ${credits.remaining} credits left; this batch needs about ${needed} (${rows} talks, ~${Math.round(estimatedSeconds)} s). ` +
+        `warning: D-ID reports ${credits.remaining} credits left; this batch needs about ${needed} (${rows} talks, ~${Math.round(estimatedSeconds)} s; ${BILLING_RULE}). ` +
           'Rows beyond that wait (the queue pauses on 402) until credits are added.',
       );
     }

@@ -1,5 +1,5 @@
 import { loadConfig, type Config, type EnvName } from '../config/index.js';
-import { ensureRedis, type RedisHandle } from '../queue/local-redis.js';
+import { ensureRedis, type RedisHandle } from './local-redis.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 
 export interface GlobalFlags {
@@ -44,7 +44,12 @@ export function configFromFlags(flags: GlobalFlags, extra: Partial<Record<EnvNam
 }
 
 export function loggerFor(config: Config): Logger {
-  return createLogger({ level: config.logLevel, pretty: config.logPretty ?? Boolean(process.stderr.isTTY) });
+  return createLogger({ level: config.logLevel, pretty: config.logPretty ?? stderrIsTty() });
+}
+
+/** Node's types say stderr is always a terminal stream; when it is piped or a file, isTTY is undefined. */
+export function stderrIsTty(): boolean {
+  return (process.stderr.isTTY as boolean | undefined) === true;
 }
 
 /** REDIS_URL, or a private redis-server for this command (see ensureRedis), announced on stderr. */

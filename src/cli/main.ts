@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, UsageError } from '../shared/errors.js';
-import { RedisUnavailableError } from '../queue/local-redis.js';
+import { RedisUnavailableError } from './local-redis.js';
 import { boundHeapGrowth } from './heap.js';
 
 const HELP = `talkbatch: personalised talking-head videos from spreadsheets, through D-ID's talks API
@@ -16,12 +16,15 @@ Commands:
   status [batchId]     queue and batch progress (--watch to follow)
   report <batchId>     rebuild results.csv / results.jsonl for a batch
   retry <batchId> --failed   re-enqueue a batch's failed rows
+  approve <batchId>    make the rows a --sample held back (after reviewing the sample)
+  cancel <batchId>     take a batch's unstarted rows off the queue; drops a sample's held rows
   pause | resume       stop / restart taking jobs across all workers
   schedule <action>    re-read a sheet on a timetable and make its new rows (add, list, show, run, remove, apply)
   simulate             run the D-ID simulator as a standalone server
   serve                HTTP server: D-ID webhooks, REST API, dashboard, metrics (--with-worker: all in one)
   schema               print the job payload's JSON Schema (for other BullMQ clients)
   share revoke <batchId> [row]   turn off share-page links of a batch or one row
+  cache stats|prune    the render cache: identical requests rendered before are copied, not paid again
 
 Configuration comes from the environment (and .env); see the README's config table.
 Exit codes: 0 ok, 1 failed rows or runtime error, 2 usage, config or manifest error.`;
@@ -48,6 +51,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/admin.js')).reportCommand(rest);
     case 'retry':
       return (await import('./commands/admin.js')).retryCommand(rest);
+    case 'approve':
+      return (await import('./commands/admin.js')).approveCommand(rest);
+    case 'cancel':
+      return (await import('./commands/admin.js')).cancelCommand(rest);
     case 'serve':
       return (await import('./commands/serve.js')).serveCommand(rest);
     case 'schema':
@@ -56,6 +63,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./commands/share.js')).shareCommand(rest);
     case 'schedule':
       return (await import('./commands/schedule.js')).scheduleCommand(rest);
+    case 'cache':
+      return (await import('./commands/cache.js')).cacheCommand(rest);
     case 'pause':
     case 'resume':
       return (await import('./commands/admin.js')).pauseCommand(rest, command);

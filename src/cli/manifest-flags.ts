@@ -3,6 +3,7 @@ import { PROVIDER_TYPES, type ProviderType } from '../did/schemas.js';
 import type { ManifestDefaults, ManifestFormat, ManifestOptions } from '../manifest/index.js';
 import { encodingName, unknownEncodingMessage } from '../manifest/encoding.js';
 import { loadJobFile, mergeManifestOptions, readTemplateFile } from '../manifest/job-file.js';
+import { MANIFEST_FORMAT_LIST, MANIFEST_FORMATS } from '../manifest/schemas.js';
 import { UsageError } from '../shared/errors.js';
 
 export const MANIFEST_OPTIONS = {
@@ -34,7 +35,7 @@ or an .xlsx workbook) and options:
   --voice ID             voice for rows without one (e.g. en-US-JennyNeural)
   --provider NAME        microsoft | elevenlabs | amazon | google | azure-openai
   --ssml                 scripts are SSML: sheet values put into the template are XML-escaped
-  --format F             csv | json | jsonl | xlsx (default: from the file name or content type)
+  --format F             ${MANIFEST_FORMATS.join(' | ')} (default: from the file name or content type)
   --encoding E           text encoding of a CSV/JSON/JSONL file when it has no byte-order mark, e.g.
                          windows-1252 (Excel's "CSV" on Windows) or utf-16le (default: utf-8)`;
 
@@ -52,8 +53,6 @@ export interface ManifestFlags {
   format?: string;
   encoding?: string;
 }
-
-const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
 
 /** `--map image_url=Headshot` (repeatable) as `{ image_url: 'Headshot' }`; fields are checked by the manifest reader. */
 export function parseMapFlags(values: readonly string[] | undefined): Record<string, string> | undefined {
@@ -76,7 +75,7 @@ function optionsOfFlags(flags: ManifestFlags): ManifestOptions {
   if (flags.provider !== undefined && !(PROVIDER_TYPES as readonly string[]).includes(flags.provider)) {
     throw new UsageError(`--provider must be one of ${PROVIDER_TYPES.join(', ')}`);
   }
-  if (flags.format !== undefined && !(FORMATS as readonly string[]).includes(flags.format)) throw new UsageError('--format must be csv, json, jsonl or xlsx');
+  if (flags.format !== undefined && !(MANIFEST_FORMATS as readonly string[]).includes(flags.format)) throw new UsageError(`--format must be ${MANIFEST_FORMAT_LIST}`);
   if (flags.encoding !== undefined && encodingName(flags.encoding) === undefined) throw new UsageError(`--encoding: ${unknownEncodingMessage(flags.encoding)}`);
   const defaults: ManifestDefaults = {
     ...(flags.image !== undefined ? { imageUrl: flags.image } : {}),
@@ -94,12 +93,6 @@ function optionsOfFlags(flags: ManifestFlags): ManifestOptions {
     ...(flags.encoding !== undefined ? { encoding: flags.encoding } : {}),
     ...(Object.keys(defaults).length > 0 ? { defaults } : {}),
   };
-}
-
-/** Manifest options from the flags, over the job file's when --job is given. */
-export function manifestOptionsFrom(flags: ManifestFlags): ManifestOptions {
-  const own = optionsOfFlags(flags);
-  return flags.job === undefined ? own : mergeManifestOptions(loadJobFile(flags.job).options, own);
 }
 
 /**

@@ -18,7 +18,10 @@ export interface WatchOptions {
   onTick?: (counts: BatchCounts) => void;
 }
 
-/** Follows a batch until every row has an outcome; resolves with the final counts. */
+/**
+ * Follows a batch until every row has an outcome, or every row but those a sample holds for approval (nothing
+ * else will happen to them until someone approves); resolves with the final counts.
+ */
 export async function watchBatch(options: WatchOptions): Promise<BatchCounts> {
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const pollMs = options.pollMs ?? 250;
@@ -38,20 +41,21 @@ export async function watchBatch(options: WatchOptions): Promise<BatchCounts> {
       : undefined;
   let lastPlain = 0;
   let counts = await options.batches.counts(options.batchId);
-  bar?.start(counts.total, 0, fields(counts, started));
+  // Held rows wait for an approval, not for the workers: the bar runs to the rows that will be made.
+  bar?.start(counts.total - counts.held, 0, fields(counts, started));
   try {
     for (;;) {
       counts = await options.batches.counts(options.batchId);
       const finished = counts.done + counts.failed;
       options.onTick?.(counts);
       if (bar) {
-        bar.setTotal(counts.total);
+        bar.setTotal(counts.total - counts.held);
         bar.update(finished, fields(counts, started));
       } else if (!options.quiet && Date.now() - lastPlain >= plainEveryMs) {
         lastPlain = Date.now();
         write(describeCounts(options.batchId, counts, started));
       }
-      if (counts.total > 0 && finished >= counts.total) break;
+      if (counts.total > 0 && finished + counts.held >= counts.total) break;
       if (options.signal?.aborted || options.stopWhen?.()) break;
       await sleep(pollMs, options.signal).catch(() => undefined);
     }
@@ -75,5 +79,6 @@ export function describeCounts(batchId: string, counts: BatchCounts, started?: n
   const finished = counts.done + counts.failed;
   const percent = counts.total > 0 ? Math.floor((finished / counts.total) * 100) : 0;
   const rate = started !== undefined ? ` | ${ratePerMinute(counts, started)}/min` : '';
-  return `${batchId}: ${finished}/${counts.total} (${percent}%) | ${counts.done} done, ${counts.failed} failed, ${counts.active} rendering, ${counts.queued} queued${rate}`;
+  const held = counts.held > 0 ? `, ${counts.held} held for approval` : '';
+  return `${batchId}: ${finished}/${counts.total} (${percent}%) | ${counts.done} done, ${counts.failed} failed, ${counts.active} rendering, ${counts.queued} queued${held}${rate}`;
 }

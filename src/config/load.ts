@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from '../shared/errors.js';
 import { parseRedisTarget, topologyUrl } from '../queue/connections.js';
-import { ENV_SCHEMA, type Config, type EnvInput, type EnvName } from './schema.js';
+import { ENV_SCHEMA, type Config, type EnvName } from './schema.js';
 
 export interface LoadConfigOptions {
   /** Defaults to `process.env`; tests pass a plain object. */
@@ -26,7 +26,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     raw[name] = override !== undefined ? String(override) : (env[name] ?? fromFile[name]);
   }
 
-  const parsed = ENV_SCHEMA.safeParse(raw as EnvInput);
+  const parsed = ENV_SCHEMA.safeParse(raw);
   if (!parsed.success) {
     // Only the variable name and the rule it broke: a value may be a secret.
     const issues = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
@@ -78,6 +78,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     maxConcurrentUploads: v.TALKBATCH_API_MAX_CONCURRENT_UPLOADS,
     localMediaDirs: v.TALKBATCH_LOCAL_MEDIA_DIRS ?? [],
     uploadTtlMs: v.TALKBATCH_UPLOAD_TTL_MS,
+    renderCacheClaimMs: v.TALKBATCH_RENDER_CACHE_CLAIM_MS,
     outboundAllow: Object.freeze(v.TALKBATCH_OUTBOUND_ALLOW ?? []),
     previews: v.TALKBATCH_PREVIEWS,
     posterAtSeconds: v.TALKBATCH_POSTER_AT,

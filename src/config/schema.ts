@@ -19,7 +19,8 @@ const redisUrl = z
 
 /**
  * Every setting talkbatch reads, keyed by its environment variable. This table is the single place
- * where variable names appear; the README's config table is written from it.
+ * where variable names appear. The README's config table is written by hand; test/unit/readme-config.test.ts
+ * fails when a variable is missing from either side or a default differs.
  */
 export const ENV_SCHEMA = z.object({
   DID_API_KEY: optionalString,
@@ -82,6 +83,7 @@ export const ENV_SCHEMA = z.object({
       .optional(),
   ),
   TALKBATCH_UPLOAD_TTL_MS: int(60_000, 24 * 60 * 60_000, 20 * 60 * 60_000),
+  TALKBATCH_RENDER_CACHE_CLAIM_MS: int(1_000, 600_000, 30_000),
   TALKBATCH_OUTBOUND_ALLOW: z.preprocess(
     emptyToUndefined,
     z
@@ -156,6 +158,8 @@ export interface Config {
   readonly localMediaDirs: readonly string[];
   /** How long an uploaded file's D-ID URL is reused; below D-ID's 24-48 h storage time. */
   readonly uploadTtlMs: number;
+  /** How long a render-cache claim outlives its worker's last renewal before an identical row takes it over. */
+  readonly renderCacheClaimMs: number;
   /** Hosts (name or IP, optionally :port) that requests made on a user's behalf may reach although they are not public. */
   readonly outboundAllow: readonly string[];
   /** Make `<name>.jpg` and `<name>.gif` next to each video (when ffmpeg is there). */

@@ -88,7 +88,7 @@ export class DidClient {
     const params = new URLSearchParams();
     if (query.limit !== undefined) params.set('limit', String(query.limit));
     if (query.token !== undefined) params.set('token', query.token);
-    const qs = params.size > 0 ? `?${params}` : '';
+    const qs = params.size > 0 ? `?${params.toString()}` : '';
     return this.#send('GET', `/talks${qs}`, '/talks', TalkList, options);
   }
 

@@ -44,7 +44,6 @@ export class DidAuthError extends DidApiError {
 /** 402: out of credits. The queue pauses until credits return; no row fails. */
 export class DidPaymentRequiredError extends DidApiError {
   override readonly code = 'DID_NO_CREDITS';
-  override readonly retryable = true;
 }
 export class DidNotFoundError extends DidApiError {
   override readonly code = 'DID_NOT_FOUND';
@@ -52,7 +51,6 @@ export class DidNotFoundError extends DidApiError {
 /** 409 on DELETE while the talk is still rendering. */
 export class DidConflictError extends DidApiError {
   override readonly code = 'DID_CONFLICT';
-  override readonly retryable = true;
 }
 /** 451: content moderation. Final for that row. */
 export class DidModerationError extends DidApiError {
@@ -60,18 +58,15 @@ export class DidModerationError extends DidApiError {
 }
 export class DidRateLimitError extends DidApiError {
   override readonly code = 'DID_RATE_LIMITED';
-  override readonly retryable = true;
 }
 /** 5xx, including the API gateway's 504 `{"message":"Endpoint request timed out"}`. */
 export class DidServerError extends DidApiError {
   override readonly code = 'DID_SERVER_ERROR';
-  override readonly retryable = true;
 }
 
 /** No HTTP answer at all: refused, reset, DNS, or our own timeout. The request may or may not have arrived. */
 export class DidConnectionError extends AppError {
   readonly code: string = 'DID_CONNECTION';
-  override readonly retryable = true;
 }
 export class DidTimeoutError extends DidConnectionError {
   override readonly code = 'DID_TIMEOUT';
@@ -80,7 +75,6 @@ export class DidTimeoutError extends DidConnectionError {
 /** A 2xx whose body is not what D-ID documents. */
 export class DidProtocolError extends AppError {
   readonly code = 'DID_PROTOCOL';
-  override readonly retryable = true;
 }
 
 function classFor(status: number): typeof DidApiError {

@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import { requestResult, type ResultDispatcher, type ResultResponse } from '../did/index.js';
 import { AppError } from '../shared/errors.js';
 
 export type DownloadFailure = 'expired' | 'http' | 'type' | 'truncated' | 'network' | 'not-video' | 'file-name';
@@ -12,7 +12,6 @@ const NAME_ERRORS = new Set(['ENAMETOOLONG', 'EINVAL', 'EISDIR', 'ENOTDIR', 'EIL
 
 export class DownloadError extends AppError {
   readonly code = 'DOWNLOAD_FAILED';
-  override readonly retryable: boolean;
   constructor(
     readonly reason: DownloadFailure,
     message: string,
@@ -20,7 +19,6 @@ export class DownloadError extends AppError {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.retryable = reason !== 'type' && reason !== 'not-video' && reason !== 'file-name';
   }
 }
 
@@ -29,7 +27,7 @@ export interface DownloadOptions {
   owned?: { sha256: string };
   timeoutMs?: number;
   signal?: AbortSignal;
-  dispatcher?: Dispatcher;
+  dispatcher?: ResultDispatcher;
 }
 
 export interface DownloadResult {
@@ -72,13 +70,11 @@ async function download(url: string, path: string, options: DownloadOptions): Pr
   const headers: Record<string, string> = { accept: 'video/*,application/octet-stream;q=0.9,*/*;q=0.1' };
   if (partSize > 0) headers.range = `bytes=${partSize}-`;
 
-  let response: Dispatcher.ResponseData<unknown>;
+  let response: ResultResponse;
   try {
-    response = await request(url, {
-      method: 'GET',
+    response = await requestResult(url, {
       headers,
-      headersTimeout: options.timeoutMs ?? 60_000,
-      bodyTimeout: options.timeoutMs ?? 60_000,
+      timeoutMs: options.timeoutMs ?? 60_000,
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
@@ -171,7 +167,7 @@ export async function looksLikeVideo(path: string): Promise<boolean> {
   }
 }
 
-async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
+export async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
   let offset = 0;
   while (offset < buffer.length) {
     const { bytesWritten } = await file.write(buffer, offset, buffer.length - offset);
@@ -179,7 +175,8 @@ async function writeAll(file: FileHandle, buffer: Buffer): Promise<void> {
   }
 }
 
-async function hashFile(path: string, hash: Hash): Promise<void> {
+/** Feeds the file's bytes to `hash`. */
+export async function hashFile(path: string, hash: Hash): Promise<void> {
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
 }
 
@@ -200,7 +197,7 @@ const dirSyncs = new Map<string, { running: Promise<void>; queued?: Promise<void
  * rather than each waiting its own turn. At 16 rows a second into one batch folder that halves the
  * fsyncs a row's slot waits on.
  */
-function syncDir(dir: string): Promise<void> {
+export function syncDir(dir: string): Promise<void> {
   const state = dirSyncs.get(dir);
   if (!state) {
     const running = syncDirNow(dir).finally(() => settle(dir));

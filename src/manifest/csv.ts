@@ -98,7 +98,7 @@ export function readHeader(
 }
 
 function parseErrorIssue(error: unknown, startLine: number, file: string): ManifestIssue {
-  const err: CsvErrorLike = typeof error === 'object' && error !== null ? (error as CsvErrorLike) : {};
+  const err: CsvErrorLike = typeof error === 'object' && error !== null ? error : {};
   const at = typeof err.lines === 'number' ? err.lines : startLine;
   switch (err.code) {
     case 'CSV_QUOTE_NOT_CLOSED':

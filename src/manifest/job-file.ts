@@ -2,13 +2,13 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
-import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { UsageError } from '../shared/errors.js';
 import { closestName } from './columns.js';
 import { encodingName, unknownEncodingMessage } from './encoding.js';
 import { isUrlSource } from './remote.js';
 import { STDIN_SOURCE } from './spool.js';
-import type { ManifestDefaults, ManifestOptions } from './types.js';
+import { defaultsOfFile, fileDefaultsShape, ManifestFormatSchema } from './schemas.js';
+import type { ManifestOptions } from './types.js';
 
 /*
  * Job files (`jobs/welcome.job.yaml` or `.json`): the options of one kind of batch, kept next to its sheet instead of
@@ -19,18 +19,14 @@ import type { ManifestDefaults, ManifestOptions } from './types.js';
 
 const text = z.string().trim().min(1, 'must not be empty');
 
-export const JobDefaultsSchema = z.strictObject({
-  image_url: text.optional(),
-  voice: text.optional(),
-  provider: z.enum(PROVIDER_TYPES).optional(),
-  language: text.optional(),
-  voice_config: z.record(z.string(), z.unknown()).optional(),
-  config: TalkConfig.optional(),
-  subtitles: didBoolean.optional(),
-  ssml: didBoolean.optional(),
+/** The manifest defaults with the keys spelled like columns (`image_url`); text in a file must not be blank. */
+export const JobDefaultsSchema = z.strictObject(fileDefaultsShape).extend({
+  image_url: text.exactOptional(),
+  voice: text.exactOptional(),
+  language: text.exactOptional(),
 });
 
-/** The keys of a job file; schedule files take the same keys (see src/queue/schedule-file.ts). */
+/** The keys of a job file; schedule files take the same keys (see src/schedules/file.ts). */
 export const JOB_FILE_SHAPE = {
   manifest: text.optional(),
   template: text.optional(),
@@ -38,7 +34,7 @@ export const JOB_FILE_SHAPE = {
   nameTemplate: text.optional(),
   map: z.record(z.string(), text).optional(),
   sheet: text.optional(),
-  format: z.enum(['csv', 'json', 'jsonl', 'xlsx']).optional(),
+  format: ManifestFormatSchema.optional(),
   encoding: text.refine((label) => encodingName(label) !== undefined, { error: (issue) => unknownEncodingMessage(String(issue.input)) }).optional(),
   defaults: JobDefaultsSchema.optional(),
 };
@@ -86,7 +82,7 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
     current = next;
   }
   while (current instanceof z.ZodOptional || current instanceof z.ZodDefault) current = current.unwrap() as z.ZodType;
-  return current instanceof z.ZodObject ? keyList(current.shape as object) : [];
+  return current instanceof z.ZodObject ? keyList(current.shape) : [];
 }
 
 /**
@@ -155,17 +151,7 @@ export function readTemplateFile(templateFile: string, baseDir: string, key = 't
 export function jobOptions(spec: JobFileSpec, baseDir: string): JobFile['options'] {
   if (spec.template !== undefined && spec.templateFile !== undefined) throw new UsageError('give template or templateFile, not both');
   const template = spec.templateFile !== undefined ? readTemplateFile(spec.templateFile, baseDir) : spec.template;
-  const given = spec.defaults ?? {};
-  const defaults: ManifestDefaults = {
-    ...(given.image_url !== undefined ? { imageUrl: given.image_url } : {}),
-    ...(given.voice !== undefined ? { voice: given.voice } : {}),
-    ...(given.provider !== undefined ? { provider: given.provider } : {}),
-    ...(given.language !== undefined ? { language: given.language } : {}),
-    ...(given.voice_config !== undefined ? { voiceConfig: given.voice_config } : {}),
-    ...(given.config !== undefined ? { config: given.config } : {}),
-    ...(given.subtitles !== undefined ? { subtitles: given.subtitles } : {}),
-    ...(given.ssml !== undefined ? { ssml: given.ssml } : {}),
-  };
+  const defaults = defaultsOfFile(spec.defaults ?? {});
   return {
     ...(template !== undefined ? { template } : {}),
     ...(spec.nameTemplate !== undefined ? { nameTemplate: spec.nameTemplate } : {}),

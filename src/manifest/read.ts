@@ -1,5 +1,6 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
+import { estimateTalkCredits } from '../did/billing.js';
 import { PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import { canonicalColumn, closestName, columnMapping, editDistance, KNOWN_COLUMNS, type ColumnMapping, type ColumnNamer } from './columns.js';
 import { readCsv } from './csv.js';
@@ -10,6 +11,7 @@ import { readJson, readJsonl } from './json.js';
 import { buildRow, type RowContext } from './row.js';
 import { issueAt, type SourceEvent } from './source.js';
 import { RowSpool } from './row-spool.js';
+import { MANIFEST_FORMAT_LIST, MANIFEST_FORMATS } from './schemas.js';
 import { isUrlSource } from './remote.js';
 import { localManifest, sourceLabel, STDIN_SOURCE } from './spool.js';
 import { templateVariablesRaw } from './template.js';
@@ -30,29 +32,38 @@ type EngineEvent =
 /** Plain ASCII needs no Unicode normalisation (the common case, and normalize() is not free). */
 const ASCII = /^[\x00-\x7f]*$/;
 
-const FORMATS: readonly ManifestFormat[] = ['csv', 'json', 'jsonl', 'xlsx'];
+/** A bad option value as a message shows it: an object would print as "[object Object]", so it is named by its type. */
+function shown(value: unknown): string {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? String(value) : typeof value;
+}
 
-/** Problems with the options themselves: nothing in the file can fix them, so they are thrown. */
+/**
+ * Problems with the options themselves: nothing in the file can fix them, so they are thrown. Library callers may be
+ * plain JavaScript, so each option is checked as the value it really is, not as its type claims.
+ */
 function optionIssues(file: string, options: ManifestOptions): ManifestIssue[] {
   const issues: ManifestIssue[] = [];
   const fail = (column: string, message: string): void => {
     issues.push(issueAt(file, 0, message, column));
   };
-  if (options.format !== undefined && !FORMATS.includes(options.format)) fail('format', `must be csv, json, jsonl or xlsx (got "${String(options.format)}")`);
-  if (options.sheet !== undefined && (typeof options.sheet !== 'string' || options.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
-  if (options.encoding !== undefined && (typeof options.encoding !== 'string' || encodingName(options.encoding) === undefined)) {
-    fail('encoding', unknownEncodingMessage(String(options.encoding)));
+  const given: { [K in keyof ManifestOptions]?: unknown } = options;
+  if (given.format !== undefined && !MANIFEST_FORMATS.some((format) => format === given.format)) fail('format', `must be ${MANIFEST_FORMAT_LIST} (got "${shown(given.format)}")`);
+  if (given.sheet !== undefined && (typeof given.sheet !== 'string' || given.sheet.trim() === '')) fail('sheet', 'must be the name of a worksheet');
+  if (given.encoding !== undefined && (typeof given.encoding !== 'string' || encodingName(given.encoding) === undefined)) {
+    fail('encoding', unknownEncodingMessage(shown(given.encoding)));
   }
   for (const problem of columnMapping(options.map).problems) fail('map', problem);
   const defaults = options.defaults ?? {};
+  const givenDefaults: { [K in keyof typeof defaults]?: unknown } = defaults;
   if (defaults.imageUrl !== undefined) {
     const message = imageUrlMessage(defaults.imageUrl);
     if (message !== undefined) fail('defaults.imageUrl', message);
   }
-  if (defaults.provider !== undefined && !PROVIDER_TYPES.includes(defaults.provider)) {
-    fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${String(defaults.provider)}")`);
+  if (givenDefaults.provider !== undefined && !PROVIDER_TYPES.some((provider) => provider === givenDefaults.provider)) {
+    fail('defaults.provider', `must be one of ${PROVIDER_TYPES.join(', ')} (got "${shown(givenDefaults.provider)}")`);
   }
-  if (defaults.voiceConfig !== undefined && (typeof defaults.voiceConfig !== 'object' || defaults.voiceConfig === null || Array.isArray(defaults.voiceConfig))) {
+  const { voiceConfig } = givenDefaults;
+  if (voiceConfig !== undefined && (typeof voiceConfig !== 'object' || voiceConfig === null || Array.isArray(voiceConfig))) {
     fail('defaults.voiceConfig', 'must be an object, e.g. {"style": "Cheerful"}');
   }
   if (defaults.config !== undefined) {
@@ -316,6 +327,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
     issues: [],
     warnings: [],
     estimatedSeconds: 0,
+    estimatedCredits: 0,
     columns: [],
   };
   let seconds = 0;
@@ -333,6 +345,7 @@ async function summarise(path: string, file: string, options: ManifestOptions, k
         report.rows++;
         report.valid++;
         seconds += event.row.estimatedSeconds ?? 0;
+        report.estimatedCredits += estimateTalkCredits(event.row.estimatedSeconds, event.row.talk);
         const writing = keep?.add(event.row);
         if (writing) await writing;
         break;

@@ -159,8 +159,10 @@ export async function downloadTo(url: URL, destination: string, limits: { timeou
       throw new RemoteSourceError(tooBig);
     }
     let bytes = 0;
-    if (response.body !== null) {
-      for await (const chunk of response.body) {
+    // undici types body chunks as any; a fetch body's chunks are bytes.
+    const body: ReadableStream<Uint8Array> | null = response.body;
+    if (body !== null) {
+      for await (const chunk of body) {
         bytes += chunk.byteLength;
         if (bytes > limits.maxBytes) {
           abort.abort();

@@ -1,5 +1,6 @@
-import type { ProviderType, TalkConfig, TalkWithFiles } from '../did/schemas.js';
+import type { TalkWithFiles } from '../did/schemas.js';
 import type { LocalMediaPolicy } from './local-media.js';
+import type { MANIFEST_FORMATS, ManifestDefaults } from './schemas.js';
 
 /** One problem found in a manifest. `line` 0 means "the whole file" (it could not be opened at all). */
 export interface ManifestIssue {
@@ -17,23 +18,10 @@ export interface ManifestIssue {
   message: string;
 }
 
-/** Batch-wide values used when a row leaves the cell empty; row cells always win. */
-export interface ManifestDefaults {
-  /** D-ID `source_url` for rows without `image_url`. */
-  imageUrl?: string;
-  voice?: string;
-  /** Provider for rows without a `provider` cell. Default: microsoft when a voice is known, else none (D-ID's default). */
-  provider?: ProviderType;
-  language?: string;
-  /** Merged under the row's config columns. */
-  config?: TalkConfig;
-  /** Merged under the row's `voice_config` cell and voice columns, for providers that take a voice_config. */
-  voiceConfig?: Record<string, unknown>;
-  subtitles?: boolean;
-  ssml?: boolean;
-}
+/** Batch-wide values used when a row leaves the cell empty: one zod schema, ManifestDefaultsSchema (schemas.ts). */
+export type { ManifestDefaults } from './schemas.js';
 
-export type ManifestFormat = 'csv' | 'json' | 'jsonl' | 'xlsx';
+export type ManifestFormat = (typeof MANIFEST_FORMATS)[number];
 
 /**
  * Where a manifest comes from: a file path, `-` for standard input, or an https:// URL (http:// only for localhost).
@@ -123,6 +111,8 @@ export interface ValidationReport {
   warnings: ManifestIssue[];
   /** Sum over valid text rows, to 0.1 s. */
   estimatedSeconds: number;
+  /** Σ over valid rows of each talk's estimated credits (src/did/billing.ts: BILLING_RULE; pad_audio counted, audio rows 1). */
+  estimatedCredits: number;
   /** Canonical column names: the CSV header order, or first-seen order of JSON keys. */
   columns: string[];
 }

@@ -99,12 +99,14 @@ export async function workbookLimitProblem(path: string, limits: WorkbookLimits 
 
   // Small reads: deflate inflates at most ~1000:1, so one step never holds more than ~16 MB.
   const stream = createReadStream(path, { highWaterMark: 16 * 1024 });
+  // The unzip callbacks set these while push() runs; a function reads them as they are now.
+  const settled = (): boolean => exceeded !== undefined || damaged;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       unzip.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-      if (exceeded !== undefined || damaged) break;
+      if (settled()) break;
     }
-    if (exceeded === undefined && !damaged) unzip.push(new Uint8Array(0), true);
+    if (!settled()) unzip.push(new Uint8Array(0), true);
   } catch {
     damaged = true;
   } finally {

@@ -57,7 +57,8 @@ export function cellText(value: unknown): CellText {
   if (typeof value === 'number') return { text: numberText(value) };
   if (typeof value === 'boolean') return { text: value ? 'true' : 'false' };
   if (value instanceof Date) return { text: dateText(value) };
-  if (!isRecord(value)) return { text: String(value) };
+  if (typeof value === 'bigint') return { text: value.toString() };
+  if (!isRecord(value)) return { problem: 'holds a value talkbatch cannot read' };
   if (typeof value.error === 'string') return { problem: `holds the error ${value.error}` };
   if (Array.isArray(value.richText)) {
     return { text: value.richText.map((run: unknown) => (isRecord(run) && typeof run.text === 'string' ? run.text : '')).join('') };

@@ -121,7 +121,7 @@ function checkedLookup(allow: AllowList, port: string) {
       // Every address, not just the first: net may try them all (autoSelectFamily), and a name that mixes a
       // public and a private address is exactly what a rebinding attack serves.
       const refused = addresses.find((entry) => !isPublicAddress(entry.address) && !allow.allows(entry.address, port));
-      if (refused !== undefined || addresses.length === 0) return callback(refusedAddress(hostname) as NodeJS.ErrnoException, []);
+      if (refused !== undefined || addresses.length === 0) return callback(refusedAddress(hostname), []);
       if (options.all) return callback(null, addresses);
       const first = addresses[0] as LookupAddress;
       return callback(null, first.address, first.family);
@@ -137,7 +137,7 @@ function guardedAgent(allowEntries: readonly string[]): Agent {
   const open = buildConnector({});
   const checkedByPort = new Map<string, Connector>();
   const connect: Connector = (options, callback) => {
-    const port = options.port === '' || options.port === undefined ? defaultPort(options.protocol) : String(options.port);
+    const port = options.port === '' ? defaultPort(options.protocol) : options.port;
     const host = options.hostname;
     if (allow.allows(host, port)) return open(options, callback);
     if (isIP(host) !== 0) {
@@ -208,6 +208,10 @@ function refusalIn(error: unknown): OutboundRefusedError | undefined {
   return undefined;
 }
 
+function headersWithout(headers: Record<string, string>, drop: (name: string) => boolean): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !drop(name)));
+}
+
 /** Fetches only http(s) URLs whose every hop resolves (DNS checked at connect time: no rebinding) to public
  *  addresses or allowed hosts. Throws OutboundRefusedError before any byte is sent to a refused address. */
 export async function outboundFetch(
@@ -222,7 +226,7 @@ export async function outboundFetch(
   let current = new URL(url.href);
   let method: string = request.method ?? 'GET';
   let body: string | Uint8Array | undefined = request.body;
-  const headers: Record<string, string> = { ...request.headers };
+  let headers: Record<string, string> = { ...request.headers };
 
   for (let hop = 0; ; hop += 1) {
     checkHop(current, allow);
@@ -246,10 +250,10 @@ export async function outboundFetch(
     if (response.status === 303 ? method !== 'HEAD' : (response.status === 301 || response.status === 302) && method === 'POST') {
       method = 'GET';
       body = undefined;
-      for (const name of Object.keys(headers)) if (/^content-/i.test(name)) delete headers[name];
+      headers = headersWithout(headers, (name) => /^content-/i.test(name));
     }
     if (next.origin !== current.origin) {
-      for (const name of Object.keys(headers)) if (CREDENTIAL_HEADERS.includes(name.toLowerCase())) delete headers[name];
+      headers = headersWithout(headers, (name) => CREDENTIAL_HEADERS.includes(name.toLowerCase()));
     }
     current = next;
   }

@@ -1,22 +1,9 @@
-import { createHash } from 'node:crypto';
+import type { CreditReading } from '../did/billing.js';
 import type { RedisClient } from './connections.js';
-
-/** A Lua script run by its SHA (EVALSHA: one short command), loaded with EVAL when Redis does not know it yet. */
-export class LuaScript {
-  readonly #sha: string;
-  constructor(readonly body: string) {
-    this.#sha = createHash('sha1').update(body).digest('hex');
-  }
-
-  async run(redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.#sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return redis.eval(this.body, keys.length, ...keys, ...args);
-    }
-  }
-}
+import type { BatchCreditLedger, ChargedTalk, CreditsSource } from './credits.js';
+import { queueKeys, type BatchKeyPart, type QueueKeys } from './keys.js';
+import { LuaScript } from './lua-script.js';
+import { PROBE_LUA, RECORD_LUA, parseProbeReply, probeArgs, probeKeys, recordArgs, recordKeys, type RenderCacheProbe, type RenderCacheRecord } from './render-cache-store.js';
 
 export interface BatchBudget {
   /** Talks this batch may create at most (each create is paid). */
@@ -59,12 +46,29 @@ return 1
  * KEYS[1] rows zset, KEYS[2] active set, KEYS[3] batch hash, KEYS[4] done set; ARGV[1] row key, ARGV[2] line.
  * Returns 1 when the row was new to the batch, 2 when it is done already, else 0.
  */
-const TAKE_ROW = new LuaScript(`
-if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return 2 end
-local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
-if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
-redis.call('SADD', KEYS[2], ARGV[1])
-return added
+const TAKE_ROW_LUA = `
+local function takeRow()
+  if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return 2 end
+  local added = redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+  if added == 1 then redis.call('HDEL', KEYS[3], 'finishedAt') end
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return added
+end
+`;
+const TAKE_ROW = new LuaScript(`${TAKE_ROW_LUA}
+return takeRow()
+`);
+
+/*
+ * The same, plus the render cache's look-up of a fresh row's request (render-cache-store.ts), so a row that is not
+ * in the cache costs no extra round trip. A row done already is not looked up.
+ * KEYS[5..8] entry, claim, live, stats; ARGV[3..6] job id, claim holder, claim ttl, now. Returns {taken[, answer...]}.
+ */
+const TAKE_ROW_PROBING = new LuaScript(`${TAKE_ROW_LUA}${PROBE_LUA}
+local taken = takeRow()
+if taken == 2 then return {2} end
+local answer = probeRenderCache(KEYS[3], KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return {taken, answer[1], answer[2]}
 `);
 
 /*
@@ -80,25 +84,73 @@ const ADD_ROWS_SLICE = 1000;
 
 /*
  * KEYS[1] the outcome set the row joins, KEYS[2] the other outcome set, KEYS[3] active set, KEYS[4] finished-rows
- * hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or absent (failed rows: their
- * jobs are kept, and an entry from an earlier outcome is dropped).
+ * hash, KEYS[5] credits hash; ARGV[1] row key, ARGV[2] the row's FinishedRow entry (done rows) or '' (failed
+ * rows: their jobs are kept, and an entry from an earlier outcome is dropped), ARGV[3] the done row's credits or ''. The
+ * credits count once per row done: a job re-run after a stall records its outcome again without adding them twice.
  */
-const SET_OUTCOME = new LuaScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if ARGV[2] then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+const SET_OUTCOME_LUA = `
+local function setOutcome()
+  local added = redis.call('SADD', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+  if ARGV[2] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) else redis.call('HDEL', KEYS[4], ARGV[1]) end
+  if added == 1 and ARGV[3] ~= '' then redis.call('HINCRBYFLOAT', KEYS[5], 'rows', ARGV[3]) end
+end
+`;
+const SET_OUTCOME = new LuaScript(`${SET_OUTCOME_LUA}
+setOutcome()
 return 1
 `);
 
 /*
- * Claims the finish of a batch whose every row has an outcome: true for exactly one caller.
- * KEYS[1] batch hash, KEYS[2] rows zset, KEYS[3] done set, KEYS[4] failed set; ARGV[1] the time.
+ * A failed row's created talk, once per talk id; its credits join the batch's.
+ * KEYS[1] charged hash, KEYS[2] credits hash; ARGV[1] talk id, ARGV[2] ChargedTalk JSON, ARGV[3] credits.
+ */
+const RECORD_CHARGED = new LuaScript(`
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('HINCRBYFLOAT', KEYS[2], 'rows', ARGV[3]) end
+return 1
+`);
+
+/*
+ * A done row whose video was rendered for it: the render cache's entry for its request is written in the same call
+ * (render-cache-store.ts), so recording it costs no extra round trip. KEYS[6..9] entry, index, claim, live;
+ * ARGV[4..7] request hash, entry, job id, now.
+ */
+const SET_OUTCOME_RECORDING = new LuaScript(`${SET_OUTCOME_LUA}${RECORD_LUA}
+setOutcome()
+recordRenderCache(KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return 1
+`);
+
+/*
+ * Claims the finish of a batch whose every row has an outcome: 1 for exactly one caller. Held rows (a sample's
+ * rest, waiting for approval) have none, so a batch holding rows never finishes; once every other row has an
+ * outcome, exactly one caller gets 2 instead: its sample is ready for review.
+ * KEYS[1] batch hash, KEYS[2] rows zset, KEYS[3] done set, KEYS[4] failed set, KEYS[5] held hash; ARGV[1] the time.
  */
 const CLAIM_FINISHED = new LuaScript(`
 local total = redis.call('ZCARD', KEYS[2])
-if total == 0 or redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4]) < total then return 0 end
-return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1])
+if total == 0 then return 0 end
+local settled = redis.call('SCARD', KEYS[3]) + redis.call('SCARD', KEYS[4])
+if settled >= total then return redis.call('HSETNX', KEYS[1], 'finishedAt', ARGV[1]) end
+local held = redis.call('HLEN', KEYS[5])
+if held > 0 and settled + held >= total and redis.call('HSETNX', KEYS[1], 'sampleReadyAt', ARGV[1]) == 1 then return 2 end
+return 0
+`);
+
+/*
+ * Held rows leave the ledger's held hash as failed rows (a cancelled sample): each row only once, so a row an
+ * approval took first is not marked. KEYS[1] held hash, KEYS[2] failed set; ARGV row keys. Returns how many.
+ */
+const DROP_HELD = new LuaScript(`
+local dropped = 0
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('SADD', KEYS[2], ARGV[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
 `);
 
 /*
@@ -146,6 +198,24 @@ export interface OutputFileRecord {
   sha256: string;
 }
 
+/** One row of a sample and why it was chosen: `first`, `longest script`, `voice <voice>` or `random`. */
+export interface SamplePick {
+  rowKey: string;
+  reason: string;
+}
+
+/** A row held back until its batch's sample is approved: the job payload it will be enqueued with. */
+export interface HeldRow {
+  rowKey: string;
+  payload: string;
+}
+
+export interface BatchSample {
+  /** Rows the sample asked for (fewer were made when the sheet had fewer). */
+  size: number;
+  approvedAt?: string;
+}
+
 export interface BatchMeta {
   id: string;
   createdAt: string;
@@ -157,6 +227,10 @@ export interface BatchMeta {
   callbackUrl?: string;
   cancelledAt?: string;
   budget?: BatchBudget & { talksReserved: number; videoSecondsReserved: number };
+  /** Present when the batch was enqueued with a sample: the rest of it is held until approved. */
+  sample?: BatchSample;
+  /** False when the batch was submitted with the render cache off (`--no-cache`, `cache: false`). */
+  cache: boolean;
 }
 
 export interface BatchCounts {
@@ -167,6 +241,8 @@ export interface BatchCounts {
   active: number;
   /** Neither finished nor held by a worker: waiting, delayed or paused. */
   queued: number;
+  /** Held back until the batch's sample is approved: not in the queue, so nothing is spent on them. */
+  held: number;
 }
 
 export interface BatchRowRef {
@@ -193,22 +269,67 @@ export interface FinishedRow {
   /** Epoch milliseconds. */
   enqueuedAt: number | null;
   finishedAt: number;
+  /** What the row's talk cost (queue/credits.ts rowCredits); null in entries written before credits were kept. */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
+  /** Set when the video was copied from the render cache: the batch and talk that made it (nothing was paid). */
+  cachedFrom?: CachedFrom;
+}
+
+export interface CachedFrom {
+  batchId: string;
+  talkId: string;
 }
 
 /* A positional JSON array: field names written once here rather than once per row in Redis. */
 function encodeFinishedRow(row: FinishedRow): string {
-  return JSON.stringify([1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input]);
+  const fields: unknown[] = [
+    1, row.talkId, row.file, row.bytes, row.sha256, row.videoSeconds, row.renderSeconds, row.attempts, row.enqueuedAt, row.finishedAt, row.script, row.input,
+    row.credits ?? null, row.creditsSource ?? null,
+  ];
+  // Only cached rows carry a 15th field, so entries of rendered rows keep their size.
+  if (row.cachedFrom) fields.push([row.cachedFrom.batchId, row.cachedFrom.talkId]);
+  return JSON.stringify(fields);
 }
 
 function decodeFinishedRow(text: string | null): FinishedRow | undefined {
   if (!text) return undefined;
   try {
     const value = JSON.parse(text) as unknown;
-    if (!Array.isArray(value) || value[0] !== 1 || value.length !== 12) return undefined;
-    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input] = value as [
-      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>,
+    // 12 entries: written before credits were kept; 15: a row copied from the render cache.
+    if (!Array.isArray(value) || value[0] !== 1 || (value.length !== 12 && value.length !== 14 && value.length !== 15)) return undefined;
+    const [, talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, enqueuedAt, finishedAt, script, input, credits, creditsSource, cached] = value as [
+      number, string, string, number, string, number | null, number | null, number, number | null, number, string | null, Record<string, string>, number | null | undefined, CreditsSource | null | undefined, unknown,
     ];
-    return { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt };
+    const row: FinishedRow = { talkId, file, bytes, sha256, videoSeconds, renderSeconds, attempts, script, input, enqueuedAt, finishedAt, credits: credits ?? null, creditsSource: creditsSource ?? null };
+    if (Array.isArray(cached) && typeof cached[0] === 'string' && typeof cached[1] === 'string') row.cachedFrom = { batchId: cached[0], talkId: cached[1] };
+    return row;
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeReading(text: string | null | undefined): CreditReading | null {
+  if (!text) return null;
+  try {
+    const value = JSON.parse(text) as Partial<CreditReading>;
+    if (typeof value.at !== 'string') return null;
+    return {
+      remaining: typeof value.remaining === 'number' ? value.remaining : null,
+      total: typeof value.total === 'number' ? value.total : null,
+      at: value.at,
+      ...(typeof value.error === 'string' ? { error: value.error } : {}),
+    };
+  } catch {
+    return null;
+  }
+}
+
+function decodeCharged(text: string | null): ChargedTalk | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as ChargedTalk;
+    return typeof value.talkId === 'string' && typeof value.credits === 'number' ? value : undefined;
   } catch {
     return undefined;
   }
@@ -221,18 +342,19 @@ function decodeFinishedRow(text: string | null): FinishedRow | undefined {
  */
 export class BatchStore {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
-  #key(id: string, part?: 'rows' | 'done' | 'failed' | 'active' | 'spent' | 'names' | 'files' | 'finished'): string {
-    return part ? `${this.#base}:batch:${id}:${part}` : `${this.#base}:batch:${id}`;
+  #key(id: string, part?: Exclude<BatchKeyPart, 'callbacks'>): string {
+    return this.#keys.batch(id, part);
   }
 
-  async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget } = {}): Promise<void> {
+  /** `cache: false`: the batch's rows never take a video from the render cache (they still add theirs to it). */
+  async create(id: string, source: string, extra: { callbackUrl?: string; budget?: BatchBudget; cache?: boolean } = {}): Promise<void> {
     const now = new Date().toISOString();
     const multi = this.#redis.multi();
     multi.hsetnx(this.#key(id), 'createdAt', now);
@@ -242,8 +364,10 @@ export class BatchStore {
     if (extra.callbackUrl) multi.hsetnx(this.#key(id), 'callbackUrl', extra.callbackUrl);
     if (extra.budget?.maxTalks !== undefined) multi.hsetnx(this.#key(id), 'maxTalks', extra.budget.maxTalks);
     if (extra.budget?.maxVideoSeconds !== undefined) multi.hsetnx(this.#key(id), 'maxVideoSeconds', extra.budget.maxVideoSeconds);
+    // Read by the render cache's look-up inside takeRow (render-cache-store.ts); absent means on.
+    if (extra.cache === false) multi.hsetnx(this.#key(id), 'cache', 'off');
     // A batch that grows again is no longer finished.
-    multi.zadd(`${this.#base}:batches`, 'NX', Date.parse(now), id);
+    multi.zadd(this.#keys.batchIndex(), 'NX', Date.parse(now), id);
     await multi.exec();
   }
 
@@ -343,21 +467,82 @@ export class BatchStore {
    * A worker takes the row: adds it to the batch when it is new there and marks it active. `'done'` when the
    * ledger has the row done already (nothing is marked then), `'new'` when the row was new to the batch.
    */
-  async takeRow(id: string, row: BatchRowRef): Promise<'new' | 'known' | 'done'> {
+  async takeRow(id: string, row: BatchRowRef, probe?: RenderCacheProbe): Promise<'new' | 'known' | 'done'> {
     const keys = [this.#key(id, 'rows'), this.#key(id, 'active'), this.#key(id), this.#key(id, 'done')];
-    const taken = Number(await TAKE_ROW.run(this.#redis, keys, [row.rowKey, row.line]));
+    let taken: number;
+    if (probe) {
+      // The render cache's look-up rides along; its answer is left on the probe (src/worker/render-cache.ts reads it).
+      const reply = (await TAKE_ROW_PROBING.run(this.#redis, [...keys, ...probeKeys(this.#keys, probe.hash)], [row.rowKey, row.line, ...probeArgs(probe)])) as unknown[];
+      taken = Number(reply[0]);
+      if (reply.length > 1) probe.answer = parseProbeReply(reply.slice(1));
+    } else {
+      taken = Number(await TAKE_ROW.run(this.#redis, keys, [row.rowKey, row.line]));
+    }
     return taken === 2 ? 'done' : taken === 1 ? 'new' : 'known';
   }
 
-  /** Marks the row done; `finished` is what the report shows of it after its job is gone. */
-  async markDone(id: string, rowKey: string, finished?: FinishedRow): Promise<void> {
-    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    await SET_OUTCOME.run(this.#redis, keys, finished ? [rowKey, encodeFinishedRow(finished)] : [rowKey]);
+  /**
+   * Marks the row done; `finished` is what the report shows of it after its job is gone. `cache`: the row's video was
+   * rendered for it, and becomes the render cache's entry for its request in the same call.
+   */
+  async markDone(id: string, rowKey: string, finished?: FinishedRow, cache?: RenderCacheRecord): Promise<void> {
+    const keys = [this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
+    const credits = finished?.credits;
+    const args = [rowKey, finished ? encodeFinishedRow(finished) : '', typeof credits === 'number' ? credits : ''];
+    if (cache && finished) {
+      await SET_OUTCOME_RECORDING.run(this.#redis, [...keys, ...recordKeys(this.#keys, cache.hash)], [...args, ...recordArgs(cache)]);
+      return;
+    }
+    await SET_OUTCOME.run(this.#redis, keys, args);
   }
 
-  async markFailed(id: string, rowKey: string): Promise<void> {
-    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished')];
-    await SET_OUTCOME.run(this.#redis, keys, [rowKey]);
+  /** Marks the row failed; `charged` is its talk, when one was created (paid), recorded before the outcome. */
+  async markFailed(id: string, rowKey: string, charged?: ChargedTalk): Promise<void> {
+    if (charged) await RECORD_CHARGED.run(this.#redis, [this.#key(id, 'charged'), this.#key(id, 'credits')], [charged.talkId, JSON.stringify(charged), charged.credits]);
+    const keys = [this.#key(id, 'failed'), this.#key(id, 'done'), this.#key(id, 'active'), this.#key(id, 'finished'), this.#key(id, 'credits')];
+    await SET_OUTCOME.run(this.#redis, keys, [rowKey, '', '']);
+  }
+
+  /** Whether the batch's balance before its first create is recorded (a failed reading counts: it is never retaken). */
+  async hasCreditsBefore(id: string): Promise<boolean> {
+    return (await this.#redis.hexists(this.#key(id, 'credits'), 'before')) === 1;
+  }
+
+  /** Records the balance before the first create: the first caller wins (HSETNX), so it is taken exactly once. */
+  async recordCreditsBefore(id: string, reading: CreditReading): Promise<boolean> {
+    return (await this.#redis.hsetnx(this.#key(id, 'credits'), 'before', JSON.stringify(reading))) === 1;
+  }
+
+  /** Records the balance once the last row has an outcome (BatchStore.claimFinished picks one caller per finish). */
+  async recordCreditsAfter(id: string, reading: CreditReading): Promise<void> {
+    await this.#redis.hset(this.#key(id, 'credits'), 'after', JSON.stringify(reading));
+  }
+
+  async creditLedger(id: string): Promise<BatchCreditLedger> {
+    const [before, after, rows] = await this.#redis.hmget(this.#key(id, 'credits'), 'before', 'after', 'rows');
+    return { before: decodeReading(before), after: decodeReading(after), rows: Number(rows ?? 0) };
+  }
+
+  /** The created talks of failed rows, by talk id (undefined where there is none), in the order asked. */
+  async chargedTalks(id: string, talkIds: readonly string[]): Promise<(ChargedTalk | undefined)[]> {
+    if (talkIds.length === 0) return [];
+    const entries = await this.#redis.hmget(this.#key(id, 'charged'), ...talkIds);
+    return entries.map(decodeCharged);
+  }
+
+  /** Every created talk of the batch's failed rows, retried rows' earlier talks included; oldest first. */
+  async allChargedTalks(id: string): Promise<ChargedTalk[]> {
+    const talks: ChargedTalk[] = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.#redis.hscan(this.#key(id, 'charged'), cursor, 'COUNT', 500);
+      cursor = next;
+      for (let i = 1; i < flat.length; i += 2) {
+        const talk = decodeCharged(flat[i] ?? null);
+        if (talk) talks.push(talk);
+      }
+    } while (cursor !== '0');
+    return talks.sort((a, b) => (a.createdAt ?? a.failedAt).localeCompare(b.createdAt ?? b.failedAt) || a.talkId.localeCompare(b.talkId));
   }
 
   /**
@@ -418,12 +603,76 @@ export class BatchStore {
       .scard(this.#key(id, 'done'))
       .scard(this.#key(id, 'failed'))
       .scard(this.#key(id, 'active'))
+      .hlen(this.#key(id, 'held'))
       .exec()) ?? [];
-    const [total, done, failed, active] = results.map(([error, value]) => {
+    const [total, done, failed, active, held] = results.map(([error, value]) => {
       if (error) throw error;
       return Number(value);
-    }) as [number, number, number, number];
-    return { total, done, failed, active, queued: Math.max(0, total - done - failed - active) };
+    }) as [number, number, number, number, number];
+    return { total, done, failed, active, queued: Math.max(0, total - done - failed - active - held), held };
+  }
+
+  /**
+   * Records a sample: its size once (the first submission's), and why each row was chosen. The reasons are
+   * written again by a re-run of the same submission, which chooses the same rows.
+   */
+  async recordSample(id: string, size: number, picks: readonly SamplePick[]): Promise<void> {
+    const multi = this.#redis.multi().hsetnx(this.#key(id), 'sampleSize', size);
+    for (let start = 0; start < picks.length; start += ADD_ROWS_SLICE) {
+      multi.hset(this.#key(id, 'sample'), ...picks.slice(start, start + ADD_ROWS_SLICE).flatMap((pick) => [pick.rowKey, pick.reason]));
+    }
+    await multi.exec();
+  }
+
+  /** Why each row is in the sample (undefined for rows that are not), in the order asked. */
+  async sampleReasons(id: string, rowKeys: readonly string[]): Promise<(string | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    return (await this.#redis.hmget(this.#key(id, 'sample'), ...rowKeys)).map((reason) => reason ?? undefined);
+  }
+
+  /** Keeps rows out of the queue until the sample is approved; a row held already keeps its payload. */
+  async holdRows(id: string, rows: readonly HeldRow[]): Promise<void> {
+    for (let start = 0; start < rows.length; start += ADD_ROWS_SLICE) {
+      const multi = this.#redis.multi();
+      for (const row of rows.slice(start, start + ADD_ROWS_SLICE)) multi.hsetnx(this.#key(id, 'held'), row.rowKey, row.payload);
+      await multi.exec();
+    }
+  }
+
+  /** One page of held rows (HSCAN): pass the cursor back until it comes back '0'. */
+  async heldPage(id: string, cursor: string, count: number): Promise<{ cursor: string; rows: HeldRow[] }> {
+    const [next, flat] = await this.#redis.hscan(this.#key(id, 'held'), cursor, 'COUNT', count);
+    const rows: HeldRow[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) rows.push({ rowKey: flat[i] as string, payload: flat[i + 1] as string });
+    return { cursor: next, rows };
+  }
+
+  /** The payloads of held rows (undefined for rows not held), in the order asked. */
+  async heldPayloads(id: string, rowKeys: readonly string[]): Promise<(string | undefined)[]> {
+    if (rowKeys.length === 0) return [];
+    return (await this.#redis.hmget(this.#key(id, 'held'), ...rowKeys)).map((payload) => payload ?? undefined);
+  }
+
+  /** Held rows whose jobs are in the queue now: no longer held. */
+  async releaseHeld(id: string, rowKeys: readonly string[]): Promise<void> {
+    for (let start = 0; start < rowKeys.length; start += ADD_ROWS_SLICE) {
+      await this.#redis.hdel(this.#key(id, 'held'), ...rowKeys.slice(start, start + ADD_ROWS_SLICE));
+    }
+  }
+
+  /** Held rows a cancel takes away: they count as failed, and were never enqueued. Returns how many were held. */
+  async dropHeld(id: string, rowKeys: readonly string[]): Promise<number> {
+    let dropped = 0;
+    for (let start = 0; start < rowKeys.length; start += ADD_ROWS_SLICE) {
+      dropped += Number(await DROP_HELD.run(this.#redis, [this.#key(id, 'held'), this.#key(id, 'failed')], rowKeys.slice(start, start + ADD_ROWS_SLICE)));
+    }
+    return dropped;
+  }
+
+  /** Records that the batch's sample was approved; the first time wins. Returns the recorded time. */
+  async markApproved(id: string): Promise<string> {
+    await this.#redis.hsetnx(this.#key(id), 'approvedAt', new Date().toISOString());
+    return (await this.#redis.hget(this.#key(id), 'approvedAt')) ?? new Date().toISOString();
   }
 
   async get(id: string): Promise<(BatchMeta & { counts: BatchCounts }) | undefined> {
@@ -438,6 +687,8 @@ export class BatchStore {
       ...(hash.finishedAt ? { finishedAt: hash.finishedAt } : {}),
       ...(hash.callbackUrl ? { callbackUrl: hash.callbackUrl } : {}),
       ...(hash.cancelledAt ? { cancelledAt: hash.cancelledAt } : {}),
+      ...(hash.sampleSize ? { sample: { size: Number(hash.sampleSize), ...(hash.approvedAt ? { approvedAt: hash.approvedAt } : {}) } } : {}),
+      cache: hash.cache !== 'off',
       ...(hash.maxTalks || hash.maxVideoSeconds
         ? {
             budget: {
@@ -454,7 +705,7 @@ export class BatchStore {
 
   /** Newest first. */
   async list(offset = 0, limit = 50): Promise<string[]> {
-    return this.#redis.zrevrange(`${this.#base}:batches`, offset, offset + limit - 1);
+    return this.#redis.zrevrange(this.#keys.batchIndex(), offset, offset + limit - 1);
   }
 
   /** Rows in manifest order, a page at a time so big batches never sit in memory at once. */
@@ -478,7 +729,17 @@ export class BatchStore {
 
   /** True for exactly one caller once every row has an outcome: that caller writes the report. */
   async claimFinished(id: string): Promise<boolean> {
-    const keys = [this.#key(id), this.#key(id, 'rows'), this.#key(id, 'done'), this.#key(id, 'failed')];
-    return Number(await CLAIM_FINISHED.run(this.#redis, keys, [new Date().toISOString()])) === 1;
+    return (await this.claimOutcome(id)) === 'finished';
+  }
+
+  /**
+   * After a row's outcome: `finished` for exactly one caller once every row has one (that caller writes the report
+   * and calls back); `sample-ready` for exactly one caller once every row but the held ones has one (that caller
+   * writes the sample's review page); else undefined.
+   */
+  async claimOutcome(id: string): Promise<'finished' | 'sample-ready' | undefined> {
+    const keys = [this.#key(id), this.#key(id, 'rows'), this.#key(id, 'done'), this.#key(id, 'failed'), this.#key(id, 'held')];
+    const claimed = Number(await CLAIM_FINISHED.run(this.#redis, keys, [new Date().toISOString()]));
+    return claimed === 1 ? 'finished' : claimed === 2 ? 'sample-ready' : undefined;
   }
 }

@@ -1,5 +1,10 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { RedisUnavailableError } from './local-redis.js';
+import { AppError } from '../shared/errors.js';
+
+/** No Redis could be reached (or started): the one-line fix is in the message. */
+export class RedisUnavailableError extends AppError {
+  readonly code = 'REDIS_UNAVAILABLE';
+}
 
 /** A connection to a single primary (optionally found through Sentinel) or to a Redis Cluster. */
 export type RedisClient = Redis | Cluster;

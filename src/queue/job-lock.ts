@@ -1,5 +1,5 @@
 import type { Job, Queue } from 'bullmq';
-import { LuaScript } from './batches.js';
+import { LuaScript } from './lua-script.js';
 import type { RedisClient } from './connections.js';
 
 /*
@@ -63,7 +63,7 @@ export class HeldJob<T> {
     if (this.token === undefined) return;
     const asked = Date.now();
     if (asked < this.#heldUntil - this.lockMs / 2) return;
-    if (Number(await this.job.extendLock(this.token, this.lockMs)) !== 1) throw new LockLostError(this.job.id ?? '');
+    if ((await this.job.extendLock(this.token, this.lockMs)) !== 1) throw new LockLostError(this.job.id ?? '');
     this.#heldUntil = asked + this.lockMs;
   }
 }

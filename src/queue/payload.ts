@@ -1,13 +1,14 @@
 import { z } from 'zod';
 import { OwnUserData, TalkWithFiles, type CreateTalkRequest } from '../did/schemas.js';
+import { idPattern, ROW_ID_PATTERN } from '../manifest/schemas.js';
 import { isWindowsReservedName, outputNameBytesProblem } from '../shared/file-names.js';
 
 export const JOB_NAME = 'talk';
 export const PAYLOAD_VERSION = 1;
 
-/** Batch ids become part of job ids and Redis keys: no ':' (BullMQ forbids it in job ids), no spaces. */
-export const BATCH_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$/;
-export const ROW_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+/** Batch ids become part of job ids, Redis keys and folder names (see idPattern). */
+export const BATCH_ID_PATTERN = idPattern(80);
+export const ROW_KEY_PATTERN = ROW_ID_PATTERN;
 const OUTPUT_NAME_PATTERN = /^(?!\.)[^/\\\0-\x1f]{1,150}\.(mp4|mov)$/;
 
 export const BatchId = z
@@ -77,6 +78,11 @@ export interface RowResult {
   videoSeconds: number | null;
   renderSeconds: number | null;
   finishedAt: string;
+  /** Set when the video was copied from the render cache: the batch and talk that made it. */
+  cachedFrom?: { batchId: string; talkId: string };
+  /** What the talk cost: see queue/credits.ts rowCredits. */
+  credits?: number;
+  creditsSource?: 'd-id' | 'estimate';
 }
 
 /** The `user_data` tag that lets a lost create be found again (see DidClient.findTalkByUserData). */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from './connections.js';
+import { queueKeys, type QueueKeys } from './keys.js';
 
 /** What became of a done row's poster and GIF. */
 export type PreviewOutcome =
@@ -13,15 +14,15 @@ export type PreviewOutcome =
  */
 export class PreviewStore {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   #key(batchId: string, part?: 'pending'): string {
-    return part ? `${this.#base}:previews:${batchId}:${part}` : `${this.#base}:previews:${batchId}`;
+    return this.#keys.previews(batchId, part);
   }
 
   async markPending(batchId: string, rowKey: string): Promise<void> {
@@ -80,19 +81,19 @@ export const SHARE_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
  */
 export class ShareStore {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   #shareKey(token: string): string {
-    return `${this.#base}:share:${token}`;
+    return this.#keys.share(token);
   }
 
   #batchKey(batchId: string): string {
-    return `${this.#base}:shares:${batchId}`;
+    return this.#keys.sharesOf(batchId);
   }
 
   /** The row's share token, made on first call; details are (re)written each time. */

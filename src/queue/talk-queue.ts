@@ -32,18 +32,27 @@ export function defaultJobOptions(config: Pick<Config, 'attempts' | 'keepJobsHou
   };
 }
 
-/** A producer-side handle: fails fast when Redis is down instead of queueing commands in memory. */
-export async function openQueue(config: Config, redisUrl: string): Promise<QueueHandle> {
-  const redis = createRedis(redisUrl, 'producer');
-  await connectRedis(redis, redisUrl);
+export interface OpenQueueOptions {
+  /**
+   * `producer` (default): connects now and fails fast when Redis is down, instead of queueing commands in memory.
+   * `worker`: a long-lived process that waits for Redis to come back; connection errors go to `onError`.
+   */
+  role?: 'producer' | 'worker';
+  onError?: (error: Error) => void;
+}
+
+/** The talk queue and its batch ledger on one connection. */
+export async function openQueue(config: Config, redisUrl: string, options: OpenQueueOptions = {}): Promise<QueueHandle> {
+  const role = options.role ?? 'producer';
+  const redis = createRedis(redisUrl, role);
+  if (role === 'producer') await connectRedis(redis, redisUrl);
   const queue: TalkQueue = new Queue<JobPayload, RowResult>(config.queueName, {
     connection: redis,
     prefix: config.prefix,
     defaultJobOptions: defaultJobOptions(config),
   });
-  queue.on('error', () => {
-    // Surfaced through the failing call instead; an unhandled 'error' event would crash the process.
-  });
+  // A producer's errors surface through the failing call; an unhandled 'error' event would crash the process.
+  queue.on('error', options.onError ?? (() => {}));
   return {
     queue,
     batches: new BatchStore(redis, config.prefix, config.queueName),

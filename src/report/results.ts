@@ -5,13 +5,15 @@ import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
 import type { Job } from 'bullmq';
-import { jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
+import { JobPayloadV1, jobIdFor, scriptText, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { BatchRowRef, FinishedRow } from '../queue/batches.js';
+import { batchCredits, rowCredits, type CreditsSource } from '../queue/credits.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { NO_PREVIEW, previewColumnsFor } from './preview-columns.js';
 import { readResultsJsonl, writeReviewPages } from './review-page.js';
 
-export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'missing';
+/** `held`: a row a sample kept back, made only once the batch is approved. */
+export type RowStatus = 'done' | 'failed' | 'active' | 'queued' | 'held' | 'missing';
 
 /** One line of results.jsonl (and, flattened, of results.csv). */
 export interface ResultRecord {
@@ -41,6 +43,17 @@ export interface ResultRecord {
   previewNote?: string | null;
   shareUrl?: string | null;
   emailHtml?: string | null;
+  /** Why a sampled batch's row is in its sample (`first`, `longest script`, `voice <voice>`, `random`); absent for other rows. */
+  sampleReason?: string | null;
+  /** Set when the video was copied from the render cache (status stays done): the batch and talk that made it. */
+  cachedFromBatch?: string | null;
+  cachedFromTalk?: string | null;
+  /**
+   * What the row's talk cost, when one was created: the billing rule on the length D-ID reported (`d-id`), or the
+   * estimate (`estimate`) where it reported none (queue/credits.ts). Null for a row that created no talk.
+   */
+  credits?: number | null;
+  creditsSource?: CreditsSource | null;
 }
 
 export interface ReportOptions {
@@ -51,7 +64,8 @@ export interface ReportOptions {
 const FIXED_COLUMNS = [
   'line', 'row_key', 'status', 'talk_id', 'file', 'bytes', 'sha256', 'video_seconds', 'render_seconds',
   'attempts', 'error_kind', 'error_description', 'error_details', 'script', 'enqueued_at', 'finished_at',
-  'poster', 'gif', 'preview_note', 'share_url', 'email_html',
+  'poster', 'gif', 'preview_note', 'share_url', 'email_html', 'sample_reason', 'cached_from_batch', 'cached_from_talk',
+  'credits', 'credits_source',
 ] as const;
 
 /** Every row of a batch in manifest order, read from Redis: the batch ledger plus the jobs still kept. */
@@ -84,16 +98,45 @@ async function withPreviews(handle: Pick<QueueHandle, 'queue'>, batchId: string,
  */
 export async function resultsFor(handle: Pick<QueueHandle, 'queue' | 'batches'>, batchId: string, refs: readonly BatchRowRef[], outDir: string): Promise<ResultRecord[]> {
   const keys = refs.map((ref) => ref.rowKey);
-  const [finished, outcomes] = await Promise.all([handle.batches.finishedRows(batchId, keys), handle.batches.outcomesOf(batchId, keys)]);
-  return Promise.all(
+  const [finished, outcomes, held, reasons] = await Promise.all([
+    handle.batches.finishedRows(batchId, keys),
+    handle.batches.outcomesOf(batchId, keys),
+    handle.batches.heldPayloads(batchId, keys),
+    handle.batches.sampleReasons(batchId, keys),
+  ]);
+  const records = await Promise.all(
     refs.map(async (ref, index) => {
       const entry = finished[index];
       const outcome = outcomes[index];
-      if (entry && outcome === 'done') return recordOfFinished(batchId, ref, entry);
+      const reason = reasons[index];
+      const sampleReason = reason === undefined ? {} : { sampleReason: reason };
+      if (entry && outcome === 'done') return { ...recordOfFinished(batchId, ref, entry), ...sampleReason };
+      const heldPayload = held[index];
+      // Held rows have no job yet (an approval that crashed half-way may have made one: the job then tells).
       const job = await handle.queue.getJob(jobIdFor(batchId, ref.rowKey));
-      return recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined);
+      if (heldPayload !== undefined && !job && outcome === undefined) return { ...recordOfHeld(batchId, ref, heldPayload), ...sampleReason };
+      return { ...recordFor(batchId, ref, job, outcome === 'done', outDir, job ? stateOf(job, outcome) : undefined), ...sampleReason };
     }),
   );
+  // A failed row's talk has its cost in the ledger, from D-ID's reported length when it could be read at the failure.
+  const failed = records.filter((record) => record.status === 'failed' && record.talkId !== null);
+  const charged = await handle.batches.chargedTalks(batchId, failed.map((record) => record.talkId as string));
+  failed.forEach((record, index) => {
+    const talk = charged[index];
+    if (talk) Object.assign(record, { credits: talk.credits, creditsSource: talk.creditsSource });
+  });
+  return records;
+}
+
+function recordOfHeld(batchId: string, ref: BatchRowRef, payloadText: string): ResultRecord {
+  const base = recordFor(batchId, ref, undefined, false, '', undefined);
+  let payload: JobPayload | undefined;
+  try {
+    payload = JobPayloadV1.parse(JSON.parse(payloadText));
+  } catch {
+    payload = undefined;
+  }
+  return { ...base, status: 'held', script: scriptText(payload?.talk.script), input: payload?.input ?? {} };
 }
 
 /**
@@ -126,6 +169,10 @@ function recordOfFinished(batchId: string, ref: BatchRowRef, entry: FinishedRow)
     enqueuedAt: entry.enqueuedAt === null ? null : new Date(entry.enqueuedAt).toISOString(),
     finishedAt: new Date(entry.finishedAt).toISOString(),
     input: entry.input,
+    cachedFromBatch: entry.cachedFrom?.batchId ?? null,
+    cachedFromTalk: entry.cachedFrom?.talkId ?? null,
+    credits: entry.credits ?? null,
+    creditsSource: entry.creditsSource ?? null,
   };
 }
 
@@ -156,18 +203,30 @@ function recordFor(
     enqueuedAt: null,
     finishedAt: null,
     input: {},
+    credits: null,
+    creditsSource: null,
   };
   if (!job) return base;
-  const data = job.data;
+  // As a client wrote it: a job from another BullMQ client may lack defaults, or (when it failed validation) more.
+  const data: Partial<JobPayload> = job.data;
   const result = job.returnvalue as RowResult | null | undefined;
   const failure = data.state?.failure;
   const status: RowStatus =
     state === 'completed' ? 'done' : state === 'failed' ? 'failed' : state === 'active' ? 'active' : doneInLedger ? 'done' : 'queued';
   const failedReason = job.failedReason || null;
+  const talkId = result?.talkId ?? data.state?.talkId ?? null;
+  // A talk once created is paid for, whatever became of the row.
+  const { talk } = data;
+  const spent =
+    result?.credits !== undefined
+      ? { credits: result.credits, creditsSource: result.creditsSource ?? null }
+      : talkId !== null && talk !== undefined
+        ? rowCredits({ estimatedSeconds: data.estimatedSeconds, talk })
+        : { credits: null, creditsSource: null };
   return {
     ...base,
     status,
-    talkId: result?.talkId ?? data.state?.talkId ?? null,
+    talkId,
     file: result?.file ? relative(join(outDir, batchId), result.file) : null,
     bytes: result?.bytes ?? null,
     sha256: result?.sha256 ?? null,
@@ -181,6 +240,9 @@ function recordFor(
     enqueuedAt: job.timestamp ? new Date(job.timestamp).toISOString() : null,
     finishedAt: job.finishedOn ? new Date(job.finishedOn).toISOString() : null,
     input: data.input ?? {},
+    cachedFromBatch: result?.cachedFrom?.batchId ?? null,
+    cachedFromTalk: result?.cachedFrom?.talkId ?? null,
+    ...spent,
   };
 }
 
@@ -205,7 +267,7 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
   const csvPath = join(dir, 'results.csv');
   const jsonlTemp = `${jsonlPath}.${process.pid}.tmp`;
   const csvTemp = `${csvPath}.${process.pid}.tmp`;
-  const counts: Record<RowStatus, number> = { done: 0, failed: 0, active: 0, queued: 0, missing: 0 };
+  const counts: Record<RowStatus, number> = { done: 0, failed: 0, active: 0, queued: 0, held: 0, missing: 0 };
   const inputColumns = new Set<string>();
 
   try {
@@ -230,7 +292,8 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
       const row = [
         r.line, r.rowKey, r.status, r.talkId, r.file, r.bytes, r.sha256, r.videoSeconds, r.renderSeconds,
         r.attempts, r.errorKind, r.errorDescription, r.errorDetails ?? null, r.script, r.enqueuedAt, r.finishedAt,
-        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml,
+        r.poster, r.gif, r.previewNote, r.shareUrl, r.emailHtml, r.sampleReason ?? null, r.cachedFromBatch ?? null, r.cachedFromTalk ?? null,
+        r.credits ?? null, r.creditsSource ?? null,
         ...inputs.map((name) => r.input[name] ?? ''),
       ].map(safeCell);
       if (!csv.write(row)) await new Promise<void>((resolve) => csv.once('drain', () => resolve()));
@@ -243,12 +306,13 @@ export async function writeBatchReport(handle: Pick<QueueHandle, 'queue' | 'batc
     await rm(jsonlTemp, { force: true });
     await rm(csvTemp, { force: true });
   }
-  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath));
+  const credits = batchCredits(await handle.batches.creditLedger(batchId));
+  const html = await writeReviewPages(dir, batchId, () => readResultsJsonl(jsonlPath), { credits });
   return { dir, csv: csvPath, jsonl: jsonlPath, html, counts };
 }
 
 /** A cell a spreadsheet would run as a formula is prefixed with a quote (OWASP CSV injection advice). */
-export function safeCell(value: unknown): string {
+export function safeCell(value: string | number | boolean | null | undefined): string {
   if (value === null || value === undefined) return '';
   const text = String(value);
   return /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;

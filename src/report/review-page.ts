@@ -4,6 +4,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { BatchCounts } from '../queue/batches.js';
+import type { BatchCredits } from '../queue/credits.js';
 import type { ResultRecord } from './results.js';
 
 /** The review page's name inside `out/<batchId>/`, next to the videos it plays. */
@@ -12,14 +13,28 @@ export const REVIEW_PAGE_FILE = 'index.html';
 export interface ReviewPageOptions {
   /** Shown in the header; defaults to now. Tests pass a fixed time. */
   generatedAt?: Date;
+  /** The batch's D-ID balance before and after, and what its talks cost; shown in the header when given. */
+  credits?: BatchCredits;
+}
+
+/** `credits: 1000 before · 990 after · 10 used · 10 counted for its talks`; empty when nothing is known yet. */
+function creditsLine(credits: BatchCredits | undefined): string {
+  if (!credits || (credits.before === null && credits.after === null && credits.estimated === 0)) return '';
+  const figure = (value: number | null): string => (value === null ? '?' : String(value));
+  return (
+    `<p class="summary">credits: <b>${figure(credits.before)}</b> before · <b>${figure(credits.after)}</b> after · ` +
+    `<b>${figure(credits.used)}</b> used (D-ID's balance) · <b>${credits.estimated}</b> counted for this batch's talks</p>\n`
+  );
 }
 
 export interface ReviewCounts {
   total: number;
   done: number;
   failed: number;
-  /** Active, queued and missing rows: anything without a final outcome. */
+  /** Active, queued, held and missing rows: anything without a final outcome. */
   other: number;
+  /** Of `other`, the rows a sample holds back until the batch is approved. */
+  held: number;
 }
 
 /** `&`, `<`, `>`, `"` and `'` as entities: safe in text and in quoted attribute values alike. */
@@ -58,11 +73,12 @@ function formatTime(date: Date): string {
 }
 
 export function countRecords(records: readonly ResultRecord[]): ReviewCounts {
-  const counts: ReviewCounts = { total: records.length, done: 0, failed: 0, other: 0 };
+  const counts: ReviewCounts = { total: records.length, done: 0, failed: 0, other: 0, held: 0 };
   for (const record of records) {
     if (record.status === 'done') counts.done += 1;
     else if (record.status === 'failed') counts.failed += 1;
     else counts.other += 1;
+    if (record.status === 'held') counts.held += 1;
   }
   return counts;
 }
@@ -101,6 +117,7 @@ h2 .n{color:var(--muted);font-weight:normal}
 .b{font-size:11px;text-transform:uppercase;letter-spacing:.04em;padding:1px 8px;border-radius:999px;color:#fff;background:var(--other)}
 .done .b{background:var(--done)}
 .failed .b{background:var(--failed)}
+.c .b.q{background:var(--accent)}
 dl{margin:0 0 6px;display:grid;grid-template-columns:max-content 1fr;gap:1px 10px}
 dt{color:var(--muted)}
 dd{margin:0;overflow-wrap:anywhere}
@@ -112,6 +129,11 @@ dd{margin:0;overflow-wrap:anywhere}
 nav a{padding:4px 12px;border-radius:999px;border:1px solid var(--line);background:var(--bg);color:var(--fg);text-decoration:none}
 nav a[aria-current=page]{background:var(--accent);border-color:var(--accent);color:#fff}
 nav a span{opacity:.75;margin-left:4px}
+.r{font-size:11px;padding:1px 8px;border-radius:999px;border:1px solid var(--accent);color:var(--accent)}
+.held{flex-basis:100%;margin:0;color:var(--other)}
+.approve{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;margin:16px 20px 0;padding:12px 16px;background:var(--card);border:1px solid var(--other);border-radius:8px}
+.approve p{margin:0}
+.approve button{font:inherit;padding:6px 16px;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
 .pager{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center;padding:0 20px;color:var(--muted)}
 .pager a{color:var(--accent)}
 @media (max-width:520px){.c{grid-template-columns:1fr}.v{width:100%}}
@@ -224,6 +246,10 @@ function contentSecurityPolicy(styles: string[], scripts: string[]): string {
 }
 
 const REVIEW_CSP = contentSecurityPolicy([REVIEW_STYLE], [REVIEW_SCRIPT]);
+/** The same, for the served page with the approve form: that form may post back to the server that served it. */
+const REVIEW_CSP_WITH_FORM = REVIEW_CSP.replace("form-action 'none'", "form-action 'self'");
+/** Where the served page puts its approve form (addApproveForm); a comment in the file written to disk. */
+const APPROVE_SLOT = '<!-- talkbatch:approve -->';
 const INDEX_CSP = contentSecurityPolicy([INDEX_STYLE], []);
 
 function pageHead(title: string, csp: string, style: string): string {
@@ -257,6 +283,8 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
     parts.push(`<div class="v" data-src="${href}"${posterAttr('data-poster')}><noscript><video controls preload="none" playsinline src="${href}"${posterAttr('poster')}></video></noscript></div>`);
   } else if (record.status === 'done') {
     parts.push('<div class="v">video file not recorded: the job has expired from Redis; look in the batch folder</div>');
+  } else if (record.status === 'held') {
+    parts.push('<div class="v">held: made once the batch is approved</div>');
   } else {
     parts.push(`<div class="v">${record.status === 'failed' ? 'no video' : `not finished (${escapeHtml(record.status)})`}</div>`);
   }
@@ -264,7 +292,10 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
   parts.push('<div class="d">');
   // Rows added straight to the queue by another BullMQ client carry no manifest line (0).
   const lineLabel = record.line > 0 ? `<span class="n">line ${record.line}</span>` : '';
-  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span></h2>`);
+  const sampleLabel = record.sampleReason ? `<span class="r">sample: ${escapeHtml(record.sampleReason)}</span>` : '';
+  // A video copied from the render cache says so next to its status, which stays "done".
+  const cachedBadge = record.cachedFromBatch ? '<span class="b q">cached</span>' : '';
+  parts.push(`<h2>${lineLabel}<span class="k">${escapeHtml(record.rowKey)}</span><span class="b">${escapeHtml(record.status)}</span>${cachedBadge}${sampleLabel}</h2>`);
   if (record.status === 'failed') {
     const kindText = record.errorKind ?? 'Error';
     parts.push(`<p class="e"><b>${escapeHtml(kindText)}</b>${record.errorDescription ? `: ${escapeHtml(record.errorDescription)}` : ''}</p>`);
@@ -278,10 +309,12 @@ function renderCard(record: ResultRecord, hrefPrefix = ''): string {
 
   const facts: string[] = [];
   if (record.talkId) facts.push(`talk ${escapeHtml(record.talkId)}`);
+  if (record.cachedFromBatch) facts.push(`cached from batch ${escapeHtml(record.cachedFromBatch)}`);
   if (record.videoSeconds !== null) facts.push(`${record.videoSeconds} s`);
   if (record.bytes !== null) facts.push(formatBytes(record.bytes));
   // The first 12 hex digits tell files apart at a glance; the full hash is in results.csv.
   if (record.sha256) facts.push(`sha256 ${escapeHtml(record.sha256.slice(0, 12))}…`);
+  if (typeof record.credits === 'number') facts.push(`${record.credits} credit${record.credits === 1 ? '' : 's'}${record.creditsSource === 'estimate' ? ' (estimate)' : ''}`);
   if (record.status === 'done' && record.file) facts.push(`<a href="${escapeHtml(hrefPrefix + relativeHref(record.file))}" download>${escapeHtml(record.file)}</a>`);
   if (facts.length > 0) parts.push(`<p class="m">${facts.join(' · ')}</p>`);
   parts.push('</div></article>\n');
@@ -312,27 +345,67 @@ export async function renderReviewPage(
 
   const filterButton = (filter: 'all' | 'done' | 'failed' | 'other', label: string, count: number): string =>
     `<button type="button" data-filter="${filter}" aria-pressed="${filter === 'all'}">${label}<span>${count}</span></button>`;
-  const summary =
-    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
-    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
-    ` · generated <time datetime="${generatedAt.toISOString()}">${formatTime(generatedAt)}</time></p>`;
+  const summary = summaryLine(counts, generatedAt);
 
   const parts: string[] = [
     pageHead(title, REVIEW_CSP, REVIEW_STYLE),
     '<body>\n<header>\n',
     `<h1>Batch <code>${escapeHtml(batchId)}</code></h1>\n`,
     `${summary}\n`,
+    heldLine(batchId, counts),
+    creditsLine(options.credits),
     '<nav id="filters" aria-label="Filter rows" hidden>',
     filterButton('all', 'All', counts.total),
     filterButton('done', 'Done', counts.done),
     filterButton('failed', 'Failed', counts.failed),
     counts.other > 0 ? filterButton('other', 'Not finished', counts.other) : '',
-    '</nav>\n</header>\n<main id="cards">\n',
+    `</nav>\n</header>\n${APPROVE_SLOT}\n<main id="cards">\n`,
   ];
   if (rows.length === 0) parts.push('<p class="empty">This batch has no rows.</p>\n');
   for (const record of rows) parts.push(renderCard(record));
   parts.push(`</main>\n<script>${REVIEW_SCRIPT}</script>\n</body>\n</html>\n`);
   return parts.join('');
+}
+
+function summaryLine(counts: ReviewCounts, generatedAt: Date): string {
+  return (
+    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
+    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
+    (counts.held > 0 ? ` (<b>${counts.held}</b> held)` : '') +
+    ` · generated <time datetime="${generatedAt.toISOString()}">${formatTime(generatedAt)}</time></p>`
+  );
+}
+
+/** For a sample under review: what is held and how to let it go on. */
+function heldLine(batchId: string, counts: ReviewCounts): string {
+  if (counts.held === 0) return '';
+  return `<p class="held">This is a sample: ${counts.held} more rows are held, un-spent, until the batch is approved (<code>talkbatch approve ${escapeHtml(batchId)}</code>) or cancelled.</p>\n`;
+}
+
+export interface ApproveForm {
+  /** Where the form posts: a path on the server that serves the page. */
+  action: string;
+  /** The session's CSRF token, sent back as the form field `csrf`. */
+  csrfToken: string;
+  /** Rows the approval would make. */
+  held: number;
+}
+
+/**
+ * The served review page of a sample under review, with a form that approves the rest of the batch. Only for
+ * the server to send to a session allowed to approve: the page written to disk never has it (it opens from a
+ * zip or a file share, where there is nothing to post to). Its CSP then lets forms post to the page's own origin.
+ */
+export function addApproveForm(html: string, form: ApproveForm): string {
+  if (!html.includes(APPROVE_SLOT)) return html;
+  const rows = `${form.held} ${form.held === 1 ? 'row' : 'rows'}`;
+  const markup =
+    `<form class="approve" method="post" action="${escapeHtml(form.action)}">` +
+    `<input type="hidden" name="csrf" value="${escapeHtml(form.csrfToken)}">` +
+    `<p>Happy with the sample? Approving makes the other ${rows} (D-ID charges for each).</p>` +
+    `<button type="submit">Approve the remaining ${rows}</button></form>`;
+  // Replacer functions: a replacement string would give `$&`-style sequences a meaning.
+  return html.replace(REVIEW_CSP, () => REVIEW_CSP_WITH_FORM).replace(APPROVE_SLOT, () => markup);
 }
 
 /** Writes `<dir>/index.html` through a temp file and a rename, so a reader never sees half a page. Returns its path. */
@@ -401,10 +474,11 @@ export async function writeReviewPages(
   records: () => AsyncIterable<ResultRecord>,
   options: ReviewPageOptions = {},
 ): Promise<string> {
-  const counts: ReviewCounts = { total: 0, done: 0, failed: 0, other: 0 };
+  const counts: ReviewCounts = { total: 0, done: 0, failed: 0, other: 0, held: 0 };
   for await (const record of records()) {
     counts.total += 1;
     counts[viewOf(record)] += 1;
+    if (record.status === 'held') counts.held += 1;
   }
   const pagesDir = join(dir, REVIEW_PAGES_DIR);
   if (counts.total <= SINGLE_PAGE_MAX_ROWS) {
@@ -428,7 +502,7 @@ export async function writeReviewPages(
   const flush = async (view: ReviewView): Promise<void> => {
     const buffer = buffers.get(view) as { page: number; cards: string[] };
     const file = pageFile(view, buffer.page);
-    const html = renderPagedReview({ batchId, counts, view, page: buffer.page, pages: pagesOf(view), file, cards: buffer.cards, generatedAt });
+    const html = renderPagedReview({ batchId, counts, view, page: buffer.page, pages: pagesOf(view), file, cards: buffer.cards, generatedAt, credits: options.credits });
     await writeFile(file === REVIEW_PAGE_FILE ? indexTemp : join(tempPages, file.slice(REVIEW_PAGES_DIR.length + 1)), html);
     buffer.page += 1;
     buffer.cards = [];
@@ -451,8 +525,8 @@ export async function writeReviewPages(
       if (buffer.cards.length > 0 || buffer.page === 1) await flush(view);
     }
     await rm(oldPages, { recursive: true, force: true });
-    await rename(pagesDir, oldPages).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'ENOENT') throw error;
+    await rename(pagesDir, oldPages).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     });
     await rename(tempPages, pagesDir);
     await rename(indexTemp, indexPath);
@@ -473,6 +547,7 @@ function renderPagedReview(page: {
   file: string;
   cards: string[];
   generatedAt: Date;
+  credits: BatchCredits | undefined;
 }): string {
   const { counts, view, file } = page;
   const filterLink = (target: ReviewView): string => {
@@ -487,16 +562,16 @@ function renderPagedReview(page: {
     `<nav class="pager" aria-label="Pages">${link(1, '« first')}${link(page.page - 1, '‹ previous')}` +
     `<span>page <b>${page.page}</b> of <b>${page.pages}</b> · ${VIEW_LABELS[view].toLowerCase()} rows ${last >= first ? `${first}–${last}` : 'none'}</span>` +
     `${link(page.page + 1, 'next ›')}${link(page.pages, 'last »')}</nav>\n`;
-  const summary =
-    `<p class="summary"><b>${counts.total}</b> rows: <b>${counts.done}</b> done, <b>${counts.failed}</b> failed` +
-    (counts.other > 0 ? `, <b>${counts.other}</b> not finished` : '') +
-    ` · generated <time datetime="${page.generatedAt.toISOString()}">${formatTime(page.generatedAt)}</time></p>`;
+  const summary = summaryLine(counts, page.generatedAt);
   return [
     pageHead(`talkbatch ${page.batchId}${page.page > 1 || view !== 'all' ? ` · ${VIEW_LABELS[view].toLowerCase()} ${page.page}/${page.pages}` : ''}`, REVIEW_CSP, REVIEW_STYLE),
     '<body>\n<header>\n',
     `<h1>Batch <code>${escapeHtml(page.batchId)}</code></h1>\n`,
     `${summary}\n`,
+    heldLine(page.batchId, counts),
+    creditsLine(page.credits),
     `<nav id="filters" aria-label="Filter rows">${filterLink('all')}${filterLink('done')}${filterLink('failed')}${counts.other > 0 ? filterLink('other') : ''}</nav>\n</header>\n`,
+    file === REVIEW_PAGE_FILE ? `${APPROVE_SLOT}\n` : '',
     pager,
     '<main id="cards">\n',
     page.cards.length === 0 ? '<p class="empty">No rows here.</p>\n' : '',

@@ -1,21 +1,14 @@
 import { z } from 'zod';
-import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import type { ManifestDefaults } from '../manifest/index.js';
+import { ManifestDefaultsSchema } from '../manifest/schemas.js';
 
 /*
  * Request shapes of the REST API. Only the envelope is checked here; the rows themselves go through the
  * manifest module, which reports every problem by line and column (422 invalid_rows).
  */
 
-export const DefaultsSchema = z.strictObject({
-  imageUrl: z.string().optional().describe('D-ID source_url for rows without image_url'),
-  voice: z.string().optional().describe('voice id for rows without one, e.g. en-US-JennyNeural'),
-  provider: z.enum(PROVIDER_TYPES).optional(),
-  language: z.string().optional(),
-  config: TalkConfig.optional().describe('D-ID talk config merged under each row'),
-  subtitles: didBoolean.optional(),
-  ssml: didBoolean.optional(),
-});
+/** The manifest defaults, less voiceConfig (not offered over the API). */
+export const DefaultsSchema = ManifestDefaultsSchema.omit({ voiceConfig: true });
 
 export const BatchOptionsSchema = z.strictObject({
   template: z.string().min(1).max(20_000).optional().describe('script template for rows without a script cell, e.g. "Hi {{first_name|there}}!"'),
@@ -23,6 +16,13 @@ export const BatchOptionsSchema = z.strictObject({
   batchId: z.string().optional().describe('default: generated; the same id and rows add nothing twice'),
   callbackUrl: z.string().optional().describe('https URL POSTed a signed summary when the batch finishes'),
   maxTalks: z.number().int().min(1).optional().describe('refuse the batch when it has more valid rows than this'),
+  sample: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe('make only this many rows, chosen to cover the sheet, and hold the rest un-spent until POST /v1/batches/{id}/approve'),
+  cache: z.boolean().optional().describe('false: render every row even when an identical request was rendered before (default true: copied from the render cache)'),
   defaults: DefaultsSchema.optional(),
 });
 
@@ -41,10 +41,9 @@ export const CsvQuerySchema = z.strictObject({
   batchId: z.string().optional(),
   callbackUrl: z.string().optional(),
   maxTalks: z.coerce.number().int().min(1).optional(),
-  imageUrl: z.string().optional(),
-  voice: z.string().optional(),
-  provider: z.enum(PROVIDER_TYPES).optional(),
-  language: z.string().optional(),
+  sample: z.coerce.number().int().min(1).optional(),
+  cache: z.enum(['true', 'false']).transform((value) => value === 'true').optional(),
+  ...DefaultsSchema.pick({ imageUrl: true, voice: true, provider: true, language: true }).shape,
   encoding: z.string().optional().describe('the body\'s text encoding when it has no byte-order mark, e.g. windows-1252 (default: the Content-Type charset, else utf-8)'),
 });
 
@@ -65,7 +64,8 @@ export function withoutUndefined<T extends object>(value: T): Defined<T> {
   return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as Defined<T>;
 }
 
-export function defaultsFrom(value: z.infer<typeof DefaultsSchema> | undefined): ManifestDefaults | undefined {
+/** The defaults given, or undefined when none is (a query's flattened defaults arrive as undefined one by one). */
+export function defaultsFrom(value: { [K in keyof ManifestDefaults]?: ManifestDefaults[K] | undefined } | undefined): ManifestDefaults | undefined {
   if (value === undefined) return undefined;
   const defaults = withoutUndefined(value) as ManifestDefaults;
   return Object.keys(defaults).length > 0 ? defaults : undefined;

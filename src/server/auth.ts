@@ -41,19 +41,42 @@ export class ApiKeys {
   }
 
   verifySession(candidate: string | undefined, nowMs: number = Date.now()): boolean {
-    if (candidate === undefined || candidate === '') return false;
+    return this.#sessionKey(candidate, nowMs) !== undefined;
+  }
+
+  /**
+   * The CSRF token of a valid session (undefined otherwise): an HMAC of the session under the key that signed it.
+   * A page that changes something carries it in its form; another site can neither read the page nor derive it.
+   */
+  csrfToken(session: string | undefined, nowMs: number = Date.now()): string | undefined {
+    const signed = this.#sessionKey(session, nowMs);
+    return signed && createHmac('sha256', signed.key).update(`talkbatch-csrf.${signed.nonce}.${signed.expires}`).digest('base64url');
+  }
+
+  /** Whether `token` is the CSRF token of `session`, itself valid now; in constant time. */
+  verifyCsrf(session: string | undefined, token: string | undefined, nowMs: number = Date.now()): boolean {
+    const expected = this.csrfToken(session, nowMs);
+    if (expected === undefined || token === undefined) return false;
+    const given = Buffer.from(token);
+    const wanted = Buffer.from(expected);
+    return given.length === wanted.length && timingSafeEqual(given, wanted);
+  }
+
+  /** The key that signed a valid, unexpired session; every key is tried, so timing does not tell which. */
+  #sessionKey(candidate: string | undefined, nowMs: number): { key: string; nonce: string; expires: number } | undefined {
+    if (candidate === undefined || candidate === '') return undefined;
     const match = /^([A-Za-z0-9_-]{24})\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(candidate);
-    if (!match) return false;
+    if (!match) return undefined;
     const [, nonce = '', expiresText = '', mac = ''] = match;
     const expires = Number(expiresText);
-    if (expires * 1000 <= nowMs) return false;
+    if (expires * 1000 <= nowMs) return undefined;
     const given = Buffer.from(mac);
-    let valid = false;
+    let signer: string | undefined;
     for (const key of this.#keys) {
       const expected = Buffer.from(sessionMac(key, nonce, expires));
-      valid = (expected.length === given.length && timingSafeEqual(expected, given)) || valid;
+      if (expected.length === given.length && timingSafeEqual(expected, given)) signer ??= key;
     }
-    return valid;
+    return signer === undefined ? undefined : { key: signer, nonce, expires };
   }
 }
 

@@ -9,24 +9,17 @@ import { batchDirFor, outputPathFor } from '../download/paths.js';
 import { ManifestError, type ManifestIssue } from '../manifest/index.js';
 import { jsonDepthProblem } from '../manifest/json-depth.js';
 import { BATCH_ID_PATTERN } from '../queue/payload.js';
-import type { QueueHandle } from '../queue/talk-queue.js';
-import { batchResults, type ResultRecord, type RowStatus } from '../report/results.js';
+import type { ResultRecord, RowStatus } from '../report/results.js';
 import { UsageError } from '../shared/errors.js';
-import type { Logger } from '../shared/logger.js';
 import { Slots, type SlotLease } from '../shared/slots.js';
 import { BatchQuerySchema, CreateBatchSchema, CsvQuerySchema, ListQuerySchema, defaultsFrom, withoutUndefined } from './api-schemas.js';
-import { batchView, cancelBatch, type BatchView } from './batch-ops.js';
-import type { BatchFinisher, ReportWriter } from './callbacks.js';
+import { ApprovalRefusedError, PayloadTooLargeError, TooManyRowsError, type BatchInput, type BatchService, type BatchView, type SubmitBatchOptions, type SubmitBatchResult } from '../app/index.js';
 import { HttpError, sendError } from './http-errors.js';
-import { PayloadTooLargeError, TooManyRowsError, submitBatch, type BatchInput, type SubmitBatchOptions } from './intake.js';
 
 
 export interface BatchRoutesDeps {
   config: Pick<Config, 'outDir' | 'maxBodyBytes' | 'maxConcurrentUploads' | 'callbackSecret' | 'localMediaDirs'>;
-  handle: QueueHandle;
-  logger: Logger;
-  finisher: BatchFinisher;
-  reports: ReportWriter;
+  batches: BatchService;
   allowHttpCallbacks: boolean;
 }
 
@@ -65,19 +58,19 @@ const FILE_TYPES: Readonly<Record<string, string>> = {
 
 export function batchLinks(id: string): Record<string, string> {
   const base = `/v1/batches/${encodeURIComponent(id)}`;
-  return { self: base, results: `${base}/results.csv`, cancel: `${base}/cancel`, files: `${base}/files/` };
+  return { self: base, results: `${base}/results.csv`, chargedFailures: `${base}/charged-failures.csv`, cancel: `${base}/cancel`, approve: `${base}/approve`, files: `${base}/files/` };
 }
 
 /** The `/v1/batches` routes; the caller puts them behind the API keys. */
 export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDeps): void {
-  const { handle, config } = deps;
-  const callbacks = deps.finisher.callbacks;
+  const { batches, config } = deps;
+  const { logger } = batches;
   // Every upload holds memory or a temp file and CPU until its rows are in: past the cap, refuse before reading.
   const uploads = new Slots(config.maxConcurrentUploads);
   const takeUploadSlot = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     const slot = uploads.tryTake();
     if (!slot) {
-      deps.logger.warn({ inUse: uploads.inUse, cap: uploads.capacity }, 'upload refused: too many at once');
+      logger.warn({ inUse: uploads.inUse, cap: uploads.capacity }, 'upload refused: too many at once');
       // `connection: close` makes Node drop the socket after the answer instead of reading the body to reuse it.
       reply.header('retry-after', String(UPLOAD_RETRY_AFTER_SECONDS)).header('connection', 'close');
       return sendError(reply, 503, 'too_many_uploads', `the server is taking in ${uploads.capacity} manifests already; nothing was read or enqueued, try again in ${UPLOAD_RETRY_AFTER_SECONDS} s`, {
@@ -136,22 +129,14 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     if (options.callbackUrl !== undefined && !config.callbackSecret) {
       throw new HttpError(400, 'callbacks_disabled', 'callbackUrl needs TALKBATCH_CALLBACK_SECRET (or TALKBATCH_WEBHOOK_SECRET) on the server to sign callbacks');
     }
+    let result: SubmitBatchResult;
     try {
       const localMedia = {
         baseDir: config.localMediaDirs[0] ?? process.cwd(),
         roots: config.localMediaDirs,
         refusal: 'a manifest sent through the REST API may not do unless the file is in a folder the operator allows (TALKBATCH_LOCAL_MEDIA_DIRS)',
       };
-      const result = await submitBatch(handle, input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
-      deps.logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
-      return reply.code(result.added > 0 ? 201 : 200).send({
-        batchId: result.batchId,
-        added: result.added,
-        alreadyPresent: result.alreadyPresent,
-        skippedEmpty: result.skippedEmpty,
-        estimatedSeconds: result.estimatedSeconds,
-        links: batchLinks(result.batchId),
-      });
+      result = await batches.submit(input, { ...options, source: 'api', maxBytes: config.maxBodyBytes, allowHttpCallbacks: deps.allowHttpCallbacks, localMedia });
     } catch (error) {
       if (error instanceof ManifestError) {
         const rowsInput = 'rows' in input;
@@ -164,13 +149,25 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
       if (error instanceof PayloadTooLargeError) return sendError(reply, 413, 'payload_too_large', error.message);
       throw error;
     }
+    logger.info({ batchId: result.batchId, added: result.added, alreadyPresent: result.alreadyPresent }, 'batch submitted');
+    return reply.code(result.added > 0 ? 201 : 200).send({
+      batchId: result.batchId,
+      added: result.added,
+      alreadyPresent: result.alreadyPresent,
+      skippedEmpty: result.skippedEmpty,
+      estimatedSeconds: result.estimatedSeconds,
+      held: result.held,
+      heldSeconds: result.heldSeconds,
+      ...(result.sample ? { sample: result.sample } : {}),
+      links: batchLinks(result.batchId),
+    });
   }
 
   scope.get('/v1/batches', async (request: FastifyRequest<{ Querystring: Record<string, string> }>) => {
     const { offset, limit } = parse(ListQuerySchema, request.query, 'query');
-    const ids = await handle.batches.list(offset, limit + 1);
+    const ids = await batches.list(offset, limit + 1);
     const page = ids.slice(0, limit);
-    const views = await Promise.all(page.map((id) => batchView(handle, callbacks, id)));
+    const views = await Promise.all(page.map((id) => batches.view(id)));
     return {
       batches: views.filter((view): view is BatchView => view !== undefined).map((view) => ({ ...view, links: batchLinks(view.id) })),
       offset,
@@ -185,7 +182,7 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
     const rows: ApiRow[] = [];
     let index = 0;
     let more = false;
-    for await (const record of batchResults(handle, view.id, config.outDir)) {
+    for await (const record of batches.results(view.id)) {
       if (index++ < rowOffset) continue;
       if (rows.length >= rowLimit) {
         more = true;
@@ -198,11 +195,20 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   scope.get('/v1/batches/:id/results.csv', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
     const view = await existingBatch(request.params.id);
-    const report = await deps.reports.write(view.id);
+    const report = await batches.writeReport(view.id);
     return reply
       .type('text/csv; charset=utf-8')
       .header('content-disposition', `attachment; filename="${view.id}-results.csv"`)
       .send(createReadStream(report.csv));
+  });
+
+  scope.get('/v1/batches/:id/charged-failures.csv', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    const charged = await batches.chargedFailures(view.id);
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${view.id}-charged-failures.csv"`)
+      .send(createReadStream(charged.path));
   });
 
   scope.get('/v1/batches/:id/files/:name', async (request: FastifyRequest<{ Params: { id: string; name: string } }>, reply: FastifyReply) => {
@@ -232,17 +238,23 @@ export function registerBatchRoutes(scope: FastifyInstance, deps: BatchRoutesDep
 
   scope.post('/v1/batches/:id/cancel', async (request: FastifyRequest<IdParams>) => {
     const view = await existingBatch(request.params.id);
-    const result = await cancelBatch(handle, view.id);
-    // The last rows may have been the ones removed: then nobody else will see the batch finish.
-    if (result.finished && (await handle.batches.claimFinished(view.id))) {
-      void deps.finisher.onBatchFinished(view.id).catch((error: unknown) => deps.logger.warn({ batchId: view.id, err: String(error) }, 'could not finish the batch'));
-    }
-    deps.logger.info({ batchId: view.id, removed: result.removed.length, kept: result.kept.length }, 'batch cancelled');
+    const result = await batches.cancel(view.id);
     return { ...result, links: batchLinks(view.id) };
   });
 
+  scope.post('/v1/batches/:id/approve', async (request: FastifyRequest<IdParams>, reply: FastifyReply) => {
+    const view = await existingBatch(request.params.id);
+    try {
+      const result = await batches.approve(view.id);
+      return { ...result, links: batchLinks(view.id) };
+    } catch (error) {
+      if (error instanceof ApprovalRefusedError) return sendError(reply, 409, error.reason, error.message);
+      throw error;
+    }
+  });
+
   async function existingBatch(id: string): Promise<BatchView> {
-    const view = BATCH_ID_PATTERN.test(id) ? await batchView(handle, callbacks, id) : undefined;
+    const view = BATCH_ID_PATTERN.test(id) ? await batches.view(id) : undefined;
     if (!view) throw new HttpError(404, 'not_found', `no batch "${BATCH_ID_PATTERN.test(id) ? id : '(invalid id)'}"`);
     return view;
   }

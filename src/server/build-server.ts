@@ -5,7 +5,7 @@ import type { QueueHandle } from '../queue/talk-queue.js';
 import { silentLogger, type Logger } from '../shared/logger.js';
 import { ApiKeys, bearerToken } from './auth.js';
 import { registerBatchRoutes } from './batches-routes.js';
-import { BatchFinisher, ReportWriter, type CallbackRetry } from './callbacks.js';
+import { BatchService, type CallbackRetry } from '../app/index.js';
 import { registerDashboard } from './dashboard.js';
 import { registerHealth } from './health.js';
 import { HttpError, codeForStatus, sendError } from './http-errors.js';
@@ -23,8 +23,8 @@ export interface ServerDeps {
   /** Re-reads talks for the D-ID webhook; without it the webhook route answers 404. */
   did?: DidClient;
   metrics?: TalkbatchMetrics;
-  /** Finishes batches the API cancels; default: one built from config (report + signed callback). */
-  finisher?: BatchFinisher;
+  /** Submits, views, cancels and finishes batches; default: one built from config (report + signed callback). */
+  batches?: BatchService;
   /** Base of absolute links in callbacks (resultsUrl); default config.publicUrl. */
   publicUrl?: string;
   /** Accept http:// callback URLs. For tests and local receivers only. */
@@ -37,31 +37,30 @@ export interface ServerDeps {
 export interface TalkbatchServer {
   app: FastifyInstance;
   metrics: TalkbatchMetrics;
-  finisher: BatchFinisher;
+  batches: BatchService;
 }
 
 /**
  * The one HTTP server of `talkbatch serve`: D-ID webhook, REST API, dashboard, metrics and health. Not
- * listening yet: call `app.listen()` (tests use port 0). Closing the app stops the finisher it built.
+ * listening yet: call `app.listen()` (tests use port 0). Closing the app stops the batch service it built.
  */
 export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
   const { config, handle } = deps;
   const logger = deps.logger ?? silentLogger;
   const keys = new ApiKeys(config.apiKeys);
   const metrics = deps.metrics ?? new TalkbatchMetrics();
-  // One report writer per process: two writers of the same batch would share temp file names.
-  const reports = deps.finisher?.reports ?? new ReportWriter(handle, config.outDir, { shareBaseUrl: config.shareBaseUrl });
-  const ownsFinisher = deps.finisher === undefined;
-  const finisher =
-    deps.finisher ??
-    new BatchFinisher({
+  const ownsBatches = deps.batches === undefined;
+  const batches =
+    deps.batches ??
+    new BatchService({
       config,
       handle,
       logger,
-      reports,
       ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
-      ...(deps.callbackRetry !== undefined ? { retry: deps.callbackRetry } : {}),
+      ...(deps.callbackRetry !== undefined ? { callbackRetry: deps.callbackRetry } : {}),
     });
+  // One report writer per process: two writers of the same batch would share temp file names.
+  const reports = batches.finisher.reports;
 
   // Fastify's own request logging would write raw URLs, and webhook URLs carry a token: we log route patterns instead.
   const app = Fastify({ logger: false, bodyLimit: config.maxBodyBytes, return503OnClosing: true, forceCloseConnections: 'idle' });
@@ -84,7 +83,7 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
     return sendError(reply, 500, 'internal', 'internal error (see the server log)');
   });
   app.setNotFoundHandler((_request, reply) => sendError(reply, 404, 'not_found', 'no such route'));
-  if (ownsFinisher) app.addHook('onClose', async () => finisher.close());
+  if (ownsBatches) app.addHook('onClose', async () => batches.close());
 
   registerHealth(app, { config, redis: handle.redis, ...(deps.workerHealth ? { workerHealth: deps.workerHealth } : {}) });
   registerWebhook(app, { config, handle, logger, did: deps.did });
@@ -100,24 +99,18 @@ export async function buildServer(deps: ServerDeps): Promise<TalkbatchServer> {
     return undefined;
   };
 
+  // eslint-disable-next-line @typescript-eslint/require-await -- a Fastify plugin: async makes a throw here fail register().
   await app.register(async (api) => {
     // onRequest runs before the body is read: an unauthenticated upload is refused without being parsed.
     api.addHook('onRequest', requireKey);
-    registerBatchRoutes(api, {
-      config,
-      handle,
-      logger,
-      finisher,
-      reports,
-      allowHttpCallbacks: deps.allowHttpCallbacks === true,
-    });
+    registerBatchRoutes(api, { config, batches, allowHttpCallbacks: deps.allowHttpCallbacks === true });
     api.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.render(handle.queue)));
     const document = openApiDocument();
-    api.get('/openapi.json', async () => document);
+    api.get('/openapi.json', () => document);
   });
 
   await registerDashboard(app, { queue: handle.queue, keys, writable: config.dashboardWrite });
-  await registerReview(app, { handle, keys, outDir: config.outDir, reports });
+  await registerReview(app, { handle, keys, outDir: config.outDir, reports, batches, writable: config.dashboardWrite });
   await registerShareRoutes(app, { config, redis: handle.redis });
-  return { app, metrics, finisher };
+  return { app, metrics, batches };
 }

@@ -1,7 +1,6 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TalkQueue } from '../queue/talk-queue.js';
 import { browserGuard, type ApiKeys } from './auth.js';
@@ -27,8 +26,7 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    // bull-board types the queue with bullmq's defaults; ours only narrows the job data.
-    queues: [new BullMQAdapter(deps.queue as unknown as Queue, { readOnlyMode: !deps.writable, allowRetries: deps.writable, displayName: 'talkbatch' })],
+    queues: [new BullMQAdapter(deps.queue, { readOnlyMode: !deps.writable, allowRetries: deps.writable, displayName: 'talkbatch' })],
     serverAdapter,
     options: { uiConfig: { boardTitle: 'talkbatch' } },
   });

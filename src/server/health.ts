@@ -51,7 +51,7 @@ export function registerHealth(
   app: FastifyInstance,
   deps: { config: Pick<Config, 'prefix' | 'queueName'>; redis: RedisClient; workerHealth?: () => WorkerHealth | undefined },
 ): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     // The worker in this process (serve): not ready while it has lost Redis or stopped running.

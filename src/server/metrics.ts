@@ -1,5 +1,7 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CreditReading } from '../did/billing.js';
 import type { DidClientOptions } from '../did/index.js';
+import type { ChargedTalk } from '../queue/credits.js';
 import type { RowResult } from '../queue/payload.js';
 import type { TalkQueue } from '../queue/talk-queue.js';
 import type { WorkerMetricsHooks } from '../worker/create-worker.js';
@@ -36,15 +38,36 @@ export class TalkbatchMetrics {
     registers: [this.registry],
   });
 
+  readonly #creditsRemaining = new Gauge({
+    name: 'talkbatch_credits_remaining',
+    help: 'D-ID credits left, as GET /credits last answered this process (before a batch\'s first talk, after its last)',
+    // Registered at the first answer: an unlabelled gauge would read 0 (no credits) until then.
+    registers: [],
+  });
+  readonly #creditsUsed = new Counter({
+    name: 'talkbatch_credits_used_total',
+    help: 'Credits of the talks this process finished (done rows, and the created talks of failed rows), by where the figure comes from: d-id (the billing rule on D-ID\'s reported length) or estimate',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     // Known label values start at 0, so a rate() over them works before the first row finishes.
     for (const outcome of ['done', 'failed']) this.#rows.inc({ outcome }, 0);
+    for (const source of ['d-id', 'estimate']) this.#creditsUsed.inc({ source }, 0);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'talkbatch_' });
   }
 
   /** For DidClient's `onResponse`. */
   readonly observeDidResponse = (info: DidResponseInfo): void => {
     this.#didResponses.inc({ route: `${info.method} ${info.route}`, status: String(info.status) });
+  };
+
+  /** A GET /credits answer (the worker's before a batch, the finisher's after it). */
+  readonly observeCredits = (reading: CreditReading): void => {
+    if (reading.remaining === null) return;
+    if (this.registry.getSingleMetric('talkbatch_credits_remaining') === undefined) this.registry.registerMetric(this.#creditsRemaining);
+    this.#creditsRemaining.set(reading.remaining);
   };
 
   /** Hooks for startTalkWorker's `metrics` option. */
@@ -55,8 +78,13 @@ export class TalkbatchMetrics {
         this.#rows.inc({ outcome: 'done' });
         if (typeof result.renderSeconds === 'number') this.#renderSeconds.observe(result.renderSeconds);
         if (typeof result.bytes === 'number') this.#downloadBytes.inc(result.bytes);
+        if (typeof result.credits === 'number') this.#creditsUsed.inc({ source: result.creditsSource ?? 'estimate' }, result.credits);
       },
-      onRowFailed: () => this.#rows.inc({ outcome: 'failed' }),
+      onRowFailed: (charged?: ChargedTalk) => {
+        this.#rows.inc({ outcome: 'failed' });
+        if (charged) this.#creditsUsed.inc({ source: charged.creditsSource }, charged.credits);
+      },
+      onCreditsRead: this.observeCredits,
     };
   }
 

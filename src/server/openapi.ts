@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { BatchOptionsSchema, CreateBatchSchema } from './api-schemas.js';
+import { BATCH_ID_PATTERN } from '../queue/payload.js';
+import { BatchOptionsSchema, CreateBatchSchema, CsvQuerySchema } from './api-schemas.js';
 
 /*
  * The OpenAPI 3.1 description of `talkbatch serve`. Request bodies are generated from the same zod
@@ -9,7 +10,7 @@ import { BatchOptionsSchema, CreateBatchSchema } from './api-schemas.js';
 const json = (schema: object) => ({ 'application/json': { schema } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const error = (description: string) => ({ description, content: json(ref('Error')) });
-const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$' } };
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: BATCH_ID_PATTERN.source } };
 const UNAUTHORIZED = error('No or wrong API key (also when no keys are configured)');
 
 function schemaOf(schema: z.ZodType): Record<string, unknown> {
@@ -20,8 +21,16 @@ function schemaOf(schema: z.ZodType): Record<string, unknown> {
 export function openApiDocument(): Record<string, unknown> {
   const counts = {
     type: 'object',
-    required: ['total', 'done', 'failed', 'active', 'queued'],
-    properties: Object.fromEntries(['total', 'done', 'failed', 'active', 'queued'].map((name) => [name, { type: 'integer', minimum: 0 }])),
+    required: ['total', 'done', 'failed', 'active', 'queued', 'held'],
+    properties: {
+      ...Object.fromEntries(['total', 'done', 'failed', 'active', 'queued'].map((name) => [name, { type: 'integer', minimum: 0 }])),
+      held: { type: 'integer', minimum: 0, description: 'rows a sample holds back, un-spent, until the batch is approved' },
+    },
+  };
+  const samplePick = {
+    type: 'object',
+    required: ['rowKey', 'reason'],
+    properties: { rowKey: { type: 'string' }, reason: { type: 'string', description: '"first", "longest script", "voice <voice>" or "random"' } },
   };
   const links = { type: 'object', additionalProperties: { type: 'string' } };
   const callbackAttempt = {
@@ -47,6 +56,24 @@ export function openApiDocument(): Record<string, unknown> {
       callbackUrl: { type: ['string', 'null'] },
       counts: ref('BatchCounts'),
       progress: { type: 'number', minimum: 0, maximum: 1, description: '(done + failed) / total' },
+      sample: {
+        description: 'For a batch enqueued with "sample": its size, and when the rest was approved (null while held)',
+        oneOf: [
+          { type: 'null' },
+          { type: 'object', required: ['size', 'approvedAt'], properties: { size: { type: 'integer', minimum: 1 }, approvedAt: { type: ['string', 'null'], format: 'date-time' } } },
+        ],
+      },
+      credits: {
+        type: 'object',
+        description: 'D-ID\'s balance before the batch\'s first create and after its last outcome, and what its talks cost (docs/operations.md "Credits")',
+        required: ['before', 'after', 'used', 'estimated'],
+        properties: {
+          before: { type: ['number', 'null'], description: 'remaining credits before the first create; null when unknown' },
+          after: { type: ['number', 'null'], description: 'remaining credits once every row had an outcome; null until then or when unknown' },
+          used: { type: ['number', 'null'], description: 'before − after (the whole account\'s spending meanwhile)' },
+          estimated: { type: 'number', description: 'Σ the credits of the batch\'s talks: the billing rule on D-ID\'s reported length, else the estimate' },
+        },
+      },
       callback: {
         oneOf: [
           { type: 'null' },
@@ -63,18 +90,23 @@ export function openApiDocument(): Record<string, unknown> {
       line: { type: 'integer' },
       rowKey: { type: 'string' },
       jobId: { type: 'string' },
-      status: { enum: ['done', 'failed', 'active', 'queued', 'missing', 'cancelled'] },
+      status: { enum: ['done', 'failed', 'active', 'queued', 'held', 'missing', 'cancelled'], description: 'held: kept back by a sample until the batch is approved' },
       talkId: { type: ['string', 'null'] },
       file: { type: ['string', 'null'] },
       bytes: { type: ['integer', 'null'] },
       sha256: { type: ['string', 'null'] },
+      cachedFromBatch: { type: ['string', 'null'], description: 'set when the video was copied from the render cache: the batch that made it' },
+      cachedFromTalk: { type: ['string', 'null'], description: 'the talk that made the copied video' },
       videoSeconds: { type: ['number', 'null'] },
       renderSeconds: { type: ['number', 'null'] },
       attempts: { type: 'integer' },
       errorKind: { type: ['string', 'null'] },
       errorDescription: { type: ['string', 'null'] },
       errorDetails: { type: ['string', 'null'] },
+      credits: { type: ['number', 'null'], description: 'what the row\'s talk cost; null when it created none' },
+      creditsSource: { enum: ['d-id', 'estimate', null], description: 'd-id: the billing rule on the length D-ID reported; estimate: from the script' },
       input: { type: 'object', additionalProperties: { type: 'string' } },
+      sampleReason: { type: 'string', description: 'why the row is in the batch\'s sample ("first", "longest script", "voice <voice>", "random"); absent for other rows' },
       links: { type: 'object', properties: { file: { type: 'string' } } },
     },
   };
@@ -120,12 +152,12 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'Validate rows and enqueue them as a batch',
           description:
             'JSON body with "rows" or "csv", or a text/csv body with the options as query parameters. Any invalid row: 422 and nothing is enqueued.',
-          parameters: ['template', 'nameTemplate', 'batchId', 'callbackUrl', 'maxTalks', 'imageUrl', 'voice', 'provider', 'language', 'encoding'].map((name) => ({
+          parameters: Object.keys(CsvQuerySchema.shape).map((name) => ({
             name,
             in: 'query',
             required: false,
             description: 'text/csv bodies only',
-            schema: { type: name === 'maxTalks' ? 'integer' : 'string' },
+            schema: name === 'maxTalks' || name === 'sample' ? { type: 'integer' } : name === 'cache' ? { enum: ['true', 'false'] } : { type: 'string' },
           })),
           requestBody: {
             required: true,
@@ -143,6 +175,9 @@ export function openApiDocument(): Record<string, unknown> {
                   alreadyPresent: { type: 'integer' },
                   skippedEmpty: { type: 'integer' },
                   estimatedSeconds: { type: 'number' },
+                  held: { type: 'integer', description: 'of the rows added, those held until the batch is approved (0 without "sample")' },
+                  heldSeconds: { type: 'number', description: 'estimated seconds of video of the held rows' },
+                  sample: { type: 'array', items: samplePick, description: 'with "sample": the rows chosen and why' },
                   links,
                 },
               }),
@@ -205,6 +240,17 @@ export function openApiDocument(): Record<string, unknown> {
           responses: { '200': { description: 'CSV, one line per row', content: { 'text/csv': { schema: { type: 'string' } } } }, '401': UNAUTHORIZED, '404': error('No such batch') },
         },
       },
+      '/v1/batches/{id}/charged-failures.csv': {
+        get: {
+          summary: 'Talks paid for that came to nothing, for a refund claim (rebuilt on each request)',
+          description:
+            'One line per talk that was created and then ended error or rejected at D-ID, or was done but could not be downloaded ' +
+            '(retried rows\' earlier talks included). Columns: talk_id, created_at, kind, description, details (D-ID\'s), request_sha256, ' +
+            'credits, credits_before, credits_after, row_key, credits_source. A batch with none gets the header alone. See docs/operations.md "Credits".',
+          parameters: [idParam],
+          responses: { '200': { description: 'CSV, one line per talk', content: { 'text/csv': { schema: { type: 'string' } } } }, '401': UNAUTHORIZED, '404': error('No such batch') },
+        },
+      },
       '/v1/batches/{id}/files/{name}': {
         get: {
           summary: 'A file of the batch: a video (rows[].links.file), results.csv or results.jsonl',
@@ -230,12 +276,38 @@ export function openApiDocument(): Record<string, unknown> {
                   cancelledAt: { type: 'string', format: 'date-time' },
                   removed: { type: 'array', items: { type: 'string' } },
                   kept: { type: 'array', items: { type: 'object', properties: { jobId: { type: 'string' }, reason: { enum: ['active', 'talk_created'] } } } },
+                  heldDropped: { type: 'integer', description: 'rows a sample held back, dropped unmade (they count as failed)' },
                   finished: { type: 'boolean' },
                 },
               }),
             },
             '401': UNAUTHORIZED,
             '404': error('No such batch'),
+          },
+        },
+      },
+      '/v1/batches/{id}/approve': {
+        post: {
+          summary: 'Approve a sample: the rows it held back go into the queue',
+          description: 'For a batch enqueued with "sample". Idempotent: a second call adds nothing (released: 0).',
+          parameters: [idParam],
+          responses: {
+            '200': {
+              description: 'Approved',
+              content: json({
+                type: 'object',
+                required: ['batchId', 'approvedAt', 'released'],
+                properties: {
+                  batchId: { type: 'string' },
+                  approvedAt: { type: 'string', format: 'date-time', description: 'when the sample was first approved' },
+                  released: { type: 'integer', description: 'held rows this call put in the queue' },
+                  links,
+                },
+              }),
+            },
+            '401': UNAUTHORIZED,
+            '404': error('No such batch'),
+            '409': error('cancelled (its held rows were dropped) or not_sampled (the batch was enqueued without a sample); nothing changed'),
           },
         },
       },

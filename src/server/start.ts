@@ -5,7 +5,7 @@ import { openQueue, type QueueHandle } from '../queue/talk-queue.js';
 import type { Logger } from '../shared/logger.js';
 import { startTalkWorker, type TalkWorker } from '../worker/create-worker.js';
 import { buildServer } from './build-server.js';
-import { BatchFinisher, ReportWriter, type CallbackRetry } from './callbacks.js';
+import { BatchService, type CallbackRetry } from '../app/index.js';
 import { TalkbatchMetrics } from './metrics.js';
 
 export interface StartServerOptions {
@@ -32,13 +32,13 @@ export interface RunningServer {
   app: FastifyInstance;
   handle: QueueHandle;
   metrics: TalkbatchMetrics;
-  finisher: BatchFinisher;
+  batches: BatchService;
   worker: TalkWorker | undefined;
   /** Stops taking requests, then the worker (rows in hand are handed back), then pending callbacks. */
   close(): Promise<void>;
 }
 
-/** What `talkbatch serve` runs: the HTTP server, listening, and optionally a worker sharing its metrics and finisher. */
+/** What `talkbatch serve` runs: the HTTP server, listening, and optionally a worker sharing its metrics and batch service. */
 export async function startServer(options: StartServerOptions): Promise<RunningServer> {
   const { config, logger, redisUrl } = options;
   const handle = await openQueue(config, redisUrl);
@@ -55,13 +55,13 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
           onResponse: metrics.observeDidResponse,
         })
       : undefined);
-  const finisher = new BatchFinisher({
+  const batches = new BatchService({
     config,
     handle,
     logger,
-    reports: new ReportWriter(handle, config.outDir, { shareBaseUrl: config.shareBaseUrl }),
+    onCreditsRead: metrics.observeCredits,
     ...(options.publicUrl !== undefined ? { publicUrl: options.publicUrl } : {}),
-    ...(options.callbackRetry !== undefined ? { retry: options.callbackRetry } : {}),
+    ...(options.callbackRetry !== undefined ? { callbackRetry: options.callbackRetry } : {}),
   });
 
   let worker: TalkWorker | undefined;
@@ -69,7 +69,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
   const close = async (): Promise<void> => {
     await app?.close();
     await worker?.close();
-    await finisher.close();
+    await batches.close();
     if (ownsDid) await did?.close();
     await handle.close();
   };
@@ -80,7 +80,7 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
       handle,
       logger,
       metrics,
-      finisher,
+      batches,
       workerHealth: () => worker?.health(),
       ...(did ? { did } : {}),
       ...(options.allowHttpCallbacks ? { allowHttpCallbacks: true } : {}),
@@ -93,13 +93,14 @@ export async function startServer(options: StartServerOptions): Promise<RunningS
         redisUrl,
         logger,
         metrics: metrics.workerHooks,
-        onBatchFinished: finisher.onBatchFinished,
-        onRowWebhook: finisher.onRowWebhook,
+        onBatchFinished: batches.finisher.onBatchFinished,
+        onSampleReady: batches.finisher.onSampleReady,
+        onRowWebhook: batches.finisher.onRowWebhook,
         ...(options.did ? { did: options.did } : {}),
         ...(options.webhookUrlFor ? { webhookUrlFor: options.webhookUrlFor } : {}),
       });
     }
-    return { url: address.replace('[::1]', 'localhost'), app, handle, metrics, finisher, worker, close };
+    return { url: address.replace('[::1]', 'localhost'), app, handle, metrics, batches, worker, close };
   } catch (error) {
     await close().catch(() => undefined);
     throw error;

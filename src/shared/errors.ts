@@ -1,8 +1,6 @@
 /** Root of every error talkbatch raises on purpose; `code` is stable and is what logs and reports key on. */
 export abstract class AppError extends Error {
   abstract readonly code: string;
-  /** Whether trying the same thing again later can succeed. */
-  readonly retryable: boolean = false;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -20,9 +18,4 @@ export class ConfigError extends AppError {
 /** A usage mistake on the command line or in an API call: exit code 2, nothing changed. */
 export class UsageError extends AppError {
   readonly code = 'USAGE';
-}
-
-export function toError(value: unknown): Error {
-  if (value instanceof Error) return value;
-  return new Error(typeof value === 'string' ? value : JSON.stringify(value));
 }

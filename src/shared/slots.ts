@@ -51,7 +51,7 @@ export class Slots {
 
 export interface SlotLease {
   /** One more holder; call the returned function when that holder is done (calling it twice counts once). */
-  hold(): () => void;
-  /** The first holder lets go (calling it twice counts once). */
-  release(): void;
+  hold: () => () => void;
+  /** The first holder lets go (calling it twice counts once); a plain function, so it can be passed as a listener. */
+  release: () => void;
 }

@@ -27,7 +27,7 @@ export interface HostFacts {
 
 export type ProgramPlan =
   | { readonly action: 'use'; readonly path: string }
-  | { readonly action: 'install'; readonly announcement: string; readonly commands: readonly (readonly string[])[] }
+  | { readonly action: 'install'; readonly announcement: string; readonly commands: readonly (readonly [string, ...string[]])[] }
   | { readonly action: 'fail'; readonly message: string };
 
 /** Waiting for another apt-get (a parallel test run, unattended-upgrades) beats failing on its lock. */
@@ -95,7 +95,7 @@ export function ensureProgram(
   if (plan.action === 'fail') throw new ProgramUnavailableError(plan.message);
   announce(plan.announcement);
   for (const [command, ...args] of plan.commands) {
-    const result = spawnSync('env', ['DEBIAN_FRONTEND=noninteractive', command!, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const result = spawnSync('env', ['DEBIAN_FRONTEND=noninteractive', command, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
     if (result.status !== 0) {
       throw new ProgramUnavailableError(`${command} ${args.join(' ')} failed (exit ${result.status}). ${fixHint(program)}`);
     }

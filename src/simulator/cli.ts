@@ -19,7 +19,7 @@ Options:
   --max-concurrent <n>       talks rendering at once before creates get 429 (default unlimited)
   --rate-limit <n>           requests per second per API key before 429 (default unlimited)
   --retry-after <s|none>     Retry-After on 429s (default 1)
-  --credits <n>              credits left; creates get 402 at 0 (default unlimited)
+  --credits <n>              credits left; a create costing more (1 per started 15 s of video) gets 402 (default unlimited)
   --error-rate <0..1>        share of talks ending "error"
   --reject-rate <0..1>       share of talks ending "rejected"
   --fail-5xx-rate <0..1>     share of API requests answering 500

@@ -49,14 +49,14 @@ export function findPackageFixture(...parts: string[]): string {
   }
 }
 
-function readJson<T>(path: string): T {
-  return JSON.parse(readFileSync(path, 'utf8')) as T;
+function readJson(path: string): unknown {
+  return JSON.parse(readFileSync(path, 'utf8'));
 }
 
 /** D-ID's POST /talks request schema plus the documented deprecated fields. */
 export function publishedCreateTalkSchema(options: { allowHttpWebhooks: boolean }): JsonSchema {
-  const document = readJson<OpenApiDocument>(findPackageFixture('did', 'openapi-talks.json'));
-  const deprecated = readJson<DeprecatedFields>(findPackageFixture('did', 'talks-deprecated-fields.json'));
+  const document = readJson(findPackageFixture('did', 'openapi-talks.json')) as OpenApiDocument;
+  const deprecated = readJson(findPackageFixture('did', 'talks-deprecated-fields.json')) as DeprecatedFields;
   const published = document.paths['/talks']?.post?.requestBody?.content['application/json']?.schema;
   if (published === undefined) throw new Error('simulator: fixtures/did/openapi-talks.json has no POST /talks request schema');
   const schema = structuredClone(published) as { properties: Record<string, JsonSchema & { properties?: Record<string, JsonSchema> }> };
@@ -66,7 +66,7 @@ export function publishedCreateTalkSchema(options: { allowHttpWebhooks: boolean 
   Object.assign(config.properties, deprecated.config);
   // D-ID demands https webhooks; tests on localhost receive them over http.
   if (options.allowHttpWebhooks && schema.properties.webhook) schema.properties.webhook.pattern = '^https?:\\/\\/\\S+$';
-  return schema as JsonSchema;
+  return schema;
 }
 
 /**
@@ -100,10 +100,10 @@ export function validationDetails(errors: readonly ErrorObject[]): Record<string
   for (const error of specific.length > 0 ? specific : errors) {
     const path = ['body', ...error.instancePath.split('/').filter(Boolean)].join('.');
     if (error.keyword === 'additionalProperties') {
-      const key = String((error.params as { additionalProperty: string }).additionalProperty);
+      const key = (error.params as { additionalProperty: string }).additionalProperty;
       details[`${path}.${key}`] ??= { message: `'${key}' is not allowed` };
     } else if (error.keyword === 'required') {
-      const key = String((error.params as { missingProperty: string }).missingProperty);
+      const key = (error.params as { missingProperty: string }).missingProperty;
       details[`${path}.${key}`] ??= { message: `'${key}' is required` };
     } else {
       details[path] ??= { message: error.message ?? 'is invalid' };

@@ -12,8 +12,15 @@ export interface SimulatorKnobs {
   rateLimitPerSecond: number;
   /** Retry-After value on 429s; null sends no Retry-After header (D-ID documents none). */
   retryAfterSeconds: number | null;
-  /** Credits left; each create costs 1; at 0 a create gets 402. */
+  /** Credits left; each create costs what its video's length bills (talks.ts billedCredits); a create costing more than is left gets 402. */
   credits: number;
+  /** Whether a talk that ends `error` or `rejected` is charged, as D-ID charges it (default true); off, only talks that end `done` cost credits. */
+  billFailedTalks: boolean;
+  /**
+   * D-ID's answers show `duration` on talks created, started and done; whether a talk that ended `error` or `rejected`
+   * carries it is not documented. On, such talks answer without it (default off: they carry it like the others).
+   */
+  omitDurationOnFailure: boolean;
   /** Probability that any API request answers 500 before doing anything. */
   failureRate5xx: number;
   /** Probability that any API request answers 429 before doing anything (chaos testing). */
@@ -56,6 +63,8 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   rateLimitPerSecond: Infinity,
   retryAfterSeconds: 1,
   credits: Infinity,
+  billFailedTalks: true,
+  omitDurationOnFailure: false,
   failureRate5xx: 0,
   rateLimitRate: 0,
   gateway504AfterCreateRate: 0,
@@ -88,6 +97,8 @@ const KnobsSchema = z.strictObject({
   rateLimitPerSecond: unboundedRate,
   retryAfterSeconds: z.number().int().min(0).nullable(),
   credits: unboundedCount,
+  billFailedTalks: z.boolean(),
+  omitDurationOnFailure: z.boolean(),
   failureRate5xx: probability,
   rateLimitRate: probability,
   gateway504AfterCreateRate: probability,

@@ -8,12 +8,24 @@ import { planVideoResponse, s3ErrorXml } from './media.js';
 import { PersonalisedVideos } from './personalised-video.js';
 import { UrlSigner } from './presign.js';
 import { RateLimiter } from './rate-limiter.js';
-import { SIMULATED_OWNER, TalkStore, describeTalk, finishedAtMs, isRendering, statusAt, type SimulatedTalk, type TalkFailure, type TalkOutcome } from './talks.js';
+import {
+  SIMULATED_OWNER,
+  TalkStore,
+  billedCredits,
+  describeTalk,
+  finishedAtMs,
+  isRendering,
+  statusAt,
+  talkDurationSeconds,
+  type SimulatedTalk,
+  type TalkFailure,
+  type TalkOutcome,
+} from './talks.js';
 import { WebhookDispatcher } from './webhooks.js';
 
 /*
  * A D-ID look-alike for the demo, the tests and dry runs. On the wire it answers like api.d-id.com
- * (see shared/reference/did-api-notes.md): POST/GET/DELETE /talks, GET /talks (token paging),
+ * (D-ID's published schema is fixtures/did/openapi-talks.json): POST/GET/DELETE /talks, GET /talks (token paging),
  * GET /credits, presigned-looking result URLs under /media/, and webhooks. Knobs inject the failures
  * D-ID and its API gateway are known to produce.
  *
@@ -63,6 +75,12 @@ export interface SimulatorStats {
   webhookFailures: number;
   /** Files accepted by POST /images and POST /audios. */
   uploads: number;
+  /**
+   * Credits charged per talk id (talks.ts billedCredits on the talk's duration, charged at the create; 0 for a talk
+   * ending error/rejected while the billFailedTalks knob is off). GET /credits' remaining went down by each.
+   */
+  billedCredits: Record<string, number>;
+  totalBilledCredits: number;
 }
 
 export interface Simulator {
@@ -202,13 +220,14 @@ class DidSimulator {
   }
 
   stats(): SimulatorStats {
-    const { createsByUserData, responsesByStatus, ...totals } = this.#counters;
+    const { createsByUserData, responsesByStatus, billedCredits: billed, ...totals } = this.#counters;
     const duplicateUserData = [...createsByUserData].filter(([userData, creates]) => userData !== '' && creates > 1).map(([userData]) => userData);
     return {
       ...totals,
       createsByUserData: Object.fromEntries(createsByUserData),
       duplicateUserData,
       responsesByStatus: Object.fromEntries(responsesByStatus),
+      billedCredits: Object.fromEntries(billed),
       rendersInFlight: this.#talks.renderingCount(Date.now()),
     };
   }
@@ -262,7 +281,8 @@ class DidSimulator {
     if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) {
       // A talk's own video still being made (personalised-video.ts) is waited for, like D-ID's upload to S3.
       await this.#personalised?.ready(mediaFile.replace(/\.mp4$/, ''), PERSONALISED_WAIT_MS);
-      return this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+      this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+      return;
     }
     if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
     if (path === '/talks' && method === 'GET') return this.#api(exchange, () => this.#listTalks(exchange));
@@ -343,7 +363,9 @@ class DidSimulator {
       this.#sendJson(exchange, 403, { kind: 'PermissionError', description: `user has no permission for ${gatedFeature}` });
       return;
     }
-    if (this.knobs.credits < 1) {
+    // The whole video's credits must be there at the create, as D-ID refuses a talk the balance cannot pay for.
+    const cost = billedCredits(talkDurationSeconds(checked.body));
+    if (this.knobs.credits < cost) {
       this.#sendJson(exchange, 402, { kind: 'InsufficientCreditsError', description: 'not enough credits' });
       return;
     }
@@ -369,7 +391,7 @@ class DidSimulator {
       request: checked.body,
       received: json,
     });
-    this.#recordCreate(talk, nowMs);
+    this.#recordCreate(talk, nowMs, talk.outcome === 'done' || this.knobs.billFailedTalks ? cost : 0);
     if (talk.outcome === 'done') this.#personalised?.prepare(talk.id, talk.request, this.#video);
     if (talk.request.webhook !== undefined) {
       this.#webhooks.schedule(finishedAtMs(talk) + this.knobs.webhookDelayMs, talk.request.webhook, () => this.talkView(talk.id));
@@ -392,11 +414,12 @@ class DidSimulator {
       this.#sendJson(exchange, 400, { kind: 'InvalidFileSizeError', description: `file is larger than ${limit} bytes` });
       return;
     }
-    let file: File | undefined;
+    let file: Blob | undefined;
     try {
+      // eslint-disable-next-line @typescript-eslint/no-deprecated -- deprecated for servers facing hostile uploads; this test double reads one capped body.
       const form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
       const field = form.get(kind);
-      file = typeof field === 'object' && field !== null ? (field as File) : undefined;
+      file = typeof field === 'object' && field !== null ? field : undefined;
     } catch {
       file = undefined;
     }
@@ -426,10 +449,12 @@ class DidSimulator {
     this.#sendJson(exchange, 201, kind === 'image' ? { id, url } : { id, url, duration: 2 });
   }
 
-  #recordCreate(talk: SimulatedTalk, nowMs: number): void {
-    if (this.knobs.credits !== Infinity) this.knobs = { ...this.knobs, credits: this.knobs.credits - 1 };
-    this.#creditsSpent++;
+  #recordCreate(talk: SimulatedTalk, nowMs: number, credits: number): void {
+    if (this.knobs.credits !== Infinity) this.knobs = { ...this.knobs, credits: this.knobs.credits - credits };
+    this.#creditsSpent += credits;
     const counters = this.#counters;
+    counters.billedCredits.set(talk.id, credits);
+    counters.totalBilledCredits += credits;
     counters.totalCreates++;
     const userData = talk.request.user_data ?? '';
     counters.createsByUserData.set(userData, (counters.createsByUserData.get(userData) ?? 0) + 1);
@@ -543,24 +568,30 @@ class DidSimulator {
   }
 
   async #routeAdmin(exchange: Exchange, method: string, path: string): Promise<void> {
-    if (path === '/__sim/stats' && method === 'GET') return this.#sendJson(exchange, 200, this.stats());
-    if (path === '/__sim/stats/reset' && method === 'POST') {
+    if (path === '/__sim/stats' && method === 'GET') {
+      this.#sendJson(exchange, 200, this.stats());
+    } else if (path === '/__sim/stats/reset' && method === 'POST') {
       this.resetStats();
-      return this.#sendJson(exchange, 200, this.stats());
-    }
-    if (path === '/__sim/knobs' && method === 'GET') return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
-    if (path === '/__sim/knobs' && method === 'POST') {
+      this.#sendJson(exchange, 200, this.stats());
+    } else if (path === '/__sim/knobs' && method === 'GET') {
+      this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    } else if (path === '/__sim/knobs' && method === 'POST') {
       const body = await readBody(exchange.req, MAX_BODY_BYTES);
-      if (body === 'too-large') return this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: 'knobs body too large' });
+      if (body === 'too-large') {
+        this.#sendJson(exchange, 413, { kind: 'PayloadTooLargeError', description: 'knobs body too large' });
+        return;
+      }
       try {
         this.setKnobs(JSON.parse(body.toString('utf8')));
       } catch (error) {
         if (!(error instanceof InvalidKnobsError || error instanceof SyntaxError)) throw error;
-        return this.#sendJson(exchange, 400, { kind: 'ValidationError', description: error.message });
+        this.#sendJson(exchange, 400, { kind: 'ValidationError', description: error.message });
+        return;
       }
-      return this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+      this.#sendJson(exchange, 200, knobsToJson(this.knobs));
+    } else {
+      this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
     }
-    this.#sendJson(exchange, 404, { kind: 'NotFoundError', description: `no admin route for ${method} ${path}` });
   }
 
   /** The fixture video, or the talk's own one (personalised-video.ts). */
@@ -569,7 +600,12 @@ class DidSimulator {
   }
 
   #describe(talk: SimulatedTalk, baseUrl: string): Record<string, unknown> {
-    return describeTalk(talk, { nowMs: Date.now(), videoSizeBytes: this.#video.length, resultUrl: () => this.#signedResultUrl(talk, baseUrl) });
+    return describeTalk(talk, {
+      nowMs: Date.now(),
+      videoSizeBytes: this.#video.length,
+      resultUrl: () => this.#signedResultUrl(talk, baseUrl),
+      omitDurationOnFailure: this.knobs.omitDurationOnFailure,
+    });
   }
 
   /** Each read signs a fresh link, so a client whose link expired recovers by reading the talk again. */
@@ -644,6 +680,8 @@ function emptyCounters() {
   return {
     createsByUserData: new Map<string, number>(),
     responsesByStatus: new Map<string, number>(),
+    billedCredits: new Map<string, number>(),
+    totalBilledCredits: 0,
     totalCreates: 0,
     totalRequests: 0,
     maxConcurrentRendersSeen: 0,

@@ -9,9 +9,31 @@ const DEFAULT_SOURCE_URL = 'https://d-id-public-bucket.s3.us-west-2.amazonaws.co
 const DEFAULT_PROVIDER = { type: 'microsoft', voice_id: 'en-US-JennyNeural' } as const;
 /** The share of the render time a talk spends `created` (D-ID's queue + TTS) before it is `started`. */
 const QUEUED_SHARE = 0.2;
-const SPOKEN_CHARS_PER_SECOND = 14;
 const AUDIO_SCRIPT_SECONDS = 2;
 const FRAMES_PER_SECOND = 25;
+
+/*
+ * How long a voice takes to say a script: the simulator's stand-in for D-ID's text-to-speech, deterministic so a test
+ * can predict it. 2.8 words a second (with the pauses, about 150 words a minute, a neural voice at its default rate),
+ * 0.4 s after each sentence (. ! ? …), 0.15 s at each comma, semicolon or colon, SSML <break time="..."> as written,
+ * 0.3 s of lead-in; at least 1 s; plus config.pad_audio. It knows nothing of how talkbatch estimates a script's length
+ * (characters / 14), on purpose: a real voice and an estimate disagree too.
+ */
+const WORDS_PER_SECOND = 2.8;
+const SENTENCE_PAUSE_SECONDS = 0.4;
+const CLAUSE_PAUSE_SECONDS = 0.15;
+const LEAD_IN_SECONDS = 0.3;
+
+/*
+ * What D-ID bills a talk, as the simulator bills it: one credit per started 15 s of the talk's video, at least one
+ * (D-ID sells plans in minutes of video; its plans have counted 15 s of video per credit). Charged when the talk is
+ * created; a talk that ends `error` or `rejected` is charged too unless the billFailedTalks knob is off.
+ */
+const SECONDS_PER_CREDIT = 15;
+
+export function billedCredits(durationSeconds: number): number {
+  return Math.max(1, Math.ceil(durationSeconds / SECONDS_PER_CREDIT));
+}
 
 export interface TalkFailure {
   readonly kind: string;
@@ -100,6 +122,8 @@ export interface TalkViewContext {
   /** A freshly signed result_url; only called for talks that are done. */
   resultUrl: (talk: SimulatedTalk) => string;
   videoSizeBytes: number;
+  /** The omitDurationOnFailure knob. */
+  omitDurationOnFailure?: boolean;
 }
 
 /** The body D-ID returns for GET /talks/{id} (and in lists, DELETE responses and webhooks). */
@@ -118,8 +142,8 @@ export function describeTalk(talk: SimulatedTalk, context: TalkViewContext): Rec
     status,
     config: echoedConfig(request),
     script: echoedScript(request),
-    duration,
   };
+  if (!(context.omitDurationOnFailure === true && (status === 'error' || status === 'rejected'))) view.duration = duration;
   if (status !== 'created') view.started_at = withoutZone(startedAtMs(talk));
   if (request.user_data !== undefined) view.user_data = request.user_data;
   if (request.webhook !== undefined) view.webhook = request.webhook;
@@ -160,11 +184,27 @@ function withoutZone(ms: number): string {
   return new Date(ms).toISOString().slice(0, -1);
 }
 
-function talkDurationSeconds(request: TalkRequestBody): number {
+/** The video's length in seconds: the voice's time for the script (see WORDS_PER_SECOND) plus pad_audio. */
+export function talkDurationSeconds(request: TalkRequestBody): number {
   const padding = request.config?.pad_audio ?? 0;
   if (request.script.type === 'audio') return AUDIO_SCRIPT_SECONDS + padding;
-  const spoken = Math.max(1, Math.round((request.script.input.length / SPOKEN_CHARS_PER_SECOND) * 1000) / 1000);
-  return spoken + padding;
+  return Math.round((spokenSeconds(request.script.input, request.script.ssml === true) + padding) * 1000) / 1000;
+}
+
+function spokenSeconds(input: string, ssml: boolean): number {
+  let breaks = 0;
+  let text = input;
+  if (ssml) {
+    for (const match of input.matchAll(/<break\b[^>]*\btime\s*=\s*["']?\s*(\d+(?:\.\d+)?)\s*(ms|s)\b/gi)) {
+      breaks += Number(match[1]) / (match[2]?.toLowerCase() === 'ms' ? 1000 : 1);
+    }
+    text = input.replace(/<[^>]*>/g, ' ');
+  }
+  const words = text.match(/[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*/gu)?.length ?? 0;
+  const sentences = text.match(/[.!?…]+(?=\s|$)/g)?.length ?? 0;
+  const clauses = text.match(/[,;:](?=\s|$)/g)?.length ?? 0;
+  const seconds = LEAD_IN_SECONDS + words / WORDS_PER_SECOND + sentences * SENTENCE_PAUSE_SECONDS + clauses * CLAUSE_PAUSE_SECONDS + breaks;
+  return Math.max(1, seconds);
 }
 
 /** D-ID echoes the config with its defaults filled in and result_format as an extension (".mp4"). */

@@ -32,7 +32,7 @@ export class AdaptiveConcurrency {
    */
   async start(): Promise<void> {
     const shared = await this.queue.getGlobalConcurrency();
-    if (shared === null || shared === undefined || shared > this.ceiling || shared < 1) {
+    if (shared === null || shared > this.ceiling || shared < 1) {
       await this.queue.setGlobalConcurrency(this.ceiling);
       this.#current = this.ceiling;
     } else {

@@ -11,16 +11,21 @@ import { LockLostError } from '../queue/job-lock.js';
 import { ReplicaAck } from '../queue/replica-ack.js';
 import type { PreviewStore } from '../queue/previews.js';
 import { defaultJobOptions } from '../queue/talk-queue.js';
-import type { JobPayload, RowResult } from '../queue/payload.js';
+import { JobPayloadV1, type JobPayload, type RowResult } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
 import { webhookUrl } from '../shared/webhook-token.js';
 import { AdaptiveConcurrency } from './adaptive-concurrency.js';
 import { CreditWatch } from './credit-watch.js';
+import { BatchCreditsBefore, chargedTalkOf } from './credit-ledger.js';
+import type { CreditReading } from '../did/billing.js';
+import type { ChargedTalk } from '../queue/credits.js';
 import { createProcessor, type RowWebhookEvent } from './processor.js';
 import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
+import { RenderCache } from './render-cache.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
-import { Wakeups, wakeChannel } from './wakeups.js';
+import { Wakeups } from './wakeups.js';
+import { queueKeys } from '../queue/keys.js';
 
 export interface TalkWorkerOptions {
   config: Config;
@@ -30,6 +35,8 @@ export interface TalkWorkerOptions {
   did?: DidClient;
   /** Called after a batch's last row finished, exactly once across all workers. */
   onBatchFinished?: (batchId: string) => Promise<void>;
+  /** Called once a sampled batch's sample rows all have an outcome (the rest held for approval), exactly once across all workers. */
+  onSampleReady?: (batchId: string) => Promise<void>;
   /** A job's webhook URL; defaults to one under TALKBATCH_PUBLIC_URL when that is set, else polling only. */
   webhookUrlFor?: (jobId: string) => string | undefined;
   /** Observers for metrics (see src/server/metrics.ts); each must be quick and must not throw. */
@@ -44,12 +51,15 @@ export interface WorkerMetricsHooks {
   /** Passed to the DidClient the worker builds; a `did` you pass in is yours to wire. */
   onDidResponse?: DidClientOptions['onResponse'];
   onRowCompleted?: (result: RowResult) => void;
-  onRowFailed?: () => void;
+  /** `charged`: the row's created (paid) talk, when it had one. */
+  onRowFailed?: (charged?: ChargedTalk) => void;
+  /** A GET /credits answer this worker read (the balance before a batch). */
+  onCreditsRead?: (reading: CreditReading) => void;
 }
 
 /** Where a live worker announces itself; the key expires when its heartbeats stop. */
 export function workerHeartbeatKey(prefix: string, queueName: string, workerId: string): string {
-  return `${prefix}:${queueName}:workers:${workerId}`;
+  return queueKeys(prefix, queueName).workerHeartbeat(workerId);
 }
 
 const HEARTBEAT_EVERY_MS = 5_000;
@@ -103,19 +113,20 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     });
   const ownsDid = options.did === undefined;
 
+  const keys = queueKeys(config.prefix, config.queueName);
   const connection = createRedis(redisUrl, 'worker');
   const subscriber = createRedis(redisUrl, 'worker');
   const queue = new Queue<JobPayload, RowResult>(config.queueName, { connection, prefix: config.prefix, defaultJobOptions: defaultJobOptions(config) });
   queue.on('error', (error) => logger.warn({ err: error.message }, 'queue connection error'));
   const batches = new BatchStore(connection, config.prefix, config.queueName);
-  const wakeups = new Wakeups(wakeChannel(config.prefix, config.queueName));
+  const wakeups = new Wakeups(keys.wakeChannel());
   await wakeups.listen(subscriber);
   const replicaAck =
     parseRedisTarget(redisUrl).kind === 'sentinel'
       ? new ReplicaAck({
           // Sentinel mode always yields a single-primary client; WAIT may block it, so it is nobody else's.
           redis: createRedis(redisUrl, 'worker') as Redis,
-          markerKey: `${config.prefix}:${config.queueName}:replica-ack`,
+          markerKey: keys.replicaAck(),
           timeoutMs: REPLICA_ACK_TIMEOUT_MS,
           logger,
         })
@@ -137,9 +148,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const previewConnection = createRedis(redisUrl, 'worker');
   const previewWorker = startPreviewWorker({ config, connection: previewConnection, logger });
 
-  const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, keyPrefix: `${config.prefix}:${config.queueName}` });
+  const credits = new CreditWatch({ queue, did, redis: connection, logger, intervalMs: config.creditCheckMs, markerKey: keys.pausedForCredits() });
 
   await credits.watchIfPaused();
+
+  const uploads = new UploadCache({ redis: connection, keys, ttlMs: config.uploadTtlMs, did });
+  const requestPreview = (job: Parameters<PreviewRequests['request']>[0]): Promise<void> => previewRequests.request(job);
+  const renderCache = new RenderCache({ redis: connection, keys, config, batches, queue, did, logger, uploads, requestPreview, claimTtlMs: config.renderCacheClaimMs });
 
   const processor = createProcessor({
     config,
@@ -150,8 +165,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     logger,
     wakeups,
     concurrency,
-    rendering: new RenderTracker(connection, `${config.prefix}:${config.queueName}:rendering`),
-    uploads: new UploadCache({ redis: connection, keyPrefix: `${config.prefix}:${config.queueName}`, ttlMs: config.uploadTtlMs, did }),
+    rendering: new RenderTracker(connection, keys.rendering()),
+    uploads,
+    renderCache,
     handback: handback.signal,
     ...(webhookUrlFor ? { webhookUrlFor } : {}),
     ...(options.onRowWebhook ? { onRowWebhook: options.onRowWebhook } : {}),
@@ -163,7 +179,14 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     },
     onCreditsExhausted: (error: DidPaymentRequiredError) => credits.exhausted(error),
     ...(replicaAck ? { replicaAck } : {}),
-    requestPreview: (job) => previewRequests.request(job),
+    requestPreview,
+  });
+
+  const creditsBefore = new BatchCreditsBefore({
+    batches,
+    did,
+    logger,
+    ...(options.metrics?.onCreditsRead ? { onReading: options.metrics.onCreditsRead } : {}),
   });
 
   /** Rows this process holds now, and when it last took one: the watchdog's evidence. */
@@ -174,12 +197,17 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     inFlight += 1;
     lastTakenAt = Date.now();
     try {
+      // The batch's balance before its first create (credit-ledger.ts). An invalid payload is the processor's to refuse, without calling D-ID.
+      const batchId = (job.data as Partial<JobPayload> | undefined)?.batchId;
+      if (typeof batchId === 'string' && !creditsBefore.settled(batchId) && JobPayloadV1.safeParse(job.data).success) await creditsBefore.ensure(batchId);
       return await processor(job, token, signal);
     } catch (error) {
       if (error instanceof LockLostError) logger.warn({ jobId: job.id }, 'another worker has taken this row over; this one leaves it to them');
       throw error;
     } finally {
       inFlight -= 1;
+      // Out of this slot (done, failed, handed back): a render-cache claim it holds is no longer renewed from here.
+      if (job.id) renderCache.leave(job.id);
     }
   };
   const makeWorker = (): Worker<JobPayload, RowResult> => {
@@ -210,8 +238,12 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
           return;
         }
         logger.error({ jobId: job.id, err: error.message }, 'row failed');
-        options.metrics?.onRowFailed?.();
-        await batches.markFailed(job.data.batchId, job.data.rowKey);
+        // A talk was created (and paid for): the ledger keeps what it cost and why it failed, for refund claims.
+        const charged = await chargedTalkOf(job.data, job.id, error, did).catch(() => undefined);
+        options.metrics?.onRowFailed?.(charged);
+        await batches.markFailed(job.data.batchId, job.data.rowKey, charged);
+        // An identical row waiting on this one's render takes the request over at once.
+        if (job.id) await renderCache.release(job.id);
         options.onRowFinished?.(job.data.batchId, job.data.rowKey);
         await finishIfLast(job.data.batchId);
       })().catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record failure'));
@@ -226,7 +258,9 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   let worker = makeWorker();
 
   async function finishIfLast(batchId: string): Promise<void> {
-    if (await batches.claimFinished(batchId)) await options.onBatchFinished?.(batchId);
+    const claimed = await batches.claimOutcome(batchId);
+    if (claimed === 'finished') await options.onBatchFinished?.(batchId);
+    else if (claimed === 'sample-ready') await options.onSampleReady?.(batchId);
   }
 
   // Heartbeats let `GET /readyz` list live workers; a worker that dies simply stops renewing its key.
@@ -296,6 +330,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      renderCache.close();
       await previewWorker.close();
       await previewRequests.close();
       previewConnection.disconnect();

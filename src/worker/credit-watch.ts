@@ -3,6 +3,7 @@ import type { Queue } from 'bullmq';
 import type { DidClient, DidPaymentRequiredError } from '../did/index.js';
 import type { Logger } from '../shared/logger.js';
 import type { RedisClient } from '../queue/connections.js';
+import { queueKeys } from '../queue/keys.js';
 
 /**
  * 402 means the account is out of credits: no row is at fault, so none fails. The queue is paused
@@ -14,10 +15,10 @@ export class CreditWatch extends EventEmitter {
   readonly #markerKey: string;
 
   constructor(
-    private readonly options: { queue: Queue; did: DidClient; redis: RedisClient; logger: Logger; intervalMs: number; keyPrefix: string },
+    private readonly options: { queue: Queue; did: DidClient; redis: RedisClient; logger: Logger; intervalMs: number; markerKey: string },
   ) {
     super();
-    this.#markerKey = `${options.keyPrefix}:paused-for-credits`;
+    this.#markerKey = options.markerKey;
   }
 
   async exhausted(error: DidPaymentRequiredError): Promise<void> {
@@ -71,5 +72,5 @@ export class CreditWatch extends EventEmitter {
 }
 
 export function creditMarkerKey(prefix: string, queueName: string): string {
-  return `${prefix}:${queueName}:paused-for-credits`;
+  return queueKeys(prefix, queueName).pausedForCredits();
 }

@@ -7,10 +7,9 @@ import { PreviewStore, ShareStore, type PreviewOutcome } from '../queue/previews
 import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 
-/** The small queue previews are made on, next to the talk queue and under the same prefix. */
-export function previewQueueName(queueName: string): string {
-  return `${queueName}-previews`;
-}
+import { previewQueueName } from '../queue/keys.js';
+
+export { previewQueueName };
 
 /** A done row whose poster, GIF and share link are to be made. */
 export interface PreviewJob {

@@ -1,59 +1,28 @@
 import { join, relative } from 'node:path';
 import { DelayedError, RateLimitError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type { Config } from '../config/index.js';
-import {
-  DidApiError,
-  DidAuthError,
-  DidConnectionError,
-  DidNotFoundError,
-  DidPaymentRequiredError,
-  DidProtocolError,
-  DidRateLimitError,
-  DidServerError,
-  parseDidTime,
-  type DidClient,
-  type Talk,
-} from '../did/index.js';
+import { DidApiError, DidConnectionError, DidPaymentRequiredError, DidProtocolError, DidRateLimitError, DidServerError, type DidClient } from '../did/index.js';
 import { DownloadError, downloadVerified } from '../download/downloader.js';
 import { outputPathFor } from '../download/paths.js';
 import type { BatchStore } from '../queue/batches.js';
 import type { RedisClient } from '../queue/connections.js';
-import { HeldJob } from '../queue/job-lock.js';
+import { HeldJob, LockLostError } from '../queue/job-lock.js';
 import type { ReplicaAck } from '../queue/replica-ack.js';
-import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type UploadedMedia, type JobPayload, type RowResult, type WorkerState } from '../queue/payload.js';
-import { withJitter } from '../shared/clock.js';
+import { rowCredits } from '../queue/credits.js';
+import { createTalkBody, JobPayloadV1, scriptText, talkTagFor, userDataFor, type JobPayload, type RowResult, type UploadedMedia, type WorkerState } from '../queue/payload.js';
 import type { Logger } from '../shared/logger.js';
 import type { AdaptiveConcurrency } from './adaptive-concurrency.js';
+import { decide, startState, type Action, type CallFailure, type DidRefusal, type Observation, type RateLimitMemory, type RowFacts, type RowState } from './decide.js';
 import type { PreviewJob } from './preview-worker.js';
-import { dueStepMs, nextPollDelay, RenderTimes } from './poll-schedule.js';
+import { RenderTimes } from './poll-schedule.js';
+import type { RenderCacheProbe } from '../queue/render-cache-store.js';
+import type { RenderCache } from './render-cache.js';
 import type { RenderTracker } from './render-tracker.js';
 import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
 
-/** Why a row failed for good, kept in the job's data for the results report. */
-export interface RowFailure {
-  code: string;
-  kind: string;
-  description: string;
-  /** D-ID's `details` (a ValidationError's per-field reasons) as JSON, bounded. */
-  details?: string;
-}
+export { FAILURE_DETAILS_MAX, failureDetails, type RowFailure } from './decide.js';
 
-/** D-ID's details may be anything; the report keeps at most this much of their JSON. */
-export const FAILURE_DETAILS_MAX = 2_000;
-
-/** D-ID's `details` as bounded JSON text, or undefined when there are none. */
-export function failureDetails(details: unknown): string | undefined {
-  if (details === undefined || details === null) return undefined;
-  let text: string;
-  try {
-    text = typeof details === 'string' ? details : JSON.stringify(details);
-  } catch {
-    return undefined;
-  }
-  if (text === undefined || text === '' || text === '{}') return undefined;
-  return text.length > FAILURE_DETAILS_MAX ? `${text.slice(0, FAILURE_DETAILS_MAX - 1)}…` : text;
-}
 
 export interface ProcessorDeps {
   config: Config;
@@ -83,6 +52,8 @@ export interface ProcessorDeps {
   requestPreview?: (job: PreviewJob) => Promise<void>;
   /** Called after markDone when talkbatch's own receiver took D-ID's webhook and the row has its own: delivers in the background; must not throw. */
   onRowWebhook?: (event: RowWebhookEvent) => void;
+  /** Identical requests rendered before (any batch) are copied, not paid again (src/worker/render-cache.ts). */
+  renderCache?: RenderCache;
 }
 
 /** What a worker hands over once a row's MP4 is on disk and the row has its own `webhook` that D-ID was not given. */
@@ -101,385 +72,53 @@ export interface RowWebhookEvent {
   talk: Record<string, unknown>;
 }
 
-
 type TalkJob = Job<JobPayload, RowResult>;
+type Step = Observation | RowResult;
+type ActionOf<K extends Action['kind']> = Extract<Action, { kind: K }>;
 
-const MAX_POLL_FAILURES = 10;
-const MAX_DOWNLOAD_TRIES = 4;
-/** How long a row waits after no replica confirmed its checkpoint (a replica catching up, a failover under way). */
-const REPLICA_WAIT_RETRY_MS = 2_000;
+/** What one worker process remembers across its rows. */
+interface ProcessorMemory {
+  rateLimit: RateLimitMemory;
+  /** What D-ID's renders took lately, so polls land when a talk is due (poll-schedule.ts). */
+  renderTimes: RenderTimes;
+}
 
-/**
- * The step machine of one row: submit, wait for the render, download. The only place where errors
- * become queue signals (DelayedError, RateLimitError, UnrecoverableError, or a plain retryable throw).
- */
-export function createProcessor(deps: ProcessorDeps) {
-  const { config, did, logger } = deps;
-  // 429s in one burst (every slot over a cap answering at once) are one signal; the back-off only
-  // grows when 429s keep coming after the previous back-off ran out.
-  let rateLimitStreak = 0;
-  let rateLimitedUntil = 0;
-  // What D-ID's renders took lately, so polls land when a talk is due (poll-schedule.ts).
-  const renderTimes = new RenderTimes();
+function parsePayload(job: TalkJob): JobPayload {
+  const parsed = JobPayloadV1.safeParse(job.data);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new UnrecoverableError(`PAYLOAD_INVALID: ${issue ? `${issue.path.join('.') || 'payload'}: ${issue.message}` : 'invalid payload'}`);
+}
 
-  return async function processTalk(job: TalkJob, token?: string, signal?: AbortSignal): Promise<RowResult> {
-    const parsed = JobPayloadV1.safeParse(job.data);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new UnrecoverableError(`PAYLOAD_INVALID: ${issue ? `${issue.path.join('.') || 'payload'}: ${issue.message}` : 'invalid payload'}`);
-    }
-    const payload = parsed.data;
-    const jobId = job.id ?? '';
-    const log = logger.child({ jobId, batchId: payload.batchId, rowKey: payload.rowKey });
-    const outputPath = outputPathFor(config.outDir, payload.batchId, payload.output.name);
-    let state: WorkerState = payload.state ?? { step: 'submitting', polls: 0, creates: 0 };
-    // A worker cut off from Redis past the lock duration comes back to a row another worker took over:
-    // what it learnt meanwhile is not written (job-lock.ts), and BullMQ refuses its completion.
-    const held = new HeldJob(deps.redis, deps.queue, job, token, config.lockMs);
+/** A failed call as plain data for decide; the error itself travels along to be thrown or reported. */
+function describeFailure(error: unknown): CallFailure {
+  if (error instanceof DidRateLimitError) return { kind: 'rate-limited', ...(error.retryAfterMs === undefined ? {} : { retryAfterMs: error.retryAfterMs }), error };
+  if (error instanceof DidServerError) return { kind: 'server', status: error.status, error };
+  if (error instanceof DidPaymentRequiredError) return { kind: 'no-credits', refusal: refusalOf(error), error };
+  if (error instanceof DidApiError) return { kind: 'refused', refusal: refusalOf(error), error };
+  if (error instanceof DidConnectionError) return { kind: 'unreachable', error };
+  if (error instanceof DidProtocolError) return { kind: 'malformed', error };
+  if (error instanceof LocalFileError) return { kind: 'local-file', message: error.message, error };
+  return { kind: 'other', error };
+}
 
-    const checkpoint = async (next: WorkerState): Promise<void> => {
-      state = next;
-      await held.updateData({ ...job.data, state: next });
-    };
-    const failRow = async (failure: RowFailure): Promise<never> => {
-      await checkpoint({ ...state, failure });
-      throw new UnrecoverableError(`${failure.kind}: ${failure.description}`);
-    };
-    /** Give the slot back without burning an attempt; the checkpoint says where to go on. */
-    const handBack = async (delayMs: number): Promise<never> => {
-      await deps.batches.markReleased(payload.batchId, payload.rowKey);
-      await job.moveToDelayed(Date.now() + delayMs, token);
-      throw new DelayedError();
-    };
+function refusalOf(error: DidApiError): DidRefusal {
+  return { status: error.status, code: error.code, didKind: error.kind, description: error.description, ...(error.details === undefined ? {} : { details: error.details }) };
+}
 
-    // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
-    const taken = await deps.batches.takeRow(payload.batchId, { rowKey: payload.rowKey, line: payload.line ?? 0 });
-    if (taken === 'new') await deps.batches.create(payload.batchId, 'bullmq');
-    if (taken === 'done') {
-      // A copy of a row finished earlier (its job already removed, talk-queue.ts): answer from the ledger, pay nothing.
-      const [finished] = await deps.batches.finishedRows(payload.batchId, [payload.rowKey]);
-      if (finished) {
-        log.info({ talkId: finished.talkId }, 'row already done in its batch; not made again');
-        return {
-          status: 'done',
-          talkId: finished.talkId,
-          file: join(config.outDir, payload.batchId, finished.file),
-          bytes: finished.bytes,
-          sha256: finished.sha256,
-          videoSeconds: finished.videoSeconds,
-          renderSeconds: finished.renderSeconds,
-          finishedAt: new Date(finished.finishedAt).toISOString(),
-        };
-      }
-    }
-    let releaseBudget: () => Promise<void> = async () => {};
-    /** Whether this try added the row to the render tracker already. */
-    let tracked = false;
-    /** Whether this try created the talk (rather than resuming one): it cannot be done yet. */
-    let justCreated = false;
-
-    // ---- submitting: find the talk we may already have paid for, else create it -------------------
-    if (state.step === 'submitting' || !state.talkId) {
-      const userData = userDataFor(payload.talk.user_data, talkTagFor(jobId, payload.generation));
-      let talkId: string | undefined;
-      if (state.submitStartedAt !== undefined) {
-        // A create was in flight when the last try ended: it may have happened.
-        const found = await did.findTalkByUserData(userData, {
-          window: config.reconcileWindow,
-          notBefore: state.submitStartedAt - 10 * 60_000,
-          ...(signal ? { signal } : {}),
-        });
-        if (found) {
-          log.info({ talkId: found.id }, 'adopted talk created by an earlier try');
-          talkId = found.id;
-        }
-      }
-      if (!talkId) {
-        if (deps.handback.aborted) await handBack(0);
-        // Jobs from other BullMQ clients skipped the producer's reservation: the name is claimed here, before any spend.
-        const names = await deps.batches.reserveNames(payload.batchId, [{ name: payload.output.name, rowKey: payload.rowKey }]);
-        if (!names.ok) {
-          await failRow({
-            code: 'OUTPUT_NAME_TAKEN',
-            kind: 'OutputNameTaken',
-            description: `output name "${payload.output.name}" already belongs to row "${names.owner}" of this batch; no talk was created`,
-          });
-        }
-        // Before the budget and the create checkpoint: an upload is free, and a failed one must not look like a create in flight.
-        const uploaded = await uploadLocalFiles();
-        const budgetMember = `${payload.rowKey}#${payload.generation}`;
-        const seconds = payload.estimatedSeconds ?? 0;
-        const verdict = await deps.batches.reserveBudget(payload.batchId, budgetMember, seconds);
-        if (verdict !== 'ok') {
-          await failRow({
-            code: 'BUDGET_EXCEEDED',
-            kind: 'BudgetExceeded',
-            description: verdict === 'max-talks' ? 'the batch reached its --max-talks budget; no talk was created' : 'the batch reached its --max-video-seconds budget; no talk was created',
-          });
-        }
-        releaseBudget = () => deps.batches.releaseBudget(payload.batchId, budgetMember, seconds);
-        await checkpoint({ ...state, step: 'submitting', submitStartedAt: state.submitStartedAt ?? Date.now() });
-        if (deps.replicaAck && !(await deps.replicaAck.confirm())) {
-          // A failover now could lose the checkpoint, and with it the reconciliation that prevents a second payment.
-          log.warn('no Redis replica confirmed the checkpoint in time; handing the row back before creating its talk');
-          await handBack(REPLICA_WAIT_RETRY_MS);
-        }
-        // With talkbatch's receiver on, D-ID calls talkbatch, which calls the row's own webhook once the file is on disk.
-        const webhook = deps.webhookUrlFor?.(jobId) ?? payload.talk.webhook;
-        try {
-          const created = await did.createTalk(
-            createTalkBody(payload.talk, talkTagFor(jobId, payload.generation), webhook, uploaded),
-            signal ? { signal } : {},
-          );
-          talkId = created.id;
-          // Counted as rendering before anything else is awaited: a 429 answered to a create sent at
-          // the same moment reads this count as the plan's render cap (adaptive concurrency).
-          await deps.rendering.add(jobId);
-          tracked = true;
-          rateLimitStreak = 0;
-          await deps.concurrency.onCreated();
-          log.debug({ talkId }, 'talk created');
-        } catch (error) {
-          await onCreateError(error);
-        }
-      }
-      justCreated = tracked;
-      await checkpoint({ step: 'rendering', talkId: talkId as string, renderStartedAt: Date.now(), polls: 0, creates: state.creates + 1 });
-    }
-    if (!tracked) await deps.rendering.add(jobId);
-
-    // ---- rendering: poll (woken early by the webhook) until D-ID is done -------------------------
-    const talkId = state.talkId as string;
-    let talk: Talk;
-    try {
-      talk = await waitForRender(talkId, justCreated);
-    } finally {
-      await deps.rendering.remove(jobId);
-    }
-
-    // ---- downloading: verified, atomic; a refused link is renewed by re-reading the talk ----------
-    let downloadError: unknown;
-    for (let attempt = 1; attempt <= MAX_DOWNLOAD_TRIES; attempt += 1) {
-      if (!talk.result_url) talk = await did.getTalk(talkId, signal ? { signal } : {});
-      const url = talk.result_url;
-      if (!url) throw new DidProtocolError(`talk ${talkId} is done but has no result_url`);
-      try {
-        // A file already at the path counts as this row's only when the ledger says this row's talk wrote it.
-        // And only while the row is still ours is anything written: else the worker that has it writes the file, once.
-        const [record] = await Promise.all([deps.batches.fileRecord(payload.batchId, payload.output.name), held.check()]);
-        if (record !== undefined && record.rowKey !== payload.rowKey) {
-          await failRow({
-            code: 'OUTPUT_NAME_TAKEN',
-            kind: 'OutputNameTaken',
-            description: `output file "${payload.output.name}" was written by row "${record.rowKey}" of this batch; not overwritten`,
-          });
-        }
-        const owned = record !== undefined && record.talkId === talkId ? { sha256: record.sha256 } : undefined;
-        const file = await downloadVerified(url, outputPath, { timeoutMs: config.downloadTimeoutMs, ...(owned ? { owned } : {}), ...(signal ? { signal } : {}) });
-        // The download may have outlasted the lock (Redis unreachable meanwhile): the outcome is recorded by its holder.
-        await held.check();
-        await deps.batches.recordFile(payload.batchId, payload.output.name, { rowKey: payload.rowKey, talkId, sha256: file.sha256 });
-        // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
-        if (deps.requestPreview) await deps.requestPreview(previewJobFor(payload, file.path));
-        const finishedAt = Date.now();
-        const result: RowResult = {
-          status: 'done',
-          talkId,
-          file: file.path,
-          bytes: file.bytes,
-          sha256: file.sha256,
-          videoSeconds: typeof talk.duration === 'number' ? talk.duration : null,
-          renderSeconds: state.renderStartedAt ? Math.round((finishedAt - state.renderStartedAt) / 100) / 10 : null,
-          finishedAt: new Date(finishedAt).toISOString(),
-        };
-        // What the report shows of the row once BullMQ drops its completed job (talk-queue.ts).
-        await deps.batches.markDone(payload.batchId, payload.rowKey, {
-          talkId,
-          file: relative(join(config.outDir, payload.batchId), file.path),
-          bytes: file.bytes,
-          sha256: file.sha256,
-          videoSeconds: result.videoSeconds,
-          renderSeconds: result.renderSeconds,
-          // BullMQ counts this attempt once the job moves to completed.
-          attempts: job.attemptsMade + 1,
-          script: scriptText(payload.talk.script),
-          input: payload.input,
-          enqueuedAt: job.timestamp || null,
-          finishedAt,
-        });
-        // D-ID called talkbatch instead of the row's own URL: talkbatch calls it now that the file is on disk.
-        const ownWebhook = payload.talk.webhook;
-        if (ownWebhook !== undefined && deps.webhookUrlFor?.(jobId) !== undefined) {
-          deps.onRowWebhook?.({
-            batchId: payload.batchId,
-            rowKey: payload.rowKey,
-            jobId,
-            url: ownWebhook,
-            talkId,
-            file: relative(join(config.outDir, payload.batchId), file.path),
-            sha256: file.sha256,
-            bytes: file.bytes,
-            // D-ID's view names talkbatch's receiver (with its token) as the webhook: the row sees its own URL instead.
-            talk: { ...talk, webhook: ownWebhook },
-          });
-        }
-        log.debug({ talkId, bytes: file.bytes, resumed: file.resumed }, 'row done');
-        return result;
-      } catch (error) {
-        if (!(error instanceof DownloadError)) throw error;
-        if (error.reason === 'file-name') await failRow({ code: error.code, kind: 'OutputNameUnusable', description: error.message });
-        downloadError = error;
-        log.warn({ talkId, attempt, reason: error.reason, err: error.message }, 'download failed');
-        // Every failure but a short body may come from a stale link: fetch a fresh one next time.
-        if (error.reason !== 'truncated' && error.reason !== 'network') talk = { ...talk, result_url: undefined } as Talk;
-      }
-    }
-    throw downloadError;
-
-    async function onCreateError(error: unknown): Promise<never> {
-      if (error instanceof DidRateLimitError) {
-        if (Date.now() >= rateLimitedUntil) rateLimitStreak += 1;
-        await deps.concurrency.onRateLimited(await deps.rendering.count(), () => deps.rendering.count());
-        // A plan's render cap frees a slot as soon as any render finishes: start short, grow fast.
-        const wait = error.retryAfterMs ?? withJitter(Math.min(10_000, 250 * 2 ** Math.min(rateLimitStreak - 1, 6)));
-        rateLimitedUntil = Math.max(rateLimitedUntil, Date.now() + wait);
-        log.warn({ wait, concurrency: deps.concurrency.current }, 'D-ID rate limit (429): backing off the whole queue');
-        await clearSubmit();
-        await deps.queue.rateLimit(Math.max(wait, 50));
-        throw new RateLimitError();
-      }
-      if (error instanceof DidPaymentRequiredError) {
-        await clearSubmit();
-        await deps.onCreditsExhausted(error);
-        await deps.queue.rateLimit(Math.min(config.creditCheckMs, 5_000));
-        throw new RateLimitError();
-      }
-      if (error instanceof DidAuthError && !(error.status === 403 && error.kind === 'PermissionError')) {
-        await clearSubmit();
-        deps.onAuthFailure(error);
-        return handBack(config.creditCheckMs);
-      }
-      if (error instanceof DidApiError && !(error instanceof DidServerError)) {
-        // 400, 403 PermissionError, 404, 451...: D-ID said no to this row; asking again cannot help.
-        await clearSubmit();
-        await releaseBudget();
-        const details = failureDetails(error.details);
-        return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
-      }
-      if (error instanceof DidConnectionError || error instanceof DidServerError || error instanceof DidProtocolError) {
-        // Ambiguous: the talk may exist. Keep submitStartedAt so the next try looks before it creates.
-        log.warn({ err: (error as Error).message }, 'create failed ambiguously; the next try reconciles first');
-      }
-      throw error;
-    }
-
-    async function uploadLocalFiles(): Promise<UploadedMedia> {
-      const { talk } = payload;
-      const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
-      if (talk.source_file === undefined && talk.source_link === undefined && audioFile === undefined) return {};
-      if (!deps.uploads) throw new UnrecoverableError('LOCAL_FILE: this worker cannot upload local files');
-      const options = signal ? { signal } : {};
-      try {
-        const uploaded: UploadedMedia = {};
-        if (talk.source_file !== undefined) uploaded.sourceUrl = await deps.uploads.urlFor('image', talk.source_file, options);
-        if (talk.source_link !== undefined) {
-          uploaded.sourceUrl = await deps.uploads.urlForLink(talk.source_link, { allow: config.outboundAllow }, { ...options, timeoutMs: config.downloadTimeoutMs });
-        }
-        if (audioFile !== undefined) uploaded.audioUrl = await deps.uploads.urlFor('audio', audioFile, options);
-        return uploaded;
-      } catch (error) {
-        if (error instanceof LocalFileError) return failRow({ code: 'LOCAL_FILE', kind: 'LocalFileError', description: error.message });
-        if (error instanceof DidAuthError && !(error.status === 403 && error.kind === 'PermissionError')) {
-          deps.onAuthFailure(error);
-          return handBack(config.creditCheckMs);
-        }
-        if (error instanceof DidApiError && !(error instanceof DidServerError) && !(error instanceof DidRateLimitError)) {
-          // D-ID refused the file itself (not an image, too large, moderation): asking again cannot help.
-          const details = failureDetails(error.details);
-          return failRow({ code: error.code, kind: error.kind, description: error.description, ...(details === undefined ? {} : { details: did.redact(details) }) });
-        }
-        throw error;
-      }
-    }
-
-    async function clearSubmit(): Promise<void> {
-      const { submitStartedAt: _cleared, ...rest } = state;
-      await checkpoint({ ...rest, step: 'submitting' });
-    }
-
-    async function waitForRender(id: string, fresh: boolean): Promise<Talk> {
-      let failures = 0;
-      const webhooks = Boolean(deps.webhookUrlFor?.(jobId));
-      const startedAt = state.renderStartedAt ?? Date.now();
-      // A talk created a moment ago is not done unless renders are near instant: once render times
-      // are known, the first look waits until the talk can be due (or, with webhooks, for the webhook).
-      const known = renderTimes.window();
-      if (fresh && known && known.low > dueStepMs(known, config.pollMaxMs)) {
-        await pause(id, webhooks ? fallbackDelay() : nextPollDelay({ elapsedMs: Date.now() - startedAt, polls: 0, window: known, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs }));
-      }
-      for (;;) {
-        let current: Talk | undefined;
-        try {
-          current = await did.getTalk(id, signal ? { signal } : {});
-          failures = 0;
-        } catch (error) {
-          if (error instanceof DidNotFoundError) {
-            return failRow({ code: error.code, kind: 'TalkNotFound', description: `talk ${id} no longer exists at D-ID` });
-          }
-          if (error instanceof DidAuthError) {
-            deps.onAuthFailure(error);
-            return handBack(config.creditCheckMs);
-          }
-          const transient = error instanceof DidRateLimitError || error instanceof DidServerError || error instanceof DidConnectionError || error instanceof DidProtocolError;
-          if (!transient || ++failures > MAX_POLL_FAILURES) throw error;
-          log.debug({ err: (error as Error).message, failures }, 'poll failed; polling on');
-        }
-        if (current?.status === 'done') {
-          renderTimes.record(renderMsOf(current) ?? Date.now() - startedAt);
-          return current;
-        }
-        if (current?.status === 'error' || current?.status === 'rejected') {
-          const detail = current.error;
-          const details = failureDetails(detail !== undefined && 'details' in detail ? detail.details : undefined);
-          return failRow({
-            code: current.status === 'rejected' ? 'TALK_REJECTED' : 'TALK_ERROR',
-            kind: detail?.kind ?? (current.status === 'rejected' ? 'Rejected' : 'UnknownError'),
-            description: detail?.description ?? `talk ended with status ${current.status}`,
-            ...(details === undefined ? {} : { details: did.redact(details) }),
-          });
-        }
-        if (Date.now() - startedAt > config.renderTimeoutMs) {
-          return failRow({ code: 'RENDER_TIMEOUT', kind: 'RenderTimeout', description: `talk ${id} not done after ${Math.round(config.renderTimeoutMs / 1000)} s` });
-        }
-        state = { ...state, polls: state.polls + 1 };
-        const window = renderTimes.window();
-        const delay = webhooks
-          ? fallbackDelay()
-          : window
-            ? nextPollDelay({ elapsedMs: Date.now() - startedAt, polls: state.polls, window, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs })
-            : withJitter(nextPollDelay({ elapsedMs: 0, polls: state.polls, window, initialMs: config.pollInitialMs, maxMs: config.pollMaxMs }), () => 0.5 + Math.random() / 2);
-        await pause(id, delay);
-      }
-    }
-
-    /** With webhooks on, polling is only the fallback: slow, three times the poll ceiling. */
-    function fallbackDelay(): number {
-      return withJitter(config.pollMaxMs * 3, () => 0.5 + Math.random() / 2);
-    }
-
-    /** Waits `ms` or until woken; on shutdown, checkpoints and hands the row back. */
-    async function pause(id: string, ms: number): Promise<void> {
-      try {
-        await deps.wakeups.wait(jobId, ms, [deps.handback, signal]);
-      } catch (error) {
-        if (deps.handback.aborted) {
-          await checkpoint(state);
-          log.info({ talkId: id }, 'handing the row back while D-ID renders');
-          await handBack(0);
-        }
-        throw error;
-      }
-    }
+function factsFor(deps: ProcessorDeps, payload: JobPayload, jobId: string): RowFacts {
+  const { config } = deps;
+  const { talk } = payload;
+  const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
+  return {
+    settings: { pollInitialMs: config.pollInitialMs, pollMaxMs: config.pollMaxMs, renderTimeoutMs: config.renderTimeoutMs, creditCheckMs: config.creditCheckMs },
+    rowKey: payload.rowKey,
+    outputName: payload.output.name,
+    receiver: Boolean(deps.webhookUrlFor?.(jobId)),
+    ...(talk.webhook === undefined ? {} : { ownWebhook: talk.webhook }),
+    localFiles: talk.source_file !== undefined || talk.source_link !== undefined || audioFile !== undefined,
+    canUpload: deps.uploads !== undefined,
+    replicaAck: deps.replicaAck !== undefined,
   };
 }
 
@@ -489,9 +128,384 @@ function previewJobFor(payload: JobPayload, file: string): PreviewJob {
   return { batchId: payload.batchId, rowKey: payload.rowKey, file, ...(title ? { title } : {}), ...(message ? { message } : {}) };
 }
 
-/** How long D-ID took to render a finished talk, by its own clock (created_at → modified_at). */
-function renderMsOf(talk: Talk): number | undefined {
-  if (!talk.created_at || !talk.modified_at) return undefined;
-  const ms = parseDidTime(talk.modified_at) - parseDidTime(talk.created_at);
-  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+/**
+ * One try at one row: asks `decide` what to do, does it, tells `decide` what happened, until the row is
+ * done or the try ends. The only place where a row's outcome becomes a queue signal (DelayedError,
+ * RateLimitError, UnrecoverableError, or a plain retryable throw).
+ */
+class RowRun {
+  #state: RowState;
+  /** Render cache (issue 17): this row's request, looked up (and claimed) inside the takeRow script. */
+  #cacheProbe: RenderCacheProbe | undefined;
+  readonly #jobId: string;
+  readonly #log: Logger;
+  readonly #call: { signal?: AbortSignal };
+  /**
+   * A worker cut off from Redis past the lock duration comes back to a row another worker took over: what it
+   * learnt meanwhile is not written (job-lock.ts), and BullMQ refuses its completion.
+   */
+  readonly #held: HeldJob<JobPayload>;
+
+  constructor(
+    private readonly deps: ProcessorDeps,
+    private readonly memory: ProcessorMemory,
+    private readonly job: TalkJob,
+    private readonly payload: JobPayload,
+    private readonly token: string | undefined,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.#jobId = job.id ?? '';
+    this.#log = deps.logger.child({ jobId: this.#jobId, batchId: payload.batchId, rowKey: payload.rowKey });
+    this.#call = signal ? { signal } : {};
+    this.#held = new HeldJob(deps.redis, deps.queue, job, token, deps.config.lockMs);
+    this.#state = startState(payload.state, factsFor(deps, payload, this.#jobId), this.#workerView());
+  }
+
+  async run(): Promise<RowResult> {
+    let step: Step = { kind: 'started' };
+    try {
+      for (;;) {
+        step = await this.#execute(this.#decide(step));
+        if ('status' in step) return step;
+      }
+    } catch (error) {
+      // The ledger hears of a final failure before BullMQ does: a worker that dies in between leaves a row the
+      // ledger calls failed (its batch can finish), never a failed job the ledger still counts as running.
+      if (this.#endsTheRow(error)) await this.deps.batches.markFailed(this.payload.batchId, this.payload.rowKey);
+      throw error;
+    } finally {
+      // Whatever ended the wait for the render, the talk no longer holds one of our render slots.
+      if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
+    }
+  }
+
+  /** Whether BullMQ will move the job to failed for this error instead of trying it again or holding it. */
+  #endsTheRow(error: unknown): boolean {
+    if (error instanceof DelayedError || error instanceof RateLimitError) return false;
+    // Not this try's row any more (lost lock; create-worker.ts aborts the signal then): its holder decides.
+    if (error instanceof LockLostError || this.signal?.aborted === true) return false;
+    if (error instanceof UnrecoverableError) return true;
+    return this.job.attemptsMade + 1 >= (this.job.opts.attempts ?? 1);
+  }
+
+  #workerView(): RowState['worker'] {
+    return { rateLimit: this.memory.rateLimit, renderWindow: this.memory.renderTimes.window(), stopping: this.deps.handback.aborted };
+  }
+
+  #decide(observation: Observation): Action {
+    const decision = decide({ ...this.#state, worker: this.#workerView() }, observation, Date.now(), Math.random());
+    this.#state = decision.state;
+    this.memory.rateLimit = decision.state.worker.rateLimit;
+    return decision.action;
+  }
+
+  #execute(action: Action): Promise<Step> {
+    switch (action.kind) {
+      case 'take-row':
+        return this.#takeRow();
+      case 'read-finished':
+        return this.#readFinished();
+      case 'complete-from-ledger':
+        this.#log.info({ talkId: action.result.talkId }, 'row already done in its batch; not made again');
+        return Promise.resolve(action.result);
+      case 'reconcile':
+        return this.#reconcile(action);
+      case 'reserve-name':
+        return this.#reserveName();
+      case 'upload':
+        return this.#upload();
+      case 'reserve-budget':
+        return this.#reserveBudget();
+      case 'create':
+        return this.#create(action);
+      case 'start-render':
+        return this.#startRender(action);
+      case 'wait':
+        return this.#wait(action);
+      case 'poll':
+      case 'read-talk':
+        return this.#readTalk(action.talkId);
+      case 'end-render':
+        return this.#endRender(action);
+      case 'check-file':
+        return this.#checkFile();
+      case 'download':
+        return this.#download(action);
+      case 'record-file':
+        return this.#recordFile(action);
+      case 'mark-done':
+        return this.#markDone(action);
+      default:
+        return this.#endTry(action);
+    }
+  }
+
+  /** The actions that end the try with a BullMQ signal or a plain (retryable) throw. */
+  async #endTry(action: ActionOf<'fail' | 'reject' | 'rate-limit' | 'pause-for-credits' | 'stop-worker' | 'hand-back' | 'retry' | 'retry-malformed'>): Promise<never> {
+    switch (action.kind) {
+      case 'fail':
+        return this.#fail(action);
+      case 'reject':
+        throw new UnrecoverableError(action.message);
+      case 'rate-limit':
+        await this.deps.concurrency.onRateLimited(await this.deps.rendering.count(), () => this.deps.rendering.count());
+        this.#log.warn({ wait: action.backoffMs, concurrency: this.deps.concurrency.current }, 'D-ID rate limit (429): backing off the whole queue');
+        await this.#save(action.checkpoint);
+        await this.deps.queue.rateLimit(action.queueMs);
+        throw new RateLimitError();
+      case 'pause-for-credits':
+        await this.#save(action.checkpoint);
+        await this.deps.onCreditsExhausted(action.error);
+        await this.deps.queue.rateLimit(action.queueMs);
+        throw new RateLimitError();
+      case 'stop-worker':
+        if (action.checkpoint) await this.#save(action.checkpoint);
+        this.deps.onAuthFailure(action.error);
+        return this.#handBack(action.delayMs);
+      case 'hand-back':
+        if (action.checkpoint) await this.#save(action.checkpoint);
+        if (action.why === 'replica-unconfirmed') this.#log.warn('no Redis replica confirmed the checkpoint in time; handing the row back before creating its talk');
+        if (action.why === 'stopping-while-rendering') this.#log.info({ talkId: this.#state.checkpoint.talkId }, 'handing the row back while D-ID renders');
+        return this.#handBack(action.delayMs);
+      case 'retry':
+        if (action.ambiguous) this.#log.warn({ err: (action.error as Error).message }, 'create failed ambiguously; the next try reconciles first');
+        throw action.error;
+      case 'retry-malformed':
+        throw new DidProtocolError(action.message);
+    }
+  }
+
+  async #save(next: WorkerState): Promise<void> {
+    await this.#held.updateData({ ...this.job.data, state: next });
+  }
+
+  async #fail(action: ActionOf<'fail'>): Promise<never> {
+    const { details } = action.failure;
+    const failure = details === undefined ? action.failure : { ...action.failure, details: this.deps.did.redact(details) };
+    if (action.releaseBudget) {
+      await this.#save(action.checkpoint);
+      await this.deps.batches.releaseBudget(this.payload.batchId, this.#budgetMember(), this.#budgetSeconds());
+    }
+    await this.#save({ ...action.checkpoint, failure });
+    throw new UnrecoverableError(`${failure.kind}: ${failure.description}`);
+  }
+
+  /** Give the slot back without burning an attempt; the checkpoint says where to go on. */
+  async #handBack(delayMs: number): Promise<never> {
+    await this.deps.batches.markReleased(this.payload.batchId, this.payload.rowKey);
+    await this.job.moveToDelayed(Date.now() + delayMs, this.token);
+    throw new DelayedError();
+  }
+
+  // ---- taking and submitting ---------------------------------------------------------------------
+
+  async #takeRow(): Promise<Step> {
+    const { batchId, rowKey, line } = this.payload;
+    // A job added by another BullMQ client (docs/api.md) joins its batch's ledger the first time a worker sees it.
+    this.#cacheProbe = await this.deps.renderCache?.probeFor(this.#jobId, this.payload, this.signal);
+    const taken = await this.deps.batches.takeRow(batchId, { rowKey, line: line ?? 0 }, this.#cacheProbe);
+    if (taken === 'new') await this.deps.batches.create(batchId, 'bullmq');
+    return { kind: 'row-taken', alreadyDone: taken === 'done' };
+  }
+
+  /** A copy of a row finished earlier (its job already removed, talk-queue.ts): answer from the ledger, pay nothing. */
+  async #readFinished(): Promise<Step> {
+    const { batchId, rowKey } = this.payload;
+    const [finished] = await this.deps.batches.finishedRows(batchId, [rowKey]);
+    if (!finished) return { kind: 'finished-read' };
+    const result: RowResult = {
+      status: 'done',
+      talkId: finished.talkId,
+      file: join(this.deps.config.outDir, batchId, finished.file),
+      bytes: finished.bytes,
+      sha256: finished.sha256,
+      videoSeconds: finished.videoSeconds,
+      renderSeconds: finished.renderSeconds,
+      finishedAt: new Date(finished.finishedAt).toISOString(),
+    };
+    return { kind: 'finished-read', result };
+  }
+
+  #tag(): string {
+    return talkTagFor(this.#jobId, this.payload.generation);
+  }
+
+  async #reconcile(action: ActionOf<'reconcile'>): Promise<Step> {
+    const userData = userDataFor(this.payload.talk.user_data, this.#tag());
+    const found = await this.deps.did.findTalkByUserData(userData, { window: this.deps.config.reconcileWindow, notBefore: action.notBefore, ...this.#call });
+    return found ? { kind: 'reconciled', talkId: found.id } : { kind: 'reconciled' };
+  }
+
+  async #reserveName(): Promise<Step> {
+    // Render cache (issue 17), the first step towards a create: done from an identical earlier render (no talk), handed
+    // back while an identical row renders (no slot held), or the talk of a lapsed claimant adopted (nothing paid twice).
+    const cached = await this.deps.renderCache?.beforeCreate({ job: this.job, payload: this.payload, probe: this.#cacheProbe, signal: this.signal });
+    if (cached?.kind === 'done') return cached.result;
+    if (cached?.kind === 'wait') return this.#handBack(cached.delayMs);
+    if (cached?.kind === 'adopt') return { kind: 'reconciled', talkId: cached.talkId };
+    const { batchId, rowKey, output } = this.payload;
+    const names = await this.deps.batches.reserveNames(batchId, [{ name: output.name, rowKey }]);
+    return names.ok ? { kind: 'name-reserved' } : { kind: 'name-taken', owner: names.owner };
+  }
+
+  async #upload(): Promise<Step> {
+    const { config, uploads } = this.deps;
+    const { talk } = this.payload;
+    const audioFile = 'audio_file' in talk.script ? talk.script.audio_file : undefined;
+    if (!uploads) throw new Error('upload asked of a worker without an upload cache');
+    try {
+      const media: UploadedMedia = {};
+      if (talk.source_file !== undefined) media.sourceUrl = await uploads.urlFor('image', talk.source_file, this.#call);
+      if (talk.source_link !== undefined) {
+        media.sourceUrl = await uploads.urlForLink(talk.source_link, { allow: config.outboundAllow }, { ...this.#call, timeoutMs: config.downloadTimeoutMs });
+      }
+      if (audioFile !== undefined) media.audioUrl = await uploads.urlFor('audio', audioFile, this.#call);
+      return { kind: 'uploaded', media };
+    } catch (error) {
+      return { kind: 'upload-failed', failure: describeFailure(error) };
+    }
+  }
+
+  #budgetMember(): string {
+    return `${this.payload.rowKey}#${this.payload.generation}`;
+  }
+
+  #budgetSeconds(): number {
+    return this.payload.estimatedSeconds ?? 0;
+  }
+
+  async #reserveBudget(): Promise<Step> {
+    const verdict = await this.deps.batches.reserveBudget(this.payload.batchId, this.#budgetMember(), this.#budgetSeconds());
+    return verdict === 'ok' ? { kind: 'budget-reserved' } : { kind: 'budget-refused', verdict };
+  }
+
+  async #create(action: ActionOf<'create'>): Promise<Step> {
+    await this.#save(action.checkpoint);
+    if (action.confirmReplica && this.deps.replicaAck && !(await this.deps.replicaAck.confirm())) return { kind: 'replica-unconfirmed' };
+    // With talkbatch's receiver on, D-ID calls talkbatch, which calls the row's own webhook once the file is on disk.
+    const webhook = this.deps.webhookUrlFor?.(this.#jobId) ?? this.payload.talk.webhook;
+    try {
+      const created = await this.deps.did.createTalk(createTalkBody(this.payload.talk, this.#tag(), webhook, action.uploaded), this.#call);
+      return { kind: 'created', talkId: created.id };
+    } catch (error) {
+      return { kind: 'create-failed', failure: describeFailure(error) };
+    }
+  }
+
+  // ---- rendering ---------------------------------------------------------------------------------
+
+  async #startRender(action: ActionOf<'start-render'>): Promise<Step> {
+    // Counted as rendering before anything else is awaited: a 429 answered to a create sent at the
+    // same moment reads this count as the plan's render cap (adaptive concurrency).
+    await this.deps.rendering.add(this.#jobId);
+    if (action.via === 'created') {
+      await this.deps.concurrency.onCreated();
+      this.#log.debug({ talkId: action.talkId }, 'talk created');
+    }
+    if (action.via === 'adopted') this.#log.info({ talkId: action.talkId }, 'adopted talk created by an earlier try');
+    if (action.checkpoint) await this.#save(action.checkpoint);
+    return { kind: 'render-started' };
+  }
+
+  /** Waits, or less if woken (the webhook); the worker stopping or the job's signal cuts it short. */
+  async #wait(action: ActionOf<'wait'>): Promise<Step> {
+    try {
+      return { kind: 'waited', woken: await this.deps.wakeups.wait(this.#jobId, action.ms, [this.deps.handback, this.signal]) };
+    } catch (error) {
+      return { kind: 'wait-aborted', error };
+    }
+  }
+
+  async #readTalk(talkId: string): Promise<Step> {
+    try {
+      return { kind: 'talk-read', talk: await this.deps.did.getTalk(talkId, this.#call) };
+    } catch (error) {
+      this.#log.debug({ err: (error as Error).message, failures: this.#state.attempt.pollFailures + 1 }, 'reading the talk failed');
+      return { kind: 'talk-read-failed', failure: describeFailure(error) };
+    }
+  }
+
+  async #endRender(action: ActionOf<'end-render'>): Promise<Step> {
+    this.memory.renderTimes.record(action.renderMs);
+    await this.deps.rendering.remove(this.#jobId);
+    return { kind: 'render-ended' };
+  }
+
+  // ---- downloading -------------------------------------------------------------------------------
+
+  async #checkFile(): Promise<Step> {
+    // Nothing is written unless the row is still ours: else the worker that has it writes the file, once.
+    const [record] = await Promise.all([this.deps.batches.fileRecord(this.payload.batchId, this.payload.output.name), this.#held.check()]);
+    return record === undefined ? { kind: 'file-checked' } : { kind: 'file-checked', record };
+  }
+
+  async #download(action: ActionOf<'download'>): Promise<Step> {
+    const path = outputPathFor(this.deps.config.outDir, this.payload.batchId, this.payload.output.name);
+    const owned = action.owned === undefined ? {} : { owned: { sha256: action.owned } };
+    try {
+      const file = await downloadVerified(action.url, path, { timeoutMs: this.deps.config.downloadTimeoutMs, ...owned, ...this.#call });
+      return { kind: 'downloaded', file: { path: file.path, bytes: file.bytes, sha256: file.sha256, resumed: file.resumed } };
+    } catch (error) {
+      if (!(error instanceof DownloadError)) throw error;
+      if (error.reason !== 'file-name') {
+        const attempt = this.#state.attempt.downloadTries + 1;
+        this.#log.warn({ talkId: this.#state.checkpoint.talkId, attempt, reason: error.reason, err: error.message }, 'download failed');
+      }
+      return { kind: 'download-failed', reason: error.reason, code: error.code, message: error.message, error };
+    }
+  }
+
+  async #recordFile(action: ActionOf<'record-file'>): Promise<Step> {
+    const { batchId, rowKey, output } = this.payload;
+    // The download may have outlasted the lock (Redis unreachable meanwhile): the outcome is recorded by its holder.
+    await this.#held.check();
+    await this.deps.batches.recordFile(batchId, output.name, { rowKey, talkId: action.talkId, sha256: action.file.sha256 });
+    // Before markDone, so a batch that reads as finished already lists this row's preview as pending.
+    if (this.deps.requestPreview) await this.deps.requestPreview(previewJobFor(this.payload, action.file.path));
+    return { kind: 'file-recorded' };
+  }
+
+  async #markDone(action: ActionOf<'mark-done'>): Promise<RowResult> {
+    // The billing rule on the length D-ID reported (videoSeconds is the talk's duration), else the estimate (queue/credits.ts).
+    const spent = rowCredits(this.payload, action.result.videoSeconds);
+    const result: RowResult = { ...action.result, ...spent };
+    const { batchId, rowKey } = this.payload;
+    const file = relative(join(this.deps.config.outDir, batchId), result.file);
+    // What the report shows of the row once BullMQ drops its completed job (talk-queue.ts).
+    await this.deps.batches.markDone(batchId, rowKey, {
+      talkId: result.talkId,
+      file,
+      bytes: result.bytes,
+      sha256: result.sha256,
+      videoSeconds: result.videoSeconds,
+      renderSeconds: result.renderSeconds,
+      // BullMQ counts this attempt once the job moves to completed.
+      attempts: this.job.attemptsMade + 1,
+      script: scriptText(this.payload.talk.script),
+      input: this.payload.input,
+      enqueuedAt: this.job.timestamp || null,
+      finishedAt: action.finishedAt,
+      ...spent,
+    },
+    // Render cache (issue 17): the verified file becomes the entry for this request in the same script call.
+    await this.deps.renderCache?.recordFor(this.#jobId, this.payload, { talkId: result.talkId, path: result.file, bytes: result.bytes, sha256: result.sha256, videoSeconds: result.videoSeconds }, this.#cacheProbe));
+    if (action.rowWebhook) {
+      const { url, talk } = action.rowWebhook;
+      this.deps.onRowWebhook?.({ batchId, rowKey, jobId: this.#jobId, url, talkId: result.talkId, file, sha256: result.sha256, bytes: result.bytes, talk });
+    }
+    this.#log.debug({ talkId: result.talkId, bytes: result.bytes, resumed: action.resumed }, 'row done');
+    return result;
+  }
+}
+
+/**
+ * The step machine of one row (submit, wait for the render, download), driven by `decide` (decide.ts).
+ * Errors become queue signals here and nowhere else.
+ */
+export function createProcessor(deps: ProcessorDeps) {
+  // 429s in one burst are one signal; the back-off only grows when 429s keep coming after the previous one ran out.
+  const memory: ProcessorMemory = { rateLimit: { streak: 0, until: 0 }, renderTimes: new RenderTimes() };
+  return async function processTalk(job: TalkJob, token?: string, signal?: AbortSignal): Promise<RowResult> {
+    return new RowRun(deps, memory, job, parsePayload(job), token, signal).run();
+  };
 }

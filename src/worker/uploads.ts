@@ -6,6 +6,7 @@ import type { DidClient, RequestOptions } from '../did/client.js';
 import { isImageBytes } from '../manifest/local-media.js';
 import { OutboundRefusedError, outboundFetch, type OutboundPolicy } from '../net/outbound.js';
 import { sleep } from '../shared/clock.js';
+import type { QueueKeys } from '../queue/keys.js';
 
 /*
  * Local files go to D-ID once per distinct content: the file's sha256 names a Redis key (under the queue's
@@ -28,6 +29,8 @@ export class LocalFileError extends Error {
 /** How long one worker may hold the upload of a content before another takes over. */
 const LOCK_MS = 60_000;
 const LOCK_POLL_MS = 200;
+/** How long a share link's fetched image is reused by the next ask for the same link. */
+const LINK_REUSE_MS = 10_000;
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png',
@@ -36,21 +39,22 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 
 export class UploadCache {
   readonly #redis: RedisClient;
-  readonly #keyPrefix: string;
+  readonly #keys: QueueKeys;
   readonly #ttlMs: number;
   readonly #did: DidClient;
   readonly #inFlight = new Map<string, Promise<string>>();
+  readonly #links = new Map<string, { bytes: Promise<Buffer>; at: number }>();
 
-  constructor(options: { redis: RedisClient; keyPrefix: string; ttlMs: number; did: DidClient }) {
+  constructor(options: { redis: RedisClient; keys: QueueKeys; ttlMs: number; did: DidClient }) {
     this.#redis = options.redis;
-    this.#keyPrefix = options.keyPrefix;
+    this.#keys = options.keys;
     this.#ttlMs = options.ttlMs;
     this.#did = options.did;
   }
 
   /** The Redis key that holds the D-ID URL of a file with this content. */
   keyFor(kind: UploadKind, sha256: string): string {
-    return `${this.#keyPrefix}:uploads:${kind}:${sha256}`;
+    return this.#keys.upload(kind, sha256);
   }
 
   /**
@@ -58,21 +62,23 @@ export class UploadCache {
    * to be a JPEG or PNG by its bytes, then uploaded like a local file (once per content).
    */
   async urlForLink(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<string> {
-    let bytes: Buffer;
-    try {
-      const { response } = await outboundFetch(new URL(link), { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) }, policy);
-      if (!response.ok) {
-        await response.body?.cancel();
-        throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
-      }
-      bytes = await readCapped(response, UPLOAD_MAX_BYTES.image);
-    } catch (error) {
-      if (error instanceof LocalFileError) throw error;
-      if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
-      throw error;
-    }
-    if (!isImageBytes(bytes)) throw new LocalFileError(`image link ${new URL(link).origin} does not serve a JPEG or PNG image (a share page rather than the file?)`);
+    const bytes = await this.linkImage(link, policy, options);
     return this.urlForBytes('image', bytes, link.toLowerCase().includes('.png') ? 'x.png' : 'x.jpg', options);
+  }
+
+  /**
+   * The image bytes behind a share link, checked as urlForLink checks them. A fetch is shared for a few seconds,
+   * so the render cache hashing the image (src/worker/render-cache.ts) and the upload right after it fetch once.
+   */
+  linkImage(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<Buffer> {
+    const now = Date.now();
+    for (const [key, fetched] of this.#links) if (now - fetched.at > LINK_REUSE_MS) this.#links.delete(key);
+    const known = this.#links.get(link);
+    if (known) return known.bytes;
+    const bytes = fetchLinkImage(link, policy, options);
+    this.#links.set(link, { bytes, at: now });
+    bytes.catch(() => this.#links.delete(link));
+    return bytes;
   }
 
   /** D-ID's URL for the file: reused while remembered, else uploaded (and remembered). */
@@ -117,11 +123,29 @@ export class UploadCache {
   }
 }
 
-/** The response body, refused as soon as it passes `max` bytes. */
-async function readCapped(response: Response, max: number): Promise<Buffer> {
+async function fetchLinkImage(link: string, policy: OutboundPolicy, options: RequestOptions & { timeoutMs: number }): Promise<Buffer> {
+  let bytes: Buffer;
+  try {
+    const { response } = await outboundFetch(new URL(link), { timeoutMs: options.timeoutMs, ...(options.signal ? { signal: options.signal } : {}) }, policy);
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new LocalFileError(`image link ${new URL(link).origin} answered HTTP ${response.status}`);
+    }
+    bytes = await readCapped(response.body, UPLOAD_MAX_BYTES.image);
+  } catch (error) {
+    if (error instanceof LocalFileError) throw error;
+    if (error instanceof OutboundRefusedError) throw new LocalFileError(`image link refused (${error.reason}): only public http(s) addresses are fetched`);
+    throw error;
+  }
+  if (!isImageBytes(bytes)) throw new LocalFileError(`image link ${new URL(link).origin} does not serve a JPEG or PNG image (a share page rather than the file?)`);
+  return bytes;
+}
+
+/** A response body (undici types its chunks as any; they are bytes), refused as soon as it passes `max` bytes. */
+async function readCapped(body: ReadableStream<Uint8Array> | null, max: number): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = response.body?.getReader();
+  const reader = body?.getReader();
   if (!reader) return Buffer.alloc(0);
   for (;;) {
     const { done, value } = await reader.read();

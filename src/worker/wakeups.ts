@@ -1,4 +1,5 @@
 import type { RedisClient } from '../queue/connections.js';
+import { queueKeys } from '../queue/keys.js';
 
 /**
  * Lets a webhook (or anything else that learns a talk is finished) cut a job's poll wait short. Wakes
@@ -103,7 +104,7 @@ const EARLY_WAKE_TTL_MS = 30_000;
 const EARLY_WAKE_MAX = 10_000;
 
 export function wakeChannel(prefix: string, queueName: string): string {
-  return `${prefix}:${queueName}:wake`;
+  return queueKeys(prefix, queueName).wakeChannel();
 }
 
 /** Wakes a job waiting on D-ID, wherever its worker runs. Returns how many worker processes heard it. */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../../src/config/index.js';
-import { startPrivateRedis, type PrivateRedis } from '../../src/queue/local-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';

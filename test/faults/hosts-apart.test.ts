@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, onTestFailed, vi } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { startPrivateRedis, type PrivateRedis } from '../../src/queue/local-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';

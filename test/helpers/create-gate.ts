@@ -40,7 +40,7 @@ export async function startCreateGate(target: string, options: { host?: string }
       const answer = Buffer.from(await upstream.arrayBuffer());
       const isCreate = request.method === 'POST' && /^\/talks\/?$/.test(request.url ?? '');
       if (isCreate && holding && held.size < holdMax && upstream.status < 300) {
-        const userData = String((JSON.parse(body.toString()) as { user_data?: string }).user_data ?? '');
+        const userData = (JSON.parse(body.toString()) as { user_data?: string }).user_data ?? '';
         held.add(userData);
         await released;
         held.delete(userData);

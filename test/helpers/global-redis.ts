@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { ensureRedis } from '../../src/queue/local-redis.js';
+import { ensureRedis } from '../../src/cli/local-redis.js';
 import { startRedisCluster } from './redis-topologies.js';
 
 declare module 'vitest' {

@@ -34,7 +34,8 @@ export interface Harness {
   handle: QueueHandle;
   workers: TalkWorker[];
   startWorker(extra?: Partial<TalkWorkerOptions>): Promise<TalkWorker>;
-  enqueue(batchId: string, rows: ManifestRow[]): Promise<{ added: number; alreadyPresent: number }>;
+  /** `cache: false`: the batch renders every row even when the render cache has its request. */
+  enqueue(batchId: string, rows: ManifestRow[], options?: { cache?: boolean }): Promise<{ added: number; alreadyPresent: number }>;
   close(): Promise<void>;
 }
 
@@ -54,8 +55,8 @@ export async function startHarness(knobs: Partial<SimulatorKnobs> = {}, override
       workers.push(worker);
       return worker;
     },
-    async enqueue(batchId, rows) {
-      await handle.batches.create(batchId, 'test');
+    async enqueue(batchId, rows, options = {}) {
+      await handle.batches.create(batchId, 'test', options.cache === false ? { cache: false } : {});
       return enqueueRows(handle, batchId, rows);
     },
     async close() {

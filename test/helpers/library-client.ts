@@ -8,7 +8,7 @@ import { redisUrl } from './context.js';
 
 export interface LibraryClients {
   /** A library client on a queue and output folder of its own, against a fresh simulator (render 100 ms). */
-  start(): Promise<Talkbatch>;
+  start: () => Promise<Talkbatch>;
   /** The simulator of the client `start` made last. */
   simulator(): Simulator | undefined;
 }
@@ -23,7 +23,7 @@ export function libraryClientPerTest(label: string): LibraryClients {
     client = simulator = undefined;
   });
   return {
-    async start() {
+    start: async () => {
       simulator = await startSimulator({ knobs: { renderMs: 100 } });
       client = await createTalkbatch({
         redisUrl: redisUrl(),

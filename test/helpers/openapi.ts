@@ -11,7 +11,7 @@ export function didCreateTalkValidator(): (body: unknown) => { ok: boolean; erro
   const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
   const validate = ajv.compile(publishedCreateTalkSchema({ allowHttpWebhooks: false }));
   return (body) => {
-    const ok = validate(body) as boolean;
+    const ok = validate(body);
     return { ok, errors: ok ? '' : ajv.errorsText(validate.errors) };
   };
 }

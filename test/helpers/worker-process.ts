@@ -15,7 +15,7 @@ export interface WorkerProcess {
  */
 export function spawnWorker(env: Record<string, string>, options: { exec?: readonly string[] } = {}): WorkerProcess {
   const [command, ...prefix] = [...(options.exec ?? []), process.execPath];
-  const child = spawn(command as string, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker'], {
+  const child = spawn(command, [...prefix, '--import', 'tsx', 'src/cli/main.ts', 'worker'], {
     cwd: ROOT,
     // Previews off unless a test asks for them, as in-process tests have them (test/helpers/context.ts).
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TALKBATCH_LOG_LEVEL: 'info', TALKBATCH_LOG_PRETTY: 'false', TALKBATCH_PREVIEWS: 'false', ...env },
@@ -29,8 +29,8 @@ export function spawnWorker(env: Record<string, string>, options: { exec?: reado
     if (output.length > 200_000) output = output.slice(-100_000);
     if (output.includes('"worker started"')) markReady();
   };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', onData);
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, ready, exited, output: () => output };
 }

@@ -25,7 +25,7 @@ describe('talkbatch CLI', () => {
     expect(csv).toContain('Hi Dara! Thanks for being with Tailspin Toys. I made this short video to show you what is new this month.');
     // Posters and GIFs next to the videos, and results ready for mail merge (links to a local serve).
     expect(files.filter((f) => /\.(jpg|gif)$/.test(f))).toHaveLength(20);
-    const rows = parse(csv, { columns: true }) as Record<string, string>[];
+    const rows = parse<Record<string, string>>(csv, { columns: true });
     expect(rows[0]).toMatchObject({ poster: 'ana.jpg', gif: 'ana.gif', preview_note: '' });
     expect(rows[0]?.share_url).toMatch(/^http:\/\/127\.0\.0\.1:8080\/s\/[A-Za-z0-9_-]{43}$/);
     expect(rows[0]?.email_html).toContain(`${rows[0]?.share_url}/preview.gif`);
@@ -67,7 +67,7 @@ describe('talkbatch CLI', () => {
   });
 
   it('every command has --help', async () => {
-    for (const command of ['run', 'demo', 'validate', 'enqueue', 'worker', 'status', 'report', 'retry', 'pause', 'simulate']) {
+    for (const command of ['run', 'demo', 'validate', 'enqueue', 'worker', 'status', 'report', 'retry', 'approve', 'cancel', 'pause', 'simulate']) {
       const result = await runCli([command, '--help']);
       expect(result.code, command).toBe(0);
       expect(result.stdout, command).toMatch(/Usage: talkbatch/);

@@ -105,6 +105,6 @@ describe('DidClient on the wire', () => {
     client = new DidClient({ apiKey: 'user:verysecretkey', baseUrl: 'http://127.0.0.1:1', getRetries: 0 });
     const error = await client.getCredits().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DidConnectionError);
-    expect(String((error as Error).message)).not.toContain('verysecretkey');
+    expect((error as Error).message).not.toContain('verysecretkey');
   });
 });

@@ -51,7 +51,7 @@ describe('every D-ID field passes through', () => {
     });
     // The user's own user_data first, as given; talkbatch's tag after it.
     expect(everyField?.user_data).toBe('crm-4711 [talkbatch fields-json-every-field]');
-    expect(clients.simulator()?.talk(String((await firstTalkId(tb, 'fields-json', 'every-field')) ?? ''))).toMatchObject({ user_data: 'crm-4711 [talkbatch fields-json-every-field]' });
+    expect(clients.simulator()?.talk((await firstTalkId(tb, 'fields-json', 'every-field')) ?? '')).toMatchObject({ user_data: 'crm-4711 [talkbatch fields-json-every-field]' });
     expect(json.get('audio-row')).toMatchObject({ script: { type: 'audio', subtitles: true } });
 
     const sheet = readFileSync(new URL('../../fixtures/manifests/did/all-fields.csv', import.meta.url), 'utf8').replace(/,https:\/\/hooks\.example\.com\/talks,/, ',,');

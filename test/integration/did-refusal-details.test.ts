@@ -22,7 +22,7 @@ describe('D-ID\'s reason for refusing a row', () => {
     expect(h.simulator.stats().totalCreates).toBe(1);
 
     const files = await writeBatchReport(h.handle, 'refused', h.config.outDir);
-    const csv = parse(await readFile(files.csv), { columns: true }) as Record<string, string>[];
+    const csv = parse<Record<string, string>>(await readFile(files.csv), { columns: true });
     const failed = csv.find((r) => r.row_key === 'row0000');
     expect(failed).toMatchObject({ status: 'failed', error_kind: 'ValidationError', error_description: 'Invalid request body' });
     expect(JSON.parse(failed?.error_details ?? '')).toEqual({ 'body.script.input': { message: 'must be at most 10000 characters excluding SSML tags' } });

@@ -39,7 +39,7 @@ describe('manifest to MP4s', () => {
 
     const report = await writeBatchReport(harness.handle, 'e2e', harness.config.outDir);
     expect(report.counts).toMatchObject({ done: 50, failed: 0 });
-    const rows = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const rows = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(rows).toHaveLength(50);
     expect(rows.map((r) => r.row_key)).toEqual(Array.from({ length: 50 }, (_, i) => `p${i}`));
     expect(rows[0]).toMatchObject({ status: 'done', file: 'p0.mp4', sha256: FIXTURE_SHA256, bytes: '17116', input_first_name: 'Person0' });

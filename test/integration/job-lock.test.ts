@@ -1,4 +1,4 @@
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createRedis, type RedisClient } from '../../src/queue/connections.js';
 import { HeldJob, LockLostError } from '../../src/queue/job-lock.js';
@@ -23,6 +23,12 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+async function jobOf(id: string): Promise<Job> {
+  const job = await queue.getJob(id);
+  if (!job) throw new Error(`no job ${id}`);
+  return job;
+}
+
 async function take(name: string): Promise<{ token: string; lockKey: string; jobKey: string; id: string }> {
   await queue.add(name, { step: 'submitting' }, { jobId: name });
   const token = `token-${name}`;
@@ -35,8 +41,7 @@ async function take(name: string): Promise<{ token: string; lockKey: string; job
 describe('HeldJob: writes only while this try holds the BullMQ lock', () => {
   it('writes the data and renews the lock while the token is the job’s', async () => {
     const { token, lockKey, id } = await take('held');
-    const job = await queue.getJob(id);
-    const held = new HeldJob(redis, queue, job!, token, 45_000);
+    const held = new HeldJob(redis, queue, await jobOf(id), token, 45_000);
     await held.updateData({ step: 'rendering', talkId: 'tlk_1' });
     expect((await queue.getJob(id))?.data).toEqual({ step: 'rendering', talkId: 'tlk_1' });
     await held.check();
@@ -46,8 +51,7 @@ describe('HeldJob: writes only while this try holds the BullMQ lock', () => {
 
   it('refuses both once another worker holds the lock, and writes nothing', async () => {
     const { token, lockKey, id } = await take('taken-over');
-    const job = await queue.getJob(id);
-    const held = new HeldJob(redis, queue, job!, token, 30_000);
+    const held = new HeldJob(redis, queue, await jobOf(id), token, 30_000);
     await redis.set(lockKey, 'another-worker-token', 'PX', 30_000);
     await expect(held.updateData({ step: 'rendering', talkId: 'tlk_stale' })).rejects.toBeInstanceOf(LockLostError);
     await expect(held.check()).rejects.toBeInstanceOf(LockLostError);
@@ -58,8 +62,7 @@ describe('HeldJob: writes only while this try holds the BullMQ lock', () => {
 
   it('refuses once the lock has expired and nobody took the row yet', async () => {
     const { token, lockKey, id } = await take('expired');
-    const job = await queue.getJob(id);
-    const held = new HeldJob(redis, queue, job!, token, 30_000);
+    const held = new HeldJob(redis, queue, await jobOf(id), token, 30_000);
     await redis.del(lockKey);
     await expect(held.updateData({ step: 'done' })).rejects.toBeInstanceOf(LockLostError);
     await expect(held.check()).rejects.toBeInstanceOf(LockLostError);

@@ -49,7 +49,7 @@ describe('large batches: done rows in the ledger', () => {
       input: { id: 'row0001', first_name: 'Person 1' },
     });
     expect(fromLedger[1]?.talkId).toMatch(/\S/);
-    const csv = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const csv = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(csv.map((r) => [r.row_key, r.status, r.sha256])).toEqual(['row0000', 'row0001', 'row0002'].map((key) => [key, 'done', FIXTURE_SHA256]));
 
     // A job for a row the ledger has done (added behind the producer's back, as a race with a finishing
@@ -94,7 +94,7 @@ describe('large batches: LiveReport', () => {
       ['row0001', 'done'],
       ['row0002', 'done'],
     ]);
-    const csv = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const csv = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(csv.map((r) => r.status)).toEqual(['done', 'done', 'done']);
   });
 });

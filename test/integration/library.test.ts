@@ -7,7 +7,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Queue } from 'bullmq';
 import { describe, expect, it, vi } from 'vitest';
 import { ManifestError } from '../../src/index.js';
-import { jobPayloadJsonSchema, jobPayloadJsonSchemaText } from '../../src/server/index.js';
+import { jobPayloadJsonSchema, jobPayloadJsonSchemaText } from '../../src/queue/payload-schema.js';
 import { redisUrl } from '../helpers/context.js';
 import { libraryClientPerTest } from '../helpers/library-client.js';
 import { IMAGE } from '../helpers/harness.js';

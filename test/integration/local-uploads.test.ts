@@ -1,3 +1,4 @@
+import { queueKeys } from '../../src/queue/keys.js';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -57,12 +58,13 @@ describe('local images and audio', () => {
       expect(ttl).toBeLessThan(24 * 60 * 60_000);
     }
 
-    // Reused by a later batch while remembered; uploaded again once the URL has expired.
-    await h.enqueue('local-2', [rows[0] as ManifestRow]);
+    // Reused by a later batch while remembered; uploaded again once the URL has expired. (Without the render cache,
+    // which would copy the row's video and upload nothing.)
+    await h.enqueue('local-2', [rows[0] as ManifestRow], { cache: false });
     await untilBatchFinished(h.handle.batches, 'local-2', 20_000);
     expect(h.simulator.stats().uploads).toBe(3);
     await redis.del(...keys);
-    await h.enqueue('local-3', [rows[0] as ManifestRow]);
+    await h.enqueue('local-3', [rows[0] as ManifestRow], { cache: false });
     await untilBatchFinished(h.handle.batches, 'local-3', 20_000);
     expect(h.simulator.stats().uploads).toBe(4);
     expect((await sentBodies(h, 'local-3')).get('ana')?.source_url).not.toBe(bodies.get('ana')?.source_url);
@@ -74,7 +76,7 @@ describe('local images and audio', () => {
     const [ana] = await rowsOf(SHEET);
     // The upload a worker made before it died: the URL is remembered, no talk was created.
     const did = new DidClient({ apiKey: h.simulator.apiKey, baseUrl: h.simulator.url });
-    const cache = new UploadCache({ redis: h.handle.redis, keyPrefix: `${h.config.prefix}:${h.config.queueName}`, ttlMs: h.config.uploadTtlMs, did });
+    const cache = new UploadCache({ redis: h.handle.redis, keys: queueKeys(h.config.prefix, h.config.queueName), ttlMs: h.config.uploadTtlMs, did });
     const url = await cache.urlFor('image', ana?.talk.source_file ?? '');
     await did.close();
     expect(h.simulator.stats()).toMatchObject({ uploads: 1, totalCreates: 0 });

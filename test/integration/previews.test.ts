@@ -115,7 +115,7 @@ describe('previews of a batch', () => {
     expect((await probe(join(dir, 'row0002.gif'))).width).toBe(GIF_WIDTH);
 
     const report = await writeBatchReport(harness.handle, 'pv', harness.config.outDir, { shareBaseUrl: harness.config.shareBaseUrl });
-    const rows = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const rows = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(rows.map((r) => [r.status, r.poster, r.gif, r.preview_note])).toEqual([
       ['done', 'row0001.jpg', 'row0001.gif', ''],
       ['done', 'row0002.jpg', 'row0002.gif', ''],
@@ -151,7 +151,7 @@ describe('previews of a batch', () => {
     await vi.waitFor(async () => expect(await store.pendingCount('bad')).toBe(0), { timeout: 30_000, interval: 100 });
 
     const report = await writeBatchReport(handle, 'bad', config.outDir);
-    const [result] = parse(await readFile(report.csv), { columns: true }) as Record<string, string>[];
+    const [result] = parse<Record<string, string>>(await readFile(report.csv), { columns: true });
     expect(result).toMatchObject({ status: 'done', file: 'row0001.mp4', poster: '', gif: '', share_url: '' });
     expect(result?.preview_note).toMatch(/^ffmpeg failed \(exit \d+\)/);
     expect(await readdir(join(config.outDir, 'bad'))).toEqual(expect.arrayContaining(['row0001.mp4']));

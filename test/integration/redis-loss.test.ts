@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startPrivateRedis, type PrivateRedis } from '../../src/queue/local-redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startSimulator, type Simulator } from '../../src/simulator/server.js';

@@ -26,7 +26,7 @@ describe('report and retry --failed', () => {
     const env = { REDIS_URL: h.config.redisUrl, TALKBATCH_QUEUE: h.config.queueName, TALKBATCH_OUT_DIR: h.config.outDir };
     const report = await runCli(['report', 'again'], env);
     expect(report.code, report.stderr).toBe(0);
-    const before = parse(await readFile(join(h.config.outDir, 'again', 'results.csv')), { columns: true }) as Record<string, string>[];
+    const before = parse<Record<string, string>>(await readFile(join(h.config.outDir, 'again', 'results.csv')), { columns: true });
     expect(before.map((r) => [r.row_key, r.status, r.error_kind])).toEqual([
       ['row0000', 'failed', 'FaceError'],
       ['row0001', 'failed', 'FaceError'],

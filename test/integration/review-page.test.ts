@@ -155,7 +155,7 @@ describe('review page', () => {
 });
 
 describe('batch index page', () => {
-  const counts = (total: number, done: number, failedRows: number): BatchCounts => ({ total, done, failed: failedRows, active: 0, queued: total - done - failedRows });
+  const counts = (total: number, done: number, failedRows: number): BatchCounts => ({ total, done, failed: failedRows, active: 0, queued: total - done - failedRows, held: 0 });
 
   it('lists batches with their progress and links to their review pages, escaped', () => {
     const html = renderBatchIndexPage(

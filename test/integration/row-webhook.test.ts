@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildServer, type TalkbatchServer } from '../../src/server/index.js';
-import { BatchFinisher, SIGNATURE_HEADER, verifyCallbackSignature, type RowWebhookBody, type RowWebhookEvent } from '../../src/server/callbacks.js';
+import { BatchFinisher, SIGNATURE_HEADER, verifyCallbackSignature, type RowWebhookBody, type RowWebhookEvent } from '../../src/app/finisher.js';
 import { jobIdFor } from '../../src/queue/payload.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { webhookUrl } from '../../src/shared/webhook-token.js';

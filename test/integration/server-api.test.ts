@@ -117,7 +117,7 @@ describe('REST API', () => {
     const csv = await api(`/v1/batches/${batchId}/results.csv`);
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
-    const records = parse(await csv.text(), { columns: true }) as Record<string, string>[];
+    const records = parse<Record<string, string>>(await csv.text(), { columns: true });
     expect(records.map((record) => [record.row_key, record.status])).toEqual([['p0', 'done'], ['p1', 'done'], ['p2', 'done']]);
 
     // The same rows again add nothing.
@@ -146,7 +146,7 @@ describe('REST API', () => {
   it('takes a text/csv body with options in the query string', async () => {
     const csvBody = `id,first_name,image_url\nc1,Ada,${IMAGE}\nc2,Grace,${IMAGE}\n`;
     const query = new URLSearchParams({ batchId: 'csv-batch', template: 'Hi {{first_name}}, welcome aboard.' });
-    const created = await api(`/v1/batches?${query}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body: csvBody });
+    const created = await api(`/v1/batches?${query.toString()}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body: csvBody });
     expect(created.status).toBe(201);
     expect(await created.json()).toMatchObject({ batchId: 'csv-batch', added: 2 });
     const batch = await untilFinished('csv-batch');
@@ -157,14 +157,14 @@ describe('REST API', () => {
     // "José" and "€" in windows-1252: 0xE9 and 0x80.
     const body = Buffer.concat([Buffer.from(`id,first_name,image_url\nw1,Jos`), Buffer.from([0xe9]), Buffer.from(`,${IMAGE}\n`)]);
     const template = 'Hola {{first_name}}, son 9 \u20ac.';
-    const plain = await api(`/v1/batches?${new URLSearchParams({ batchId: 'cp-plain', template })}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body });
+    const plain = await api(`/v1/batches?${new URLSearchParams({ batchId: 'cp-plain', template }).toString()}`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body });
     expect(plain.status).toBe(422);
     expect(await plain.json()).toMatchObject({ issues: [{ line: 2, message: expect.stringContaining('--encoding windows-1252') as unknown }] });
     for (const [batchId, type, extra] of [
       ['cp-charset', 'text/csv; charset=windows-1252', {}],
       ['cp-param', 'text/csv', { encoding: 'windows-1252' }],
     ] as const) {
-      const created = await api(`/v1/batches?${new URLSearchParams({ batchId, template, ...extra })}`, { method: 'POST', headers: { 'content-type': type }, body });
+      const created = await api(`/v1/batches?${new URLSearchParams({ batchId, template, ...extra }).toString()}`, { method: 'POST', headers: { 'content-type': type }, body });
       expect(created.status, batchId).toBe(201);
       const job = await harness.handle.queue.getJob(jobIdFor(batchId, 'w1'));
       expect(job?.data.talk.script).toEqual({ type: 'text', input: 'Hola José, son 9 €.' });

@@ -2,7 +2,8 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startServer, verifyCallbackSignature, type RunningServer } from '../../src/server/index.js';
+import { verifyCallbackSignature } from '../../src/app/index.js';
+import { startServer, type RunningServer } from '../../src/server/index.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { IMAGE, startHarness, type Harness } from '../helpers/harness.js';
 
@@ -88,7 +89,7 @@ describe('batch callbacks', () => {
       event: 'batch.finished',
       batchId: 'cb-batch',
       finishedAt: expect.any(String),
-      counts: { total: 2, done: 2, failed: 0, active: 0, queued: 0 },
+      counts: { total: 2, done: 2, failed: 0, active: 0, queued: 0, held: 0 },
       resultsUrl: 'https://talkbatch.example.com/v1/batches/cb-batch/results.csv',
     });
 

@@ -12,7 +12,7 @@ afterEach(async () => {
 
 async function resultsCsv(h: Harness, batchId: string): Promise<Record<string, string>[]> {
   const files = await writeBatchReport(h.handle, batchId, h.config.outDir);
-  return parse(await readFile(files.csv), { columns: true }) as Record<string, string>[];
+  return parse<Record<string, string>>(await readFile(files.csv), { columns: true });
 }
 
 describe('D-ID refusals from the simulator\'s plan, moderation and source-check knobs', () => {

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BatchFinisher } from '../../src/server/callbacks.js';
+import { BatchFinisher } from '../../src/app/finisher.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
 

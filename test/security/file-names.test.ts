@@ -72,14 +72,14 @@ describe('a file name the file system refuses', () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });
 
-  it('is a download error that is not retryable', async () => {
+  it('is a download error for the file name', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tb-long-'));
     const error = await downloadVerified(url, join(dir, `${'x'.repeat(260)}.mp4`)).then(
       () => undefined,
       (caught: unknown) => caught,
     );
     expect(error).toBeInstanceOf(DownloadError);
-    expect(error).toMatchObject({ reason: 'file-name', retryable: false });
+    expect(error).toMatchObject({ reason: 'file-name' });
     expect((error as Error).message).toMatch(/ENAMETOOLONG/);
   });
 

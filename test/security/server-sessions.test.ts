@@ -61,6 +61,24 @@ describe('sessions', () => {
   });
 });
 
+describe('CSRF tokens', () => {
+  it('belong to one session, and expire and die with it', () => {
+    const keys = new ApiKeys([KEY, OTHER]);
+    const now = Date.parse('2026-12-01T10:00:00Z');
+    const session = keys.session(OTHER, now);
+    const token = keys.csrfToken(session, now) as string;
+    expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(keys.verifyCsrf(session, token, now)).toBe(true);
+    // Another session's token, a forged session, an expired one, or a removed key: refused.
+    expect(keys.verifyCsrf(keys.session(OTHER, now), token, now)).toBe(false);
+    expect(keys.csrfToken('forged.123.abc', now)).toBeUndefined();
+    expect(keys.verifyCsrf(session, token, now + 13 * 3600_000)).toBe(false);
+    expect(new ApiKeys([KEY]).verifyCsrf(session, token, now)).toBe(false);
+    expect(keys.verifyCsrf(session, undefined, now)).toBe(false);
+    expect(keys.verifyCsrf(session, `${token.slice(0, -1)}A`, now)).toBe(token.endsWith('A'));
+  });
+});
+
 describe('/review/ files', () => {
   it('serves regular files of the batch, not symlinks that lead out of it', async () => {
     const batchDir = join(harness.config.outDir, 'linked');

@@ -38,7 +38,7 @@ const openRequests = new Set<ClientRequest>();
  * event loop as the slot is taken): `started` resolves then, or when the server answers without reading.
  */
 function slowUpload(batchId: string, first: string, declaredBytes = 1_000_000): { request: ClientRequest; started: Promise<void>; answer: Promise<Answer> } {
-  const url = new URL(`/v1/batches?${new URLSearchParams({ batchId, template: TEMPLATE })}`, server.url);
+  const url = new URL(`/v1/batches?${new URLSearchParams({ batchId, template: TEMPLATE }).toString()}`, server.url);
   const request = httpRequest(url, {
     method: 'POST',
     agent: false,
@@ -67,7 +67,7 @@ function slowUpload(batchId: string, first: string, declaredBytes = 1_000_000): 
 }
 
 const upload = (batchId: string, body: string) =>
-  fetch(`${server.url}/v1/batches?${new URLSearchParams({ batchId, template: TEMPLATE })}`, {
+  fetch(`${server.url}/v1/batches?${new URLSearchParams({ batchId, template: TEMPLATE }).toString()}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${KEY}`, 'content-type': 'text/csv' },
     body,

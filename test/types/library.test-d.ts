@@ -7,6 +7,7 @@ import * as talkbatch from '../../src/index.js';
 import {
   createTalkbatch,
   verifyCallbackSignature,
+  type ApproveResult,
   type BatchCounts,
   type BatchView,
   type CancelResult,
@@ -15,6 +16,7 @@ import {
   type ManifestIssue,
   type ResultRecord,
   type RowResult,
+  type SamplePick,
   type SubmitBatchResult,
   type Talkbatch,
   type TalkbatchOptions,
@@ -53,6 +55,23 @@ describe('createTalkbatch', () => {
     expectTypeOf<Talkbatch['startWorker']>().returns.resolves.toEqualTypeOf<TalkWorker>();
     expectTypeOf<BatchView['counts']>().toEqualTypeOf<BatchCounts>();
     expectTypeOf<BatchView['progress']>().toBeNumber();
+  });
+
+  it('samples a batch, then approves the rest', () => {
+    expectTypeOf<Talkbatch['enqueueBatch']>().toBeCallableWith({ manifestPath: 'people.csv' }, { sample: 5 });
+    expectTypeOf<SubmitBatchResult['held']>().toBeNumber();
+    expectTypeOf<SubmitBatchResult['sample']>().toEqualTypeOf<SamplePick[] | undefined>();
+    expectTypeOf<SamplePick>().toEqualTypeOf<{ rowKey: string; reason: string }>();
+    expectTypeOf<Talkbatch['approveBatch']>().parameters.toEqualTypeOf<[batchId: string]>();
+    expectTypeOf<Talkbatch['approveBatch']>().returns.resolves.toEqualTypeOf<ApproveResult>();
+    expectTypeOf<ApproveResult>().toEqualTypeOf<{ batchId: string; approvedAt: string; released: number }>();
+    expectTypeOf<BatchCounts['held']>().toBeNumber();
+    expectTypeOf<BatchView['sample']>().toEqualTypeOf<{ size: number; approvedAt: string | null } | null>();
+    expectTypeOf<CancelResult['heldDropped']>().toBeNumber();
+    expectTypeOf(new talkbatch.ApprovalRefusedError('m', 'cancelled').reason).toEqualTypeOf<'cancelled' | 'not_sampled'>();
+    expectTypeOf(talkbatch.ApprovalRefusedError).instance.toExtend<talkbatch.UsageError>();
+    // @ts-expect-error a sample is a number of rows
+    expectTypeOf<Talkbatch['enqueueBatch']>().toBeCallableWith({ manifestPath: 'people.csv' }, { sample: '5' });
   });
 });
 

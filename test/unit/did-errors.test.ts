@@ -13,24 +13,23 @@ import {
 
 describe('DidApiError.fromResponse', () => {
   it.each([
-    [400, DidBadRequestError, false],
-    [401, DidAuthError, false],
-    [402, DidPaymentRequiredError, true],
-    [403, DidAuthError, false],
-    [404, DidNotFoundError, false],
-    [409, DidConflictError, true],
-    [451, DidModerationError, false],
-    [429, DidRateLimitError, true],
-    [500, DidServerError, true],
-    [503, DidServerError, true],
-    [504, DidServerError, true],
-  ])('maps %i to its class (retryable=%s)', (status, Class, retryable) => {
+    [400, DidBadRequestError],
+    [401, DidAuthError],
+    [402, DidPaymentRequiredError],
+    [403, DidAuthError],
+    [404, DidNotFoundError],
+    [409, DidConflictError],
+    [451, DidModerationError],
+    [429, DidRateLimitError],
+    [500, DidServerError],
+    [503, DidServerError],
+    [504, DidServerError],
+  ])('maps %i to its class', (status, Class) => {
     const error = DidApiError.fromResponse(status, JSON.stringify({ kind: 'SomeKind', description: 'some text' }), {});
     expect(error).toBeInstanceOf(Class);
     expect(error.status).toBe(status);
     expect(error.kind).toBe('SomeKind');
     expect(error.description).toBe('some text');
-    expect(error.retryable).toBe(retryable);
   });
 
   it('keeps ValidationError details', () => {

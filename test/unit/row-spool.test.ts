@@ -78,7 +78,7 @@ describe('RowSpool', () => {
   it('is not read before it is finished, nor added to after', async () => {
     const spool = await RowSpool.create();
     try {
-      spool.add(row(0, 'a'));
+      await spool.add(row(0, 'a'));
       await expect(collect(spool.rows())).rejects.toThrow(/not finished/);
       await spool.finish();
       expect(() => spool.add(row(1, 'b'))).toThrow(/finished/);

@@ -2,9 +2,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadScheduleFile, scheduleFilesAt } from '../../src/queue/schedule-file.js';
-import { checkCron, describeTiming, formatEvery, parseEvery, scheduleDefinition, tickStamp } from '../../src/queue/schedule-spec.js';
-import { stableJson } from '../../src/queue/schedules.js';
+import { loadScheduleFile, scheduleFilesAt } from '../../src/schedules/file.js';
+import { checkCron, describeTiming, formatEvery, parseEvery, scheduleDefinition, tickStamp } from '../../src/schedules/spec.js';
+import { stableJson } from '../../src/schedules/store.js';
 
 describe('cron expressions', () => {
   it('accepts what BullMQ accepts and gives the next runs in the zone', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { REDIS_SERVER, RedisUnavailableError, ensureRedis } from '../../src/queue/local-redis.js';
+import { REDIS_SERVER, RedisUnavailableError, ensureRedis } from '../../src/cli/local-redis.js';
 import { ensureProgram, planProgram, ProgramUnavailableError, type HostFacts } from '../../src/shared/system-package.js';
 import { CHROMIUM } from '../helpers/chromium.js';
 

@@ -1,15 +1,20 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config/index.js';
 import { creditMarkerKey } from '../../worker/credit-watch.js';
-import { jobIdFor } from '../../queue/payload.js';
 import { openQueue } from '../../queue/talk-queue.js';
-import { writeBatchReport } from '../../report/results.js';
+import { BatchService } from '../../app/index.js';
 import { UsageError } from '../../shared/errors.js';
+import { silentLogger } from '../../shared/logger.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS } from '../context.js';
 
 export const REPORT_HELP = `Usage: talkbatch report <batchId> [options]
 
 Rebuilds out/<batch>/results.csv and results.jsonl from Redis and the files on disk.
+
+Options:
+  --charged-failures     write out/<batch>/charged-failures.csv instead: every talk that was paid for and came to
+                         nothing (D-ID ended it error or rejected, or its video could not be downloaded), with D-ID's
+                         error, the request's SHA-256 and the credits, for a refund claim
 ${GLOBAL_HELP}`;
 
 export const PAUSE_HELP = `Usage: talkbatch pause | resume [options]
@@ -23,13 +28,25 @@ export const RETRY_HELP = `Usage: talkbatch retry <batchId> --failed [options]
 Puts the batch's failed rows back in the queue (a new D-ID talk is made for each).
 ${GLOBAL_HELP}`;
 
+export const APPROVE_HELP = `Usage: talkbatch approve <batchId> [options]
+
+Approves a batch enqueued with --sample: the rows it held back go into the queue, and workers make them.
+Approving again adds nothing. Exit code 2 for a batch that was cancelled or enqueued without --sample.
+${GLOBAL_HELP}`;
+
+export const CANCEL_HELP = `Usage: talkbatch cancel <batchId> [options]
+
+Takes the batch's rows that have not started off the queue, and drops the rows a sample holds back: none of
+them is made (or paid for). Rows being worked on finish. Rejects a sample under review.
+${GLOBAL_HELP}`;
+
 async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: Awaited<ReturnType<typeof openQueue>>, positionals: string[], values: Record<string, unknown>, outDir: string, prefix: string, queueName: string, config: Config) => Promise<T>): Promise<T | 0> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...extra } });
   if (values.help) {
     console.log(help);
     return 0;
   }
-  const config = configFromFlags(values as Parameters<typeof configFromFlags>[0]);
+  const config = configFromFlags(values);
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: this command works on the Redis your workers use');
   const handle = await openQueue(config, config.redisUrl);
   try {
@@ -40,14 +57,19 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
 }
 
 export function reportCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, REPORT_HELP, async (handle, positionals, _values, outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, { 'charged-failures': { type: 'boolean' } }, REPORT_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('report needs a batch id');
     if (!(await handle.batches.exists(batchId))) {
       process.stderr.write(`no batch "${batchId}"\n`);
       return 1;
     }
-    const report = await writeBatchReport(handle, batchId, outDir, { shareBaseUrl: config.shareBaseUrl });
+    if (values['charged-failures'] === true) {
+      const charged = await new BatchService({ config, handle, logger: silentLogger }).chargedFailures(batchId);
+      console.log(`${charged.path}\n${charged.rows} charged failure${charged.rows === 1 ? '' : 's'}`);
+      return 0;
+    }
+    const report = await new BatchService({ config, handle, logger: silentLogger }).writeReport(batchId);
     console.log(`${report.csv}\n${report.jsonl}\n${Object.entries(report.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')}`);
     return 0;
   });
@@ -68,23 +90,48 @@ export function pauseCommand(argv: string[], action: 'pause' | 'resume'): Promis
 }
 
 export function retryCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values) => {
+  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
     const batchId = positionals[0];
     if (!batchId || values.failed !== true) throw new UsageError('usage: talkbatch retry <batchId> --failed');
-    // A typo must not look like "nothing to retry".
-    if (!(await handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
-    let retried = 0;
-    for (const rowKey of await handle.batches.failedRowKeys(batchId)) {
-      const job = await handle.queue.getJob(jobIdFor(batchId, rowKey));
-      if (!job || (await job.getState()) !== 'failed') continue;
-      // A fresh start: the failed talk is not adopted again.
-      const { state: _state, ...data } = job.data;
-      await job.updateData({ ...data, generation: (data.generation ?? 0) + 1 });
-      await handle.batches.markRetrying(batchId, rowKey);
-      await job.retry('failed');
-      retried += 1;
-    }
+    const { retried } = await new BatchService({ config, handle, logger: silentLogger }).retryFailed(batchId);
     console.log(`${retried} failed rows of ${batchId} re-enqueued`);
     return 0;
+  });
+}
+
+export function approveCommand(argv: string[]): Promise<number> {
+  return withQueue(argv, {}, APPROVE_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+    const batchId = positionals[0];
+    if (!batchId) throw new UsageError('usage: talkbatch approve <batchId>');
+    const service = new BatchService({ config, handle, logger: silentLogger });
+    try {
+      const { released } = await service.approve(batchId);
+      console.log(released > 0 ? `approved: ${released} held rows of ${batchId} enqueued for the workers` : `${batchId}: nothing held (approved already)`);
+      return 0;
+    } finally {
+      await service.finisher.idle();
+      await service.close();
+    }
+  });
+}
+
+export function cancelCommand(argv: string[]): Promise<number> {
+  return withQueue(argv, {}, CANCEL_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+    const batchId = positionals[0];
+    if (!batchId) throw new UsageError('usage: talkbatch cancel <batchId>');
+    const service = new BatchService({ config, handle, logger: silentLogger });
+    try {
+      const result = await service.cancel(batchId);
+      console.log(
+        `cancelled ${batchId}: ${result.removed.length} queued rows removed` +
+          (result.heldDropped > 0 ? `, ${result.heldDropped} held rows dropped` : '') +
+          (result.kept.length > 0 ? `, ${result.kept.length} rows already started finish` : ''),
+      );
+      return 0;
+    } finally {
+      // A cancel that finished the batch writes its report and calls back before the command exits.
+      await service.finisher.idle();
+      await service.close();
+    }
   });
 }

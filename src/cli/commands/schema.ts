@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { jobPayloadJsonSchemaText } from '../../server/job-schema.js';
+import { jobPayloadJsonSchemaText } from '../../queue/payload-schema.js';
 
 export const SCHEMA_HELP = `Usage: talkbatch schema
 

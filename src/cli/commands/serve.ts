@@ -4,7 +4,7 @@ import { startServer } from '../../server/start.js';
 import { UsageError } from '../../shared/errors.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
 import { configFromFlags, GLOBAL_HELP, GLOBAL_OPTIONS, loggerFor, onStopSignals, redisFor } from '../context.js';
-import { startScheduleWorker } from '../../queue/schedule-worker.js';
+import { startScheduleWorker } from '../../schedules/worker.js';
 
 export const SERVE_HELP = `Usage: talkbatch serve [options]
 

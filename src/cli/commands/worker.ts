@@ -1,8 +1,7 @@
 import { parseArgs } from 'node:util';
-import { writeBatchReport } from '../../report/results.js';
-import { startScheduleWorker, type ScheduleWorker } from '../../queue/schedule-worker.js';
+import { startScheduleWorker, type ScheduleWorker } from '../../schedules/worker.js';
 import { openQueue } from '../../queue/talk-queue.js';
-import { BatchFinisher } from '../../server/callbacks.js';
+import { BatchService } from '../../app/index.js';
 import { UsageError } from '../../shared/errors.js';
 import { startTalkWorker } from '../../worker/create-worker.js';
 import { PREVIEW_HELP, PREVIEW_OPTIONS, previewOverrides } from '../preview-flags.js';
@@ -32,45 +31,40 @@ export async function workerCommand(argv: string[]): Promise<number> {
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: workers need the Redis their jobs are in');
   if (!config.didApiKey) throw new UsageError('DID_API_KEY is not set');
   const logger = loggerFor(config);
-  // Listen for signals before anything starts, so an early SIGTERM is a graceful stop too.
-  let stopRequested = false;
-  let stop: () => void = () => {
-    stopRequested = true;
-  };
-  const removeSignals = onStopSignals(() => stop());
-  const reports = await openQueue(config, config.redisUrl).catch((error: unknown) => {
+  // Listen for signals before anything starts, so an early SIGTERM is a graceful stop too: it waits for a worker to stop.
+  const stopping = new AbortController();
+  const removeSignals = onStopSignals(() => stopping.abort());
+  const handle = await openQueue(config, config.redisUrl).catch((error: unknown) => {
     removeSignals();
     throw error;
   });
-  // Batches submitted with a callbackUrl are told when they finish, by whichever worker finishes them.
-  const callbacks = new BatchFinisher({ config, handle: reports, logger });
+  // Whichever worker finishes a batch writes its report and tells its callbackUrl.
+  const { finisher } = new BatchService({ config, handle, logger });
   const worker = await startTalkWorker({
     config,
     redisUrl: config.redisUrl,
     logger,
-    onBatchFinished: async (batchId) => {
-      const report = await writeBatchReport(reports, batchId, config.outDir, { shareBaseUrl: config.shareBaseUrl });
-      logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
-      await callbacks.deliver(batchId);
-    },
-    onRowWebhook: callbacks.onRowWebhook,
+    onBatchFinished: finisher.onBatchFinished,
+    onSampleReady: finisher.onSampleReady,
+    onRowWebhook: finisher.onRowWebhook,
   });
   // Schedule ticks only read a sheet and enqueue rows, so any worker process can run them.
   const schedules: ScheduleWorker | undefined =
     values['no-schedules'] === true ? undefined : await startScheduleWorker({ config, redisUrl: config.redisUrl, logger });
-  stop = () => {
+  const stop = (): void => {
     void schedules?.close();
     void worker.close();
   };
-  if (stopRequested) stop();
+  if (stopping.signal.aborted) stop();
+  else stopping.signal.addEventListener('abort', stop, { once: true });
   logger.info({ queue: config.queueName, concurrency: config.concurrency, workerConcurrency: config.workerConcurrency }, 'worker started');
   try {
     await worker.stopped;
   } finally {
     removeSignals();
     await schedules?.close();
-    await callbacks.close();
-    await reports.close();
+    await finisher.close();
+    await handle.close();
   }
   logger.info('worker stopped');
   return worker.fatal ? 1 : 0;

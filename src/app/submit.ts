@@ -8,6 +8,8 @@ import { ManifestError, type ManifestDefaults, type ManifestFormat, type Manifes
 import { checkBatchId, enqueueManifest, generateBatchId } from '../queue/producer.js';
 import type { QueueHandle } from '../queue/talk-queue.js';
 import { AppError, UsageError } from '../shared/errors.js';
+import { sampleOf, type SamplePick } from './sample.js';
+import { jsonText } from '../shared/json.js';
 
 /** Where a batch's rows come from. Every kind goes through the manifest module's validation. */
 export type BatchInput =
@@ -38,6 +40,11 @@ export interface SubmitBatchOptions {
   maxTalks?: number;
   /** Enqueue the valid rows even when some are invalid (default: nothing is enqueued then). */
   allowPartial?: boolean;
+  /**
+   * false: render every row even when an identical request was rendered and downloaded before (default true: such a
+   * row is copied from the render cache and nothing is paid). Stored with the batch; the first submission's counts.
+   */
+  cache?: boolean;
   /** Recorded as the batch's source; defaults to a description of the input. */
   source?: string;
   /** `stream` inputs longer than this are refused. */
@@ -49,6 +56,11 @@ export interface SubmitBatchOptions {
    * else to the working directory. The REST API passes the operator's folders (TALKBATCH_LOCAL_MEDIA_DIRS), or none.
    */
   localMedia?: LocalMediaPolicy;
+  /**
+   * Make only this many rows, chosen to cover the sheet (the first row, the longest script, a row per voice, then
+   * rows drawn at random, the same for the same batch id), and hold the rest un-spent until the batch is approved.
+   */
+  sample?: number;
 }
 
 export interface SubmitBatchResult {
@@ -63,6 +75,12 @@ export interface SubmitBatchResult {
   estimatedSeconds: number;
   /** Problems in rows that were left out (only with allowPartial). */
   issues: ManifestIssue[];
+  /** Of the rows added, those held until the batch is approved (with `sample`; else 0). */
+  held: number;
+  /** Estimated seconds of video of the held rows. */
+  heldSeconds: number;
+  /** With `sample`: the rows chosen and why (`first`, `longest script`, `voice <voice>`, `random`). */
+  sample?: SamplePick[];
 }
 
 /** More valid rows than `maxTalks` allows; nothing was enqueued. */
@@ -92,6 +110,7 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
   if (options.maxTalks !== undefined && (!Number.isInteger(options.maxTalks) || options.maxTalks < 1)) {
     throw new UsageError('maxTalks must be a whole number of at least 1');
   }
+  const sample = options.sample === undefined ? undefined : sampleOf(options.sample);
   const staged = await stage(input, options);
   try {
     const { maxTalks } = options;
@@ -109,6 +128,8 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       ...(callbackUrl !== undefined ? { callbackUrl } : {}),
       // Workers enforce it too, so rows added to the batch later cannot spend past it either.
       ...(maxTalks !== undefined ? { budget: { maxTalks } } : {}),
+      ...(sample ? { sample } : {}),
+      ...(options.cache === false ? { cache: false } : {}),
       // Temp paths mean nothing to the caller: issues name the input instead.
       issueLabel: staged.label,
       sourceLabel: options.source ?? staged.label,
@@ -124,6 +145,9 @@ export async function submitBatch(handle: QueueHandle, input: BatchInput, option
       skippedEmpty: result.skippedEmpty,
       estimatedSeconds: result.estimatedSeconds,
       issues: result.issues,
+      held: result.held,
+      heldSeconds: result.heldSeconds,
+      ...(result.sample ? { sample: result.sample } : {}),
     };
   } finally {
     await staged.cleanup();
@@ -184,7 +208,7 @@ async function writeLines(path: string, rows: ReadonlyArray<unknown>): Promise<v
   try {
     for (const row of rows) {
       // `undefined` has no JSON form; "null" lets the reader report the row as not an object.
-      if (!out.write(`${JSON.stringify(row) ?? 'null'}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
+      if (!out.write(`${jsonText(row) ?? 'null'}\n`)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
     }
   } finally {
     out.end();

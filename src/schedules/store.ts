@@ -1,26 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Queue, type JobSchedulerJson, type JobSchedulerTemplateOptions, type RepeatOptions } from 'bullmq';
 import type { Config } from '../config/index.js';
-import { ManifestError, formatIssue, openManifest, type ManifestRow, type OpenedManifest, type SourceOptions } from '../manifest/index.js';
-import type { Logger } from '../shared/logger.js';
-import { connectRedis, createRedis, type RedisClient } from './connections.js';
-import { jobIdFor } from './payload.js';
-import { enqueueRows } from './producer.js';
-import {
-  ScheduleDefinition,
-  TICK_JOB_NAME,
-  TickData,
-  manifestOptionsOf,
-  scheduleQueueName,
-  tickStamp,
-  type ScheduleTiming,
-  type TickDataInput,
-} from './schedule-spec.js';
-import type { QueueHandle } from './talk-queue.js';
+import { connectRedis, createRedis, type RedisClient } from '../queue/connections.js';
+import { ScheduleDefinition, TICK_JOB_NAME, scheduleQueueName, type ScheduleTiming, type TickDataInput } from './spec.js';
+import { queueKeys, type QueueKeys } from '../queue/keys.js';
+import { stableJson } from '../shared/stable-json.js';
 
 /*
  * Schedules: BullMQ job schedulers on `<queue>-schedules` (same prefix) produce one tick job per run; a schedule
- * worker (schedule-worker.ts) turns each tick into a batch of the rows that are new since earlier runs.
+ * worker (worker.ts) turns each tick into a batch of the rows that are new since earlier runs.
  *
  * Per schedule, next to BullMQ's keys:
  *   <prefix>:<queue>-schedules:schedule:<name>:made   hash rowKey -> "<talk hash> <batchId>" (rows made so far)
@@ -68,22 +56,8 @@ export interface ScheduleInfo {
 
 export type UpsertOutcome = 'added' | 'changed' | 'unchanged';
 
-/** JSON with sorted keys: equal values give equal text (comparisons, content hashes). */
-export function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => stableJson(item)).join(',')}]`;
-  if (typeof value === 'object' && value !== null) {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, item]) => item !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${stableJson(item)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
-
-/** What "the row changed" means: the D-ID body it would be made from (script, image, voice, config). */
-export function talkHash(row: ManifestRow): string {
-  return createHash('sha256').update(stableJson(row.talk)).digest('hex').slice(0, 16);
-}
+// Lives in src/shared (the render cache keys on it too); still exported here for the schedule modules.
+export { stableJson };
 
 function repeatOptionsOf(timing: ScheduleTiming): Omit<RepeatOptions, 'key'> {
   return 'cron' in timing ? { pattern: timing.cron, ...(timing.tz !== undefined ? { tz: timing.tz } : {}) } : { every: timing.everyMs };
@@ -118,16 +92,16 @@ function parseMark(value: string | null): MadeMark | undefined {
 export class ScheduleStore {
   readonly queue: Queue<TickDataInput, ScheduleRun>;
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(queue: Queue<TickDataInput, ScheduleRun>, redis: RedisClient, prefix: string, queueName: string) {
     this.queue = queue;
     this.#redis = redis;
-    this.#base = `${prefix}:${scheduleQueueName(queueName)}:schedule`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   #key(name: string, part: 'made' | 'runs' | 'lock'): string {
-    return `${this.#base}:${name}:${part}`;
+    return this.#keys.schedule(name, part);
   }
 
   /** Creates or updates a schedule; a definition identical to the stored one is left alone. */
@@ -139,7 +113,7 @@ export class ScheduleStore {
       const sameTiming = existing.pattern === repeat.pattern && (existing.tz ?? undefined) === repeat.tz && (existing.every ?? undefined) === repeat.every;
       if (sameTiming && stableJson(existing.template?.data) === stableJson(checked)) return 'unchanged';
       // A cron schedule turned into an interval one (or back) starts afresh rather than mixing both.
-      if ((existing.pattern !== undefined && existing.pattern !== null) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
+      if ((existing.pattern !== undefined) !== (repeat.pattern !== undefined)) await this.queue.removeJobScheduler(checked.name);
     }
     await this.queue.upsertJobScheduler(checked.name, repeat, { name: TICK_JOB_NAME, data: checked, opts: TICK_JOB_OPTIONS });
     return existing === undefined ? 'added' : 'changed';
@@ -249,7 +223,7 @@ export class ScheduleStore {
 }
 
 /** A store for the command line: fails fast when Redis is down. */
-export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close(): Promise<void> }> {
+export async function openScheduleStore(config: Config, redisUrl: string): Promise<{ store: ScheduleStore; close: () => Promise<void> }> {
   const redis = createRedis(redisUrl, 'producer');
   await connectRedis(redis, redisUrl);
   const queue = new Queue<TickDataInput, ScheduleRun>(scheduleQueueName(config.queueName), { connection: redis, prefix: config.prefix });
@@ -265,131 +239,3 @@ export async function openScheduleStore(config: Config, redisUrl: string): Promi
   };
 }
 
-export interface TickDeps {
-  /** Where the rows go: the talk queue and its batch ledger. */
-  talks: QueueHandle;
-  store: ScheduleStore;
-  logger: Logger;
-  /** Limits for URL sources (timeout, size). */
-  sourceOptions?: SourceOptions;
-  now?: () => Date;
-  chunkSize?: number;
-}
-
-/** `<name>-20261125-0900`; a second batch within the same minute gets the seconds too, then a counter. */
-async function chooseBatchId(talks: QueueHandle, definition: ScheduleDefinition, at: Date): Promise<string> {
-  const tz = 'cron' in definition.timing ? definition.timing.tz : undefined;
-  const minute = `${definition.name}-${tickStamp(at, tz)}`;
-  if (!(await talks.batches.exists(minute))) return minute;
-  const second = `${definition.name}-${tickStamp(at, tz, true)}`;
-  if (!(await talks.batches.exists(second))) return second;
-  for (let n = 2; ; n++) {
-    const id = `${second}-${n}`;
-    if (!(await talks.batches.exists(id))) return id;
-  }
-}
-
-function describeFailure(error: unknown): string {
-  if (error instanceof ManifestError) {
-    const [first] = error.issues;
-    const count = error.issues.length;
-    if (first === undefined) return 'invalid manifest';
-    return count === 1 ? formatIssue(first) : `${count} problems in the manifest, first: ${formatIssue(first)}`;
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Whether a row marked pending by a tick that died actually reached the queue. */
-async function pendingWasEnqueued(talks: QueueHandle, batchId: string, rowKey: string): Promise<boolean> {
-  if ((await talks.queue.getJob(jobIdFor(batchId, rowKey))) !== undefined) return true;
-  const [done] = await talks.batches.areDone(batchId, [rowKey]);
-  return done === true;
-}
-
-/**
- * One run of a schedule: read the manifest again, pick the rows earlier runs did not make (or all of them), enqueue
- * them as a new batch, and record the run. Never throws for a bad source or bad rows: those are recorded as a failed
- * run and the next tick tries again. `saveBatchId` checkpoints the chosen batch id in the tick job, so a tick
- * retried after a crash adds to the same batch.
- */
-export async function runScheduleTick(deps: TickDeps, rawData: unknown, saveBatchId: (batchId: string) => Promise<void> = async () => {}): Promise<ScheduleRun> {
-  const started = deps.now?.() ?? new Date();
-  const run: ScheduleRun = { at: started.toISOString(), trigger: 'schedule', batchId: null, added: 0, changed: 0, skipped: 0, invalid: 0, error: null, durationMs: 0 };
-  const parsed = TickData.safeParse(rawData);
-  const name = parsed.success ? parsed.data.name : String((rawData as { name?: unknown } | null)?.name ?? 'unknown');
-  const finish = async (): Promise<ScheduleRun> => {
-    run.durationMs = Date.now() - started.getTime();
-    await deps.store.recordRun(name, run);
-    if (run.error !== null) deps.logger.warn({ schedule: name, error: run.error }, 'schedule run failed; the next run tries again');
-    else deps.logger.info({ schedule: name, batchId: run.batchId, added: run.added, skipped: run.skipped }, run.batchId ? 'schedule run enqueued a batch' : 'schedule run: nothing new');
-    return run;
-  };
-  if (!parsed.success) {
-    run.error = `the stored schedule cannot be read (${parsed.error.issues[0]?.message ?? 'invalid'}); save it again with talkbatch schedule add or apply`;
-    return finish();
-  }
-  const data = parsed.data;
-  run.trigger = data.trigger;
-
-  const release = await deps.store.lock(data.name);
-  if (release === undefined) {
-    run.error = 'skipped: the previous run of this schedule is still going';
-    return finish();
-  }
-  let manifest: OpenedManifest | undefined;
-  try {
-    manifest = await openManifest(data.manifest, { ...manifestOptionsOf(data.options), ...(deps.sourceOptions ? { source: deps.sourceOptions } : {}) });
-    const report = await manifest.validate({ keepValidRows: true });
-    run.invalid = report.rows - report.valid - report.skippedEmpty;
-    if (report.issues.length > 0 && !data.allowPartial) throw new ManifestError(report.issues);
-
-    let batchId = data.batchId;
-    let chunk: ManifestRow[] = [];
-    const flush = async (): Promise<void> => {
-      const rows = chunk;
-      chunk = [];
-      if (rows.length === 0) return;
-      const marks = await deps.store.marks(data.name, rows.map((row) => row.rowKey));
-      const wanted: { row: ManifestRow; hash: string }[] = [];
-      for (const [index, row] of rows.entries()) {
-        const hash = talkHash(row);
-        let mark = marks[index];
-        if (mark?.state === 'pending' && !(await pendingWasEnqueued(deps.talks, mark.batchId, row.rowKey))) mark = undefined;
-        if (data.rows === 'all' || mark === undefined) {
-          wanted.push({ row, hash });
-        } else if (data.remakeChanged && mark.hash !== hash) {
-          wanted.push({ row, hash });
-          run.changed++;
-        } else {
-          run.skipped++;
-        }
-      }
-      if (wanted.length === 0) return;
-      if (batchId === undefined) {
-        batchId = await chooseBatchId(deps.talks, data, started);
-        await saveBatchId(batchId);
-      }
-      if (run.batchId === null) {
-        run.batchId = batchId;
-        await deps.talks.batches.create(batchId, `schedule ${data.name}: ${manifest?.label ?? data.manifest}`);
-      }
-      const refs = wanted.map(({ row, hash }) => ({ rowKey: row.rowKey, hash }));
-      await deps.store.markPending(data.name, batchId, refs);
-      const result = await enqueueRows(deps.talks, batchId, wanted.map(({ row }) => row), deps.chunkSize);
-      await deps.store.markMade(data.name, batchId, refs);
-      run.added += result.added + result.alreadyPresent;
-    };
-    for await (const row of manifest.validRows()) {
-      chunk.push(row);
-      if (chunk.length >= (deps.chunkSize ?? 500)) await flush();
-    }
-    await flush();
-  } catch (error) {
-    run.error = describeFailure(error);
-    if (!(error instanceof ManifestError)) deps.logger.debug({ schedule: data.name, err: String(error) }, 'schedule run error');
-  } finally {
-    await manifest?.close();
-    await release().catch(() => undefined);
-  }
-  return finish();
-}

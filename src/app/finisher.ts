@@ -8,6 +8,9 @@ import { sleep } from '../shared/clock.js';
 import type { Logger } from '../shared/logger.js';
 import type { RowWebhookEvent } from '../worker/processor.js';
 import type { RedisClient } from '../queue/connections.js';
+import { queueKeys, type QueueKeys } from '../queue/keys.js';
+import type { CreditReading } from '../did/billing.js';
+import { creditReaderFor, type CreditReader } from './credits.js';
 
 export type { RowWebhookEvent } from '../worker/processor.js';
 
@@ -85,16 +88,16 @@ export interface CallbackStatus {
 /** Every delivery attempt, kept in a Redis list next to the batch's ledger keys (same prefix and hash tag). */
 export class CallbackLog {
   readonly #redis: RedisClient;
-  readonly #base: string;
+  readonly #keys: QueueKeys;
 
   constructor(redis: RedisClient, prefix: string, queueName: string) {
     this.#redis = redis;
-    this.#base = `${prefix}:${queueName}:batch:`;
+    this.#keys = queueKeys(prefix, queueName);
   }
 
   /** A row's own webhook (`rowKey`) has its list beside the batch callback's, under the same batch prefix. */
   #key(batchId: string, rowKey?: string): string {
-    return rowKey === undefined ? `${this.#base}${batchId}:callbacks` : `${this.#base}${batchId}:row-webhooks:${rowKey}`;
+    return rowKey === undefined ? this.#keys.batch(batchId, 'callbacks') : this.#keys.rowWebhooks(batchId, rowKey);
   }
 
   async record(batchId: string, attempt: CallbackAttempt, rowKey?: string): Promise<void> {
@@ -140,13 +143,17 @@ export class ReportWriter {
 }
 
 export interface BatchFinisherOptions {
-  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow'>;
+  config: Pick<Config, 'callbackSecret' | 'outDir' | 'prefix' | 'queueName' | 'publicUrl' | 'shareBaseUrl' | 'outboundAllow' | 'didApiKey' | 'didApiUrl' | 'httpTimeoutMs'>;
   handle: Pick<QueueHandle, 'queue' | 'batches' | 'redis'>;
   logger: Logger;
   /** Base of `resultsUrl` in callbacks; default config.publicUrl. */
   publicUrl?: string;
   retry?: Partial<CallbackRetry>;
   reports?: ReportWriter;
+  /** Reads D-ID's balance once a batch finishes; default a reader on config's API key (none without one). */
+  credits?: CreditReader;
+  /** Each balance read (for the credits gauge); must not throw. */
+  onCreditsRead?: (reading: CreditReading) => void;
 }
 
 /**
@@ -162,15 +169,23 @@ export class BatchFinisher {
   readonly #retry: CallbackRetry;
   readonly #stop = new AbortController();
   readonly #running = new Set<Promise<unknown>>();
+  readonly #credits: CreditReader | undefined;
 
   constructor(options: BatchFinisherOptions) {
     this.#options = options;
+    this.#credits = options.credits ?? creditReaderFor(options.config);
     this.#retry = { ...DEFAULT_CALLBACK_RETRY, ...options.retry };
     this.reports = options.reports ?? new ReportWriter(options.handle, options.config.outDir, { shareBaseUrl: options.config.shareBaseUrl });
     this.callbacks = new CallbackLog(options.handle.redis, options.config.prefix, options.config.queueName);
   }
 
   readonly onBatchFinished = (batchId: string): Promise<void> => this.#track(this.#finish(batchId));
+
+  /**
+   * A sampled batch's sample rows all have an outcome and the rest is held (BatchStore.claimOutcome, once across
+   * workers): its review page is written, so someone can look before approving. No callback: the batch goes on.
+   */
+  readonly onSampleReady = (batchId: string): Promise<void> => this.#track(this.#sampleReady(batchId));
 
   /**
    * Fire-and-record: POSTs to a row's own webhook in the background, retried like batch callbacks, so the worker's
@@ -181,6 +196,11 @@ export class BatchFinisher {
       this.#options.logger.warn({ batchId: event.batchId, rowKey: event.rowKey, err: String(error) }, 'row webhook failed'),
     );
   };
+
+  /** Resolves once the reports and deliveries under way are over (a short-lived command waits for them before it exits). */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+  }
 
   /** Stops waiting between retries; attempts made so far stay recorded. */
   async close(): Promise<void> {
@@ -199,6 +219,7 @@ export class BatchFinisher {
 
   async #finish(batchId: string): Promise<void> {
     const { logger } = this.#options;
+    await this.#recordCreditsAfter(batchId);
     try {
       const report = await this.reports.write(batchId);
       logger.info({ batchId, ...report.counts, results: report.csv }, 'batch finished');
@@ -206,6 +227,29 @@ export class BatchFinisher {
       logger.warn({ batchId, err: String(error) }, 'could not write the batch report');
     }
     await this.deliver(batchId);
+  }
+
+  async #sampleReady(batchId: string): Promise<void> {
+    const { logger } = this.#options;
+    try {
+      const report = await this.reports.write(batchId);
+      logger.info({ batchId, ...report.counts, review: report.html }, `sample ready for review; approve the rest with "talkbatch approve ${batchId}"`);
+    } catch (error) {
+      logger.warn({ batchId, err: String(error) }, 'could not write the sample\'s review page');
+    }
+  }
+
+  /** D-ID's balance now that every row has an outcome, before the report that shows it is written. */
+  async #recordCreditsAfter(batchId: string): Promise<void> {
+    if (!this.#credits) return;
+    try {
+      const reading = await this.#credits();
+      if (reading.remaining !== null) this.#options.onCreditsRead?.(reading);
+      await this.#options.handle.batches.recordCreditsAfter(batchId, reading);
+      this.#options.logger.info({ batchId, remaining: reading.remaining, ...(reading.error ? { err: reading.error } : {}) }, 'D-ID credits after the batch');
+    } catch (error) {
+      this.#options.logger.warn({ batchId, err: String(error) }, 'could not record the credits after the batch');
+    }
   }
 
   /** POSTs the batch's summary to its callbackUrl, retrying with backoff; true once a receiver answered 2xx. */

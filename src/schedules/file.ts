@@ -4,8 +4,8 @@ import { z } from 'zod';
 import { JOB_FILE_SHAPE, jobOptions, loadJobFile, mergeManifestOptions, parseSpecFile, resolveManifestPath } from '../manifest/job-file.js';
 import type { ManifestOptions } from '../manifest/index.js';
 import { UsageError } from '../shared/errors.js';
-import { parseEvery, scheduleDefinition, type ScheduleDefinition, type ScheduleTiming } from './schedule-spec.js';
-import { stableJson, type ScheduleStore, type UpsertOutcome } from './schedules.js';
+import { parseEvery, scheduleDefinition, type ScheduleDefinition, type ScheduleTiming } from './spec.js';
+import { stableJson, type ScheduleStore, type UpsertOutcome } from './store.js';
 
 /*
  * Schedules declared in files (`jobs/welcome.schedule.json`), applied with `talkbatch schedule apply jobs/`. A

@@ -4,13 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppError } from '../shared/errors.js';
+import { RedisUnavailableError } from '../queue/connections.js';
 import { ensureProgram, fixHint, hostFacts, locateProgram, planProgram, ProgramUnavailableError, type HostFacts, type SystemProgram } from '../shared/system-package.js';
 
 /** No Redis could be found or started: exit code 2 with a one-line fix. */
-export class RedisUnavailableError extends AppError {
-  readonly code = 'REDIS_UNAVAILABLE';
-}
+export { RedisUnavailableError };
 
 export interface RedisHandle {
   url: string;

@@ -1,7 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
-import { didBoolean, PROVIDER_TYPES, TalkConfig } from '../did/schemas.js';
 import type { ManifestOptions } from '../manifest/index.js';
+import { idPattern, ManifestDefaultsSchema, ManifestFormatSchema } from '../manifest/schemas.js';
 import { UsageError } from '../shared/errors.js';
 
 /*
@@ -14,13 +14,10 @@ export const TICK_JOB_NAME = 'schedule-tick';
 export const SCHEDULE_VERSION = 1;
 
 /** Schedule names start batch ids (`<name>-20261125-0900`), so they follow the batch id alphabet, shorter. */
-export const SCHEDULE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/;
+export const SCHEDULE_NAME_PATTERN = idPattern(48);
 export const ScheduleName = z.string().regex(SCHEDULE_NAME_PATTERN, 'schedule name: 1-48 letters, digits, "_", "." or "-", starting with a letter or digit');
 
-/** Every schedule of a queue lives on its own queue next to it, under the same prefix. */
-export function scheduleQueueName(queueName: string): string {
-  return `${queueName}-schedules`;
-}
+export { scheduleQueueName } from '../queue/keys.js';
 
 export const ScheduleTiming = z.union([
   z.strictObject({ cron: z.string().min(1), tz: z.string().min(1).optional() }),
@@ -28,27 +25,16 @@ export const ScheduleTiming = z.union([
 ]);
 export type ScheduleTiming = z.infer<typeof ScheduleTiming>;
 
-const StoredDefaults = z.strictObject({
-  imageUrl: z.string().optional(),
-  voice: z.string().optional(),
-  provider: z.enum(PROVIDER_TYPES).optional(),
-  language: z.string().optional(),
-  voiceConfig: z.record(z.string(), z.unknown()).optional(),
-  config: TalkConfig.optional(),
-  subtitles: didBoolean.optional(),
-  ssml: didBoolean.optional(),
-});
-
 /** The manifest options a schedule reads its sheet with (ManifestOptions minus what only makes sense locally). */
 export const StoredManifestOptions = z.strictObject({
   template: z.string().optional(),
   nameTemplate: z.string().optional(),
-  format: z.enum(['csv', 'json', 'jsonl', 'xlsx']).optional(),
+  format: ManifestFormatSchema.optional(),
   sheet: z.string().optional(),
   /** Text encoding when the file has no byte-order mark (see ManifestOptions.encoding). */
   encoding: z.string().optional(),
   map: z.record(z.string(), z.string()).optional(),
-  defaults: StoredDefaults.optional(),
+  defaults: ManifestDefaultsSchema.optional(),
 });
 export type StoredManifestOptions = z.infer<typeof StoredManifestOptions>;
 

@@ -2,12 +2,10 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../config/index.js';
 import type { SourceOptions } from '../manifest/index.js';
 import type { Logger } from '../shared/logger.js';
-import { BatchStore } from './batches.js';
-import { createRedis } from './connections.js';
-import type { JobPayload, RowResult } from './payload.js';
-import { scheduleQueueName, type TickDataInput } from './schedule-spec.js';
-import { ScheduleStore, runScheduleTick, type ScheduleRun } from './schedules.js';
-import { defaultJobOptions, type QueueHandle } from './talk-queue.js';
+import { scheduleQueueName, type TickDataInput } from './spec.js';
+import { ScheduleStore, type ScheduleRun } from './store.js';
+import { runScheduleTick } from './tick.js';
+import { openQueue } from '../queue/talk-queue.js';
 
 export interface ScheduleWorkerOptions {
   config: Config;
@@ -30,17 +28,10 @@ export interface ScheduleWorker {
  */
 export async function startScheduleWorker(options: ScheduleWorkerOptions): Promise<ScheduleWorker> {
   const { config, logger, redisUrl } = options;
-  const connection = createRedis(redisUrl, 'worker');
-  const talkQueue = new Queue<JobPayload, RowResult>(config.queueName, { connection, prefix: config.prefix, defaultJobOptions: defaultJobOptions(config) });
-  talkQueue.on('error', (error) => logger.warn({ err: error.message }, 'queue connection error'));
+  const talks = await openQueue(config, redisUrl, { role: 'worker', onError: (error) => logger.warn({ err: error.message }, 'queue connection error') });
+  const connection = talks.redis;
   const scheduleQueue = new Queue<TickDataInput, ScheduleRun>(scheduleQueueName(config.queueName), { connection, prefix: config.prefix });
   scheduleQueue.on('error', (error) => logger.warn({ err: error.message }, 'schedule queue connection error'));
-  const talks: QueueHandle = {
-    queue: talkQueue,
-    batches: new BatchStore(connection, config.prefix, config.queueName),
-    redis: connection,
-    close: async () => {},
-  };
   const store = new ScheduleStore(scheduleQueue, connection, config.prefix, config.queueName);
   const worker = new Worker<TickDataInput, ScheduleRun>(
     scheduleQueueName(config.queueName),
@@ -62,8 +53,7 @@ export async function startScheduleWorker(options: ScheduleWorkerOptions): Promi
       (closing ??= (async () => {
         await worker.close();
         await scheduleQueue.close();
-        await talkQueue.close();
-        connection.disconnect();
+        await talks.close();
       })()),
   };
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { JobPayloadV1 } from '../queue/payload.js';
+import { JobPayloadV1 } from './payload.js';
 
 /**
  * The job payload as JSON Schema (draft 2020-12), for BullMQ clients in other languages. It describes
