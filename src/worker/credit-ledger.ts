@@ -51,7 +51,7 @@ export class BatchCreditsBefore {
     const reading = await readCreditBalance(did);
     if (reading.remaining !== null) this.options.onReading?.(reading);
     if (await batches.recordCreditsBefore(batchId, reading)) {
-      logger.info({ batchId, remaining: reading.remaining, ...(reading.error ? { err: reading.error } : {}) }, 'D-ID credits before the batch');
+      logger.debug({ batchId, remaining: reading.remaining, ...(reading.error ? { err: reading.error } : {}) }, 'D-ID credits before the batch');
     }
   }
 }
