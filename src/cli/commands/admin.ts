@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../../config/index.js';
 import { creditMarkerKey } from '../../worker/credit-watch.js';
-import { openQueue } from '../../queue/talk-queue.js';
+import { openQueue, type QueueHandle } from '../../queue/talk-queue.js';
 import { BatchService } from '../../app/index.js';
 import { UsageError } from '../../shared/errors.js';
 import { silentLogger } from '../../shared/logger.js';
@@ -40,7 +40,16 @@ Takes the batch's rows that have not started off the queue, and drops the rows a
 them is made (or paid for). Rows being worked on finish. Rejects a sample under review.
 ${GLOBAL_HELP}`;
 
-async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: Awaited<ReturnType<typeof openQueue>>, positionals: string[], values: Record<string, unknown>, outDir: string, prefix: string, queueName: string, config: Config) => Promise<T>): Promise<T | 0> {
+interface CommandContext {
+  handle: QueueHandle;
+  /** The batch services on this command's queue handle; closed (after its reports and callbacks) when the command ends. */
+  service: BatchService;
+  positionals: string[];
+  values: Record<string, unknown>;
+  config: Config;
+}
+
+async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }>, help: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T | 0> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...GLOBAL_OPTIONS, ...extra } });
   if (values.help) {
     console.log(help);
@@ -49,15 +58,19 @@ async function withQueue<T>(argv: string[], extra: Record<string, { type: 'boole
   const config = configFromFlags(values);
   if (!config.redisUrl) throw new UsageError('REDIS_URL is not set: this command works on the Redis your workers use');
   const handle = await openQueue(config, config.redisUrl);
+  const service = new BatchService({ config, handle, logger: silentLogger });
   try {
-    return await fn(handle, positionals, values, config.outDir, config.prefix, config.queueName, config);
+    return await fn({ handle, service, positionals, values, config });
   } finally {
+    // A cancel that finished its batch writes the report and calls back before the command exits.
+    await service.finisher.idle();
+    await service.close();
     await handle.close();
   }
 }
 
 export function reportCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, { 'charged-failures': { type: 'boolean' } }, REPORT_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, { 'charged-failures': { type: 'boolean' } }, REPORT_HELP, async ({ handle, service, positionals, values }) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('report needs a batch id');
     if (!(await handle.batches.exists(batchId))) {
@@ -65,18 +78,18 @@ export function reportCommand(argv: string[]): Promise<number> {
       return 1;
     }
     if (values['charged-failures'] === true) {
-      const charged = await new BatchService({ config, handle, logger: silentLogger }).chargedFailures(batchId);
+      const charged = await service.chargedFailures(batchId);
       console.log(`${charged.path}\n${charged.rows} charged failure${charged.rows === 1 ? '' : 's'}`);
       return 0;
     }
-    const report = await new BatchService({ config, handle, logger: silentLogger }).writeReport(batchId);
+    const report = await service.writeReport(batchId);
     console.log(`${report.csv}\n${report.jsonl}\n${Object.entries(report.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ')}`);
     return 0;
   });
 }
 
 export function pauseCommand(argv: string[], action: 'pause' | 'resume'): Promise<number> {
-  return withQueue(argv, {}, PAUSE_HELP, async (handle, _positionals, _values, _outDir, prefix, queueName) => {
+  return withQueue(argv, {}, PAUSE_HELP, async ({ handle, config: { prefix, queueName } }) => {
     if (action === 'pause') {
       await handle.queue.pause();
       console.log(`queue ${queueName} paused`);
@@ -90,48 +103,35 @@ export function pauseCommand(argv: string[], action: 'pause' | 'resume'): Promis
 }
 
 export function retryCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async (handle, positionals, values, _outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, { failed: { type: 'boolean' } }, RETRY_HELP, async ({ service, positionals, values }) => {
     const batchId = positionals[0];
     if (!batchId || values.failed !== true) throw new UsageError('usage: talkbatch retry <batchId> --failed');
-    const { retried } = await new BatchService({ config, handle, logger: silentLogger }).retryFailed(batchId);
+    const { retried } = await service.retryFailed(batchId);
     console.log(`${retried} failed rows of ${batchId} re-enqueued`);
     return 0;
   });
 }
 
 export function approveCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, APPROVE_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, {}, APPROVE_HELP, async ({ service, positionals }) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('usage: talkbatch approve <batchId>');
-    const service = new BatchService({ config, handle, logger: silentLogger });
-    try {
-      const { released } = await service.approve(batchId);
-      console.log(released > 0 ? `approved: ${released} held rows of ${batchId} enqueued for the workers` : `${batchId}: nothing held (approved already)`);
-      return 0;
-    } finally {
-      await service.finisher.idle();
-      await service.close();
-    }
+    const { released } = await service.approve(batchId);
+    console.log(released > 0 ? `approved: ${released} held rows of ${batchId} enqueued for the workers` : `${batchId}: nothing held (approved already)`);
+    return 0;
   });
 }
 
 export function cancelCommand(argv: string[]): Promise<number> {
-  return withQueue(argv, {}, CANCEL_HELP, async (handle, positionals, _values, _outDir, _prefix, _queueName, config) => {
+  return withQueue(argv, {}, CANCEL_HELP, async ({ service, positionals }) => {
     const batchId = positionals[0];
     if (!batchId) throw new UsageError('usage: talkbatch cancel <batchId>');
-    const service = new BatchService({ config, handle, logger: silentLogger });
-    try {
-      const result = await service.cancel(batchId);
-      console.log(
-        `cancelled ${batchId}: ${result.removed.length} queued rows removed` +
-          (result.heldDropped > 0 ? `, ${result.heldDropped} held rows dropped` : '') +
-          (result.kept.length > 0 ? `, ${result.kept.length} rows already started finish` : ''),
-      );
-      return 0;
-    } finally {
-      // A cancel that finished the batch writes its report and calls back before the command exits.
-      await service.finisher.idle();
-      await service.close();
-    }
+    const result = await service.cancel(batchId);
+    console.log(
+      `cancelled ${batchId}: ${result.removed.length} queued rows removed` +
+        (result.heldDropped > 0 ? `, ${result.heldDropped} held rows dropped` : '') +
+        (result.kept.length > 0 ? `, ${result.kept.length} rows already started finish` : ''),
+    );
+    return 0;
   });
 }
