@@ -426,7 +426,11 @@ class RowRun {
   }
 
   async #endRender(action: ActionOf<'end-render'>): Promise<Step> {
+    const wasKnown = this.memory.renderTimes.window() !== undefined;
     this.memory.renderTimes.record(action.renderMs);
+    // The first renders of a run are waited for on the generic back-off (1 s, then × 1.5): once a few are
+    // timed, the rows still sleeping on it look now and then follow the render times (poll-schedule.ts).
+    if (!wasKnown && this.memory.renderTimes.window() !== undefined) this.deps.wakeups.wakeAllHere();
     await this.deps.rendering.remove(this.#jobId);
     return { kind: 'render-ended' };
   }

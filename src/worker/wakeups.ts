@@ -70,6 +70,13 @@ export class Wakeups {
     });
   }
 
+  /** Wakes every row of this process waiting now (not those of other processes). */
+  wakeAllHere(): number {
+    const waiting = [...this.#waiting.values()];
+    for (const wake of waiting) wake();
+    return waiting.length;
+  }
+
   wake(jobId: string): boolean {
     const wake = this.#waiting.get(jobId);
     if (wake) {

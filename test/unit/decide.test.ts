@@ -418,10 +418,10 @@ const rows: Row[] = [
     next: { checkpoint: { ...RENDERING, polls: 4 } },
   },
   {
-    name: 'not done while due (render times known): look again every 5 % of the typical render',
+    name: 'not done while due (render times known): look again every 2.5 % of the typical render',
     state: rendering({ attempt: { waitStartedAt: NOW - 2_100 }, worker: { renderWindow: WINDOW } }),
     observed: { kind: 'talk-read', talk: { id: TALK_ID, status: 'started' } },
-    action: { kind: 'wait', talkId: TALK_ID, ms: 125 },
+    action: { kind: 'wait', talkId: TALK_ID, ms: 62.5 },
   },
   {
     name: 'not done with the webhook on: only the slow fallback poll',

@@ -38,3 +38,15 @@ describe('Wakeups.wait', () => {
     await expect(wakeups.wait('c', 60_000, handback.signal)).rejects.toThrow('shutting down');
   });
 });
+
+describe('Wakeups.wakeAllHere', () => {
+  it('wakes every row of this process waiting now, and only those', async () => {
+    const wakeups = new Wakeups('test');
+    const waits = ['a', 'b', 'c'].map((jobId) => wakeups.wait(jobId, 60_000));
+    expect(wakeups.wakeAllHere()).toBe(3);
+    await expect(Promise.all(waits)).resolves.toEqual([true, true, true]);
+    expect(wakeups.wakeAllHere()).toBe(0);
+    // Nothing is remembered for a later wait: a row that waits afterwards sleeps its full time.
+    await expect(wakeups.wait('a', 1)).resolves.toBe(false);
+  });
+});
