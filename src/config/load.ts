@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { ConfigError } from '../shared/errors.js';
 import { parseRedisTarget, topologyUrl } from '../queue/connections.js';
+import { headroomFor } from '../queue/render-slots.js';
 import { ENV_SCHEMA, type Config, type EnvName } from './schema.js';
 
 export interface LoadConfigOptions {
@@ -49,7 +50,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     queueName: v.TALKBATCH_QUEUE,
     prefix: v.TALKBATCH_PREFIX,
     concurrency: v.TALKBATCH_CONCURRENCY,
-    workerConcurrency: v.TALKBATCH_WORKER_CONCURRENCY ?? v.TALKBATCH_CONCURRENCY,
+    // Room for the rows downloading or ready to create beside those rendering (queue/render-slots.ts).
+    workerConcurrency: v.TALKBATCH_WORKER_CONCURRENCY ?? v.TALKBATCH_CONCURRENCY + headroomFor(v.TALKBATCH_CONCURRENCY),
     attempts: v.TALKBATCH_ATTEMPTS,
     pollInitialMs: v.TALKBATCH_POLL_INITIAL_MS,
     pollMaxMs: v.TALKBATCH_POLL_MAX_MS,

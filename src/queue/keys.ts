@@ -73,6 +73,16 @@ export class QueueKeys {
     return `${this.base}:rendering`;
   }
 
+  /** Sorted set of the job ids holding a render slot, by when each lease ends (render-slots.ts). */
+  renderSlots(): string {
+    return `${this.base}:render-slots`;
+  }
+
+  /** The render limit every worker follows: D-ID renders at once (adaptive-concurrency.ts lowers and raises it). */
+  renderLimit(): string {
+    return `${this.base}:render-limit`;
+  }
+
   /** Set while the queue is paused for want of credits, so only that pause is lifted by the credit watch. */
   pausedForCredits(): string {
     return `${this.base}:paused-for-credits`;
@@ -104,6 +114,11 @@ export class QueueKeys {
   /** Hash of render-cache counters: hits, misses, bypassed, dropped. */
   renderCacheStats(): string {
     return `${this.base}:render-cache-stats`;
+  }
+
+  /** Pub/sub channel on which a freed render slot is announced to every worker (render-slots.ts). */
+  slotFreedChannel(): string {
+    return `${this.base}:slot-freed`;
   }
 
   /** Pub/sub channel a webhook publishes a job id on to wake the worker waiting for it. */

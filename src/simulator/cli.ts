@@ -28,6 +28,7 @@ Options:
   --expire-rate <0..1>       share of result URLs already expired when issued
   --truncate-rate <0..1>     share of downloads cut off halfway
   --result-ttl-ms <ms>       lifetime of result URLs (default 24 h)
+  --download-delay-ms <ms>   time the result server takes to answer a video download (default 0)
   --webhook-delay-ms <ms>    delay before a webhook is sent (default 0)
   --allow-http-webhooks      accept http:// webhooks (D-ID demands https)
   --plan <full|lite>         "lite" answers 403 PermissionError to stitch or subtitles (default full)
@@ -56,6 +57,7 @@ const OPTIONS = {
   'expire-rate': { type: 'string' },
   'truncate-rate': { type: 'string' },
   'result-ttl-ms': { type: 'string' },
+  'download-delay-ms': { type: 'string' },
   'webhook-delay-ms': { type: 'string' },
   'allow-http-webhooks': { type: 'boolean' },
   plan: { type: 'string' },
@@ -81,6 +83,7 @@ const KNOB_FLAGS: ReadonlyArray<{ flag: NumberFlag; knob: keyof SimulatorKnobs; 
   { flag: 'expire-rate', knob: 'expireBeforeDownloadRate', kind: 'probability' },
   { flag: 'truncate-rate', knob: 'truncateDownloadRate', kind: 'probability' },
   { flag: 'result-ttl-ms', knob: 'resultUrlTtlMs', kind: 'duration' },
+  { flag: 'download-delay-ms', knob: 'downloadDelayMs', kind: 'duration' },
   { flag: 'webhook-delay-ms', knob: 'webhookDelayMs', kind: 'duration' },
   { flag: 'moderation-rate', knob: 'moderationRate', kind: 'probability' },
 ];

@@ -37,6 +37,8 @@ export interface SimulatorKnobs {
   expireBeforeDownloadRate: number;
   /** Probability that a download sends the full Content-Length, half the bytes, then drops the connection. */
   truncateDownloadRate: number;
+  /** How long the result server takes before it answers a video download (S3's latency for a large MP4). */
+  downloadDelayMs: number;
   /** Delay between a talk's final status and its webhook POST. */
   webhookDelayMs: number;
   /** D-ID accepts only https webhooks; tests receive them over http on localhost. */
@@ -73,6 +75,7 @@ export const DEFAULT_KNOBS: Readonly<SimulatorKnobs> = Object.freeze({
   resultUrlTtlMs: 24 * 60 * 60 * 1000,
   expireBeforeDownloadRate: 0,
   truncateDownloadRate: 0,
+  downloadDelayMs: 0,
   webhookDelayMs: 0,
   allowHttpWebhooks: false,
   stampTalkId: false,
@@ -107,6 +110,7 @@ const KnobsSchema = z.strictObject({
   resultUrlTtlMs: duration,
   expireBeforeDownloadRate: probability,
   truncateDownloadRate: probability,
+  downloadDelayMs: duration,
   webhookDelayMs: duration,
   allowHttpWebhooks: z.boolean(),
   stampTalkId: z.boolean(),

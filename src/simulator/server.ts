@@ -69,6 +69,8 @@ export interface SimulatorStats {
   rendersInFlight: number;
   /** Media GETs that started sending the video (including truncated ones). */
   downloads: number;
+  /** The most talks rendering at once while a video download was in progress. */
+  maxRendersDuringDownloads: number;
   /** Webhooks the receiver answered 2xx. */
   webhooksSent: number;
   /** Webhook attempts that failed (each retry counts). */
@@ -181,6 +183,8 @@ class DidSimulator {
   /** Credits spent since the credits knob was last set, so GET /credits can report a total. */
   #creditsSpent = 0;
   #counters = emptyCounters();
+  /** Video downloads between their request and their answer (downloadDelayMs). */
+  #downloadsInProgress = 0;
 
   constructor(options: DidSimulatorOptions) {
     this.knobs = options.knobs;
@@ -281,7 +285,18 @@ class DidSimulator {
     if (mediaFile !== undefined && (method === 'GET' || method === 'HEAD')) {
       // A talk's own video still being made (personalised-video.ts) is waited for, like D-ID's upload to S3.
       await this.#personalised?.ready(mediaFile.replace(/\.mp4$/, ''), PERSONALISED_WAIT_MS);
-      this.#serveMedia(exchange, mediaFile, method === 'HEAD');
+      if (method === 'HEAD') {
+        this.#serveMedia(exchange, mediaFile, true);
+        return;
+      }
+      this.#downloadsInProgress++;
+      try {
+        this.#noteRendersDuringDownloads(Date.now());
+        if (this.knobs.downloadDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.knobs.downloadDelayMs));
+        this.#serveMedia(exchange, mediaFile, false);
+      } finally {
+        this.#downloadsInProgress--;
+      }
       return;
     }
     if (path === '/talks' && method === 'POST') return this.#api(exchange, () => this.#createTalk(exchange));
@@ -460,6 +475,13 @@ class DidSimulator {
     counters.createsByUserData.set(userData, (counters.createsByUserData.get(userData) ?? 0) + 1);
     // The number of talks in flight only grows at a create, so its peak is always seen here.
     counters.maxConcurrentRendersSeen = Math.max(counters.maxConcurrentRendersSeen, this.#talks.renderingCount(nowMs));
+    this.#noteRendersDuringDownloads(nowMs);
+  }
+
+  /** Called when a download starts and at each create: the only moments the figure can grow. */
+  #noteRendersDuringDownloads(nowMs: number): void {
+    if (this.#downloadsInProgress === 0) return;
+    this.#counters.maxRendersDuringDownloads = Math.max(this.#counters.maxRendersDuringDownloads, this.#talks.renderingCount(nowMs));
   }
 
   #getTalk(exchange: Exchange, id: string): void {
@@ -686,6 +708,7 @@ function emptyCounters() {
     totalRequests: 0,
     maxConcurrentRendersSeen: 0,
     downloads: 0,
+    maxRendersDuringDownloads: 0,
     webhooksSent: 0,
     webhookFailures: 0,
     uploads: 0,

@@ -1,9 +1,14 @@
-import type { Queue } from 'bullmq';
+/** Where the render limit every worker follows is kept (queue/render-slots.ts, RenderLimit). */
+export interface SharedLimit {
+  getGlobalConcurrency(): Promise<number | null>;
+  setGlobalConcurrency(limit: number): Promise<unknown>;
+}
 
 /**
- * Finds an unknown D-ID concurrent-render cap by itself (AIMD): a 429 on create cuts the queue's global
- * concurrency, a run of clean creates raises it by one, never above the configured ceiling. The value
- * lives in Redis (BullMQ global concurrency), so every worker on every machine follows it.
+ * Finds an unknown D-ID concurrent-render cap by itself (AIMD): a 429 on create cuts the render limit, a
+ * run of clean creates raises it by one, never above the configured ceiling. The value lives in Redis
+ * (the render slots' limit, with BullMQ's global concurrency a little above it), so every worker on every
+ * machine follows it.
  */
 export class AdaptiveConcurrency {
   #successes = 0;
@@ -15,7 +20,7 @@ export class AdaptiveConcurrency {
   #burstMax = 0;
 
   constructor(
-    private readonly queue: Pick<Queue, 'setGlobalConcurrency' | 'getGlobalConcurrency'>,
+    private readonly queue: SharedLimit,
     readonly ceiling: number,
     private readonly options: { decreaseFactor?: number; cooldownMs?: number; probeAfterMs?: number; now?: () => number } = {},
   ) {

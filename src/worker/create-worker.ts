@@ -24,7 +24,9 @@ import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { RenderCache } from './render-cache.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
-import { Wakeups } from './wakeups.js';
+import { publishSlotFreed, Wakeups } from './wakeups.js';
+import { SlotKeeper } from './slot-keeper.js';
+import { RenderLimit, RenderSlots } from '../queue/render-slots.js';
 import { queueKeys } from '../queue/keys.js';
 
 export interface TalkWorkerOptions {
@@ -119,7 +121,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const queue = new Queue<JobPayload, RowResult>(config.queueName, { connection, prefix: config.prefix, defaultJobOptions: defaultJobOptions(config) });
   queue.on('error', (error) => logger.warn({ err: error.message }, 'queue connection error'));
   const batches = new BatchStore(connection, config.prefix, config.queueName);
-  const wakeups = new Wakeups(keys.wakeChannel());
+  const wakeups = new Wakeups(keys.wakeChannel(), keys.slotFreedChannel());
   await wakeups.listen(subscriber);
   const replicaAck =
     parseRedisTarget(redisUrl).kind === 'sentinel'
@@ -135,7 +137,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const { publicUrl, webhookSecret } = config;
   const webhookUrlFor =
     options.webhookUrlFor ?? (publicUrl && webhookSecret ? (jobId: string) => webhookUrl(publicUrl, webhookSecret, jobId) : undefined);
-  const concurrency = new AdaptiveConcurrency(queue, config.concurrency);
+  const renderSlots = new RenderSlots(connection, keys, config.lockMs, config.concurrency);
+  // The limit lives beside the slots; BullMQ's global concurrency is the limit plus the headroom for rows
+  // downloading or ready to create (render-slots.ts).
+  const concurrency = new AdaptiveConcurrency(new RenderLimit(renderSlots, queue), config.concurrency);
+  const slots = new SlotKeeper(renderSlots, wakeups, () => publishSlotFreed(connection, keys.slotFreedChannel()), (error, what) =>
+    logger.warn({ err: error instanceof Error ? error.message : String(error) }, `${what} failed`),
+  );
   await concurrency.start();
   const handback = new AbortController();
   // Every row waiting on D-ID listens on it (wakeups.ts): up to one listener per slot, none left after the wait.
@@ -166,6 +174,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     wakeups,
     concurrency,
     rendering: new RenderTracker(connection, keys.rendering()),
+    slots,
     uploads,
     renderCache,
     handback: handback.signal,
@@ -325,6 +334,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     closing ??= (async () => {
       handback.abort(new Error('worker shutting down'));
       credits.stop();
+      slots.stop();
       clearInterval(heartbeat);
       clearInterval(watchdog);
       const graceful = worker.close(closeOptions.force === true);

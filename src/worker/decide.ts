@@ -171,6 +171,14 @@ export type Observation =
   | { kind: 'budget-reserved' }
   | { kind: 'budget-refused'; verdict: Exclude<BudgetVerdict, 'ok'> }
   | { kind: 'replica-unconfirmed' }
+  /** The row holds a render slot (render-slots.ts) and may create its talk. */
+  | { kind: 'slot-taken' }
+  /** Every render slot is held (`full`), or the queue backs off a 429 for `waitMs`, or it is paused. */
+  | { kind: 'slot-refused'; why: 'full' | 'rate-limited' | 'paused'; waitMs?: number }
+  /** The wait for a slot ran out, or a freed slot woke the row. */
+  | { kind: 'slot-waited' }
+  /** The wait for a slot was cut short by the worker stopping or the job's own signal. */
+  | { kind: 'slot-wait-aborted'; error: unknown }
   | { kind: 'created'; talkId: string }
   | { kind: 'create-failed'; failure: CallFailure }
   | { kind: 'render-started' }
@@ -199,6 +207,10 @@ export type Action =
   | { kind: 'reserve-name' }
   | { kind: 'upload' }
   | { kind: 'reserve-budget' }
+  /** Try for one of the render slots every worker shares (D-ID's plan limit). */
+  | { kind: 'take-slot' }
+  /** Wait up to `ms` for a render slot to free. */
+  | { kind: 'await-slot'; ms: number }
   /** Save `checkpoint` (the create marker), have a replica confirm it when asked, then POST /talks. */
   | { kind: 'create'; checkpoint: WorkerState; confirmReplica: boolean; uploaded: UploadedMedia }
   /** Count the talk as rendering, then save `checkpoint` if any. */
@@ -230,7 +242,7 @@ export type Action =
   /** The key was refused: stop the worker and hand the row back for `delayMs`. */
   | { kind: 'stop-worker'; error: DidApiError; delayMs: number; checkpoint?: WorkerState }
   /** Give the slot back without burning an attempt; the checkpoint says where to go on. */
-  | { kind: 'hand-back'; delayMs: number; why: 'stopping' | 'stopping-while-rendering' | 'replica-unconfirmed'; checkpoint?: WorkerState }
+  | { kind: 'hand-back'; delayMs: number; why: 'stopping' | 'stopping-while-rendering' | 'replica-unconfirmed' | 'paused'; checkpoint?: WorkerState }
   /** End this try with `error` (BullMQ retries). `ambiguous`: a create that may have happened; the next try reconciles. */
   | { kind: 'retry'; error: unknown; ambiguous: boolean }
   /** End this try with a protocol error (BullMQ retries). */
@@ -274,7 +286,12 @@ export function decide(state: RowState, observation: Observation, now: number, r
     case 'budget-reserved':
     case 'budget-refused':
     case 'replica-unconfirmed':
-      return onSubmitting(state, observation, now);
+      return onSubmitting(state, observation);
+    case 'slot-taken':
+    case 'slot-refused':
+    case 'slot-waited':
+    case 'slot-wait-aborted':
+      return onSlot(state, observation, now);
     case 'created':
       return startRender(withWorker(state, { rateLimit: { ...state.worker.rateLimit, streak: 0 } }), observation.talkId, 'created', now);
     case 'create-failed':
@@ -314,6 +331,10 @@ const PHASE_OF: Record<Observation['kind'], Phase | undefined> = {
   'budget-reserved': 'submitting',
   'budget-refused': 'submitting',
   'replica-unconfirmed': 'submitting',
+  'slot-taken': 'submitting',
+  'slot-refused': 'submitting',
+  'slot-waited': 'submitting',
+  'slot-wait-aborted': 'submitting',
   created: 'submitting',
   'create-failed': 'submitting',
   'render-started': 'rendering',
@@ -353,8 +374,8 @@ type SubmittingObservation = Extract<
   { kind: 'name-reserved' | 'name-taken' | 'uploaded' | 'upload-failed' | 'budget-reserved' | 'budget-refused' | 'replica-unconfirmed' }
 >;
 
-function onSubmitting(state: RowState, observation: SubmittingObservation, now: number): Decision {
-  const { facts, checkpoint } = state;
+function onSubmitting(state: RowState, observation: SubmittingObservation): Decision {
+  const { facts } = state;
   switch (observation.kind) {
     case 'name-taken':
       return fail(state, {
@@ -377,16 +398,40 @@ function onSubmitting(state: RowState, observation: SubmittingObservation, now: 
         kind: 'BudgetExceeded',
         description: observation.verdict === 'max-talks' ? 'the batch reached its --max-talks budget; no talk was created' : 'the batch reached its --max-video-seconds budget; no talk was created',
       });
-    case 'budget-reserved': {
-      const marked: WorkerState = { ...checkpoint, step: 'submitting', submitStartedAt: checkpoint.submitStartedAt ?? now };
-      return {
-        state: { ...withAttempt(state, { budgetReserved: true }), checkpoint: marked },
-        action: { kind: 'create', checkpoint: marked, confirmReplica: facts.replicaAck, uploaded: state.attempt.uploaded },
-      };
-    }
+    case 'budget-reserved':
+      // Everything a create needs is done: only now is one of the plan's render slots taken.
+      return { state: withAttempt(state, { budgetReserved: true }), action: { kind: 'take-slot' } };
     case 'replica-unconfirmed':
       // A failover now could lose the checkpoint, and with it the reconciliation that prevents a second payment.
       return { state, action: { kind: 'hand-back', delayMs: REPLICA_WAIT_RETRY_MS, why: 'replica-unconfirmed' } };
+  }
+}
+
+/** How long a row waits for a render slot before it asks again, when no freed slot wakes it sooner. */
+export const SLOT_WAIT_MS = 500;
+
+type SlotObservation = Extract<Observation, { kind: 'slot-taken' | 'slot-refused' | 'slot-waited' | 'slot-wait-aborted' }>;
+
+function onSlot(state: RowState, observation: SlotObservation, now: number): Decision {
+  const { checkpoint, facts } = state;
+  switch (observation.kind) {
+    case 'slot-taken': {
+      const marked: WorkerState = { ...checkpoint, step: 'submitting', submitStartedAt: checkpoint.submitStartedAt ?? now };
+      return {
+        state: { ...state, checkpoint: marked },
+        action: { kind: 'create', checkpoint: marked, confirmReplica: facts.replicaAck, uploaded: state.attempt.uploaded },
+      };
+    }
+    case 'slot-refused':
+      if (state.worker.stopping) return { state, action: { kind: 'hand-back', delayMs: 0, why: 'stopping' } };
+      // A paused queue (an operator, or no credits) holds its rows in BullMQ, not in a worker's slot.
+      if (observation.why === 'paused') return { state, action: { kind: 'hand-back', delayMs: 0, why: 'paused' } };
+      return { state, action: { kind: 'await-slot', ms: observation.why === 'rate-limited' ? Math.max(1, observation.waitMs ?? SLOT_WAIT_MS) : SLOT_WAIT_MS } };
+    case 'slot-waited':
+      return { state, action: { kind: 'take-slot' } };
+    case 'slot-wait-aborted':
+      if (!state.worker.stopping) return { state, action: { kind: 'retry', error: observation.error, ambiguous: false } };
+      return { state, action: { kind: 'hand-back', delayMs: 0, why: 'stopping' } };
   }
 }
 

@@ -18,6 +18,7 @@ import { RenderTimes } from './poll-schedule.js';
 import type { RenderCacheProbe } from '../queue/render-cache-store.js';
 import type { RenderCache } from './render-cache.js';
 import type { RenderTracker } from './render-tracker.js';
+import type { SlotKeeper } from './slot-keeper.js';
 import { LocalFileError, type UploadCache } from './uploads.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -36,6 +37,8 @@ export interface ProcessorDeps {
   concurrency: AdaptiveConcurrency;
   /** Our talks D-ID is rendering now, across all workers. */
   rendering: RenderTracker;
+  /** The render slots every worker shares: held from just before a create until the talk is seen finished. */
+  slots: SlotKeeper;
   /** Aborted when the worker is asked to stop: rows waiting on D-ID are handed back, not held. */
   handback: AbortSignal;
   /** The webhook URL for a job, when webhooks are on. */
@@ -145,6 +148,8 @@ class RowRun {
    * learnt meanwhile is not written (job-lock.ts), and BullMQ refuses its completion.
    */
   readonly #held: HeldJob<JobPayload>;
+  /** This try holds one of the shared render slots. */
+  #slot = false;
 
   constructor(
     private readonly deps: ProcessorDeps,
@@ -176,6 +181,9 @@ class RowRun {
     } finally {
       // Whatever ended the wait for the render, the talk no longer holds one of our render slots.
       if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
+      // A try that lost its row keeps its hands off the slot: the worker that took the row over holds it now.
+      if (this.#slot && this.signal?.aborted === true) this.deps.slots.forget(this.#jobId);
+      else if (this.#slot) await this.#releaseSlot();
     }
   }
 
@@ -216,6 +224,10 @@ class RowRun {
         return this.#upload();
       case 'reserve-budget':
         return this.#reserveBudget();
+      case 'take-slot':
+        return this.#takeSlot();
+      case 'await-slot':
+        return this.#awaitSlot(action.ms);
       case 'create':
         return this.#create(action);
       case 'start-render':
@@ -265,6 +277,7 @@ class RowRun {
       case 'hand-back':
         if (action.checkpoint) await this.#save(action.checkpoint);
         if (action.why === 'replica-unconfirmed') this.#log.warn('no Redis replica confirmed the checkpoint in time; handing the row back before creating its talk');
+        if (action.why === 'paused') this.#log.debug('queue paused while the row waited for a render slot; back to the queue');
         if (action.why === 'stopping-while-rendering') this.#log.info({ talkId: this.#state.checkpoint.talkId }, 'handing the row back while D-ID renders');
         return this.#handBack(action.delayMs);
       case 'retry':
@@ -392,12 +405,36 @@ class RowRun {
     }
   }
 
+  async #takeSlot(): Promise<Step> {
+    const verdict = await this.deps.slots.take(this.#jobId);
+    if (verdict.kind === 'taken') {
+      this.#slot = true;
+      return { kind: 'slot-taken' };
+    }
+    return verdict.kind === 'rate-limited' ? { kind: 'slot-refused', why: verdict.kind, waitMs: verdict.waitMs } : { kind: 'slot-refused', why: verdict.kind };
+  }
+
+  async #awaitSlot(ms: number): Promise<Step> {
+    try {
+      await this.deps.slots.wait(ms, [this.deps.handback, this.signal]);
+      return { kind: 'slot-waited' };
+    } catch (error) {
+      return { kind: 'slot-wait-aborted', error };
+    }
+  }
+
+  async #releaseSlot(): Promise<void> {
+    this.#slot = false;
+    await this.deps.slots.release(this.#jobId);
+  }
+
   // ---- rendering ---------------------------------------------------------------------------------
 
   async #startRender(action: ActionOf<'start-render'>): Promise<Step> {
     // Counted as rendering before anything else is awaited: a 429 answered to a create sent at the
     // same moment reads this count as the plan's render cap (adaptive concurrency).
-    await this.deps.rendering.add(this.#jobId);
+    // An adopted or resumed talk renders at D-ID already: it holds a slot whatever the count.
+    await Promise.all([this.deps.rendering.add(this.#jobId), this.#slot ? undefined : this.deps.slots.take(this.#jobId, true).then(() => (this.#slot = true))]);
     if (action.via === 'created') {
       await this.deps.concurrency.onCreated();
       this.#log.debug({ talkId: action.talkId }, 'talk created');
@@ -431,7 +468,7 @@ class RowRun {
     // The first renders of a run are waited for on the generic back-off (1 s, then × 1.5): once a few are
     // timed, the rows still sleeping on it look now and then follow the render times (poll-schedule.ts).
     if (!wasKnown && this.memory.renderTimes.window() !== undefined) this.deps.wakeups.wakeAllHere();
-    await this.deps.rendering.remove(this.#jobId);
+    await Promise.all([this.deps.rendering.remove(this.#jobId), this.#releaseSlot()]);
     return { kind: 'render-ended' };
   }
 

@@ -8,6 +8,8 @@ import { queueKeys } from '../queue/keys.js';
  */
 export class Wakeups {
   readonly #waiting = new Map<string, () => void>();
+  /** Rows waiting for a render slot, longest-waiting first. */
+  readonly #slotWaiters = new Set<() => void>();
   /**
    * Wakes that found no one waiting, by job id, with when they came. A webhook can beat its job to
    * the wait (the talk finished while the job was still checkpointing); the job's next wait then
@@ -17,15 +19,20 @@ export class Wakeups {
   readonly #early = new Map<string, number>();
   #subscriber: RedisClient | undefined;
 
-  constructor(readonly channel: string) {}
+  constructor(
+    readonly channel: string,
+    /** Where freed render slots are announced (render-slots.ts); without one, rows wait for slots on their timers. */
+    readonly slotChannel?: string,
+  ) {}
 
   /** Starts listening on `subscriber` (a dedicated connection; it enters subscriber mode). */
   async listen(subscriber: RedisClient): Promise<void> {
     this.#subscriber = subscriber;
     subscriber.on('message', (channel: string, jobId: string) => {
       if (channel === this.channel) this.wake(jobId);
+      else if (channel === this.slotChannel) this.slotFreed();
     });
-    await subscriber.subscribe(this.channel);
+    await subscriber.subscribe(...(this.slotChannel ? [this.channel, this.slotChannel] : [this.channel]));
   }
 
   /**
@@ -35,25 +42,52 @@ export class Wakeups {
    * per wait, which grew `run` and `worker` with every row.
    */
   wait(jobId: string, ms: number, signals?: AbortSignal | readonly (AbortSignal | undefined)[]): Promise<boolean> {
-    const watched = (Array.isArray(signals) ? signals : [signals]).filter((signal): signal is AbortSignal => signal !== undefined);
+    const earlyAt = this.#early.get(jobId);
+    if (earlyAt !== undefined) {
+      this.#early.delete(jobId);
+      if (Date.now() - earlyAt <= EARLY_WAKE_TTL_MS && !watchedOf(signals).some((signal) => signal.aborted)) return Promise.resolve(true);
+    }
+    return this.#sleep(ms, signals, (onWake) => {
+      this.#waiting.set(jobId, onWake);
+      return () => {
+        if (this.#waiting.get(jobId) === onWake) this.#waiting.delete(jobId);
+      };
+    });
+  }
+
+  /**
+   * Waits `ms` for a render slot to free (render-slots.ts), or less when one does: resolves true when woken.
+   * Each freed slot wakes the row of this process that has waited longest; the slot goes to whichever row of
+   * any process asks first, and the others wait on.
+   */
+  waitForSlot(ms: number, signals?: AbortSignal | readonly (AbortSignal | undefined)[]): Promise<boolean> {
+    return this.#sleep(ms, signals, (onWake) => {
+      this.#slotWaiters.add(onWake);
+      return () => this.#slotWaiters.delete(onWake);
+    });
+  }
+
+  /** A render slot freed somewhere: the longest-waiting row here tries for it. */
+  slotFreed(): boolean {
+    const [first] = this.#slotWaiters;
+    if (!first) return false;
+    first();
+    return true;
+  }
+
+  #sleep(ms: number, signals: AbortSignal | readonly (AbortSignal | undefined)[] | undefined, register: (onWake: () => void) => () => void): Promise<boolean> {
+    const watched = watchedOf(signals);
     return new Promise((resolve, reject) => {
       const aborted = watched.find((signal) => signal.aborted);
       if (aborted) {
         reject(aborted.reason as Error);
         return;
       }
-      const earlyAt = this.#early.get(jobId);
-      if (earlyAt !== undefined) {
-        this.#early.delete(jobId);
-        if (Date.now() - earlyAt <= EARLY_WAKE_TTL_MS) {
-          resolve(true);
-          return;
-        }
-      }
+      let unregister: () => void = () => {};
       const stopWatching = (): void => {
         clearTimeout(timer);
         for (const signal of watched) signal.removeEventListener('abort', onAbort);
-        if (this.#waiting.get(jobId) === onWake) this.#waiting.delete(jobId);
+        unregister();
       };
       const finish = (woken: boolean): void => {
         stopWatching();
@@ -65,7 +99,7 @@ export class Wakeups {
         reject((event.target as AbortSignal).reason as Error);
       };
       const timer = setTimeout(() => finish(false), Math.max(0, ms));
-      this.#waiting.set(jobId, onWake);
+      unregister = register(onWake);
       for (const signal of watched) signal.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -100,10 +134,14 @@ export class Wakeups {
 
   async close(): Promise<void> {
     if (this.#subscriber) {
-      await this.#subscriber.unsubscribe(this.channel).catch(() => undefined);
+      await this.#subscriber.unsubscribe(...(this.slotChannel ? [this.channel, this.slotChannel] : [this.channel])).catch(() => undefined);
       this.#subscriber.disconnect();
     }
   }
+}
+
+function watchedOf(signals: AbortSignal | readonly (AbortSignal | undefined)[] | undefined): AbortSignal[] {
+  return (Array.isArray(signals) ? signals : [signals]).filter((signal): signal is AbortSignal => signal !== undefined);
 }
 
 /** A wake that came before its job waited still counts this long. */
@@ -117,4 +155,9 @@ export function wakeChannel(prefix: string, queueName: string): string {
 /** Wakes a job waiting on D-ID, wherever its worker runs. Returns how many worker processes heard it. */
 export function publishWake(redis: RedisClient, prefix: string, queueName: string, jobId: string): Promise<number> {
   return redis.publish(wakeChannel(prefix, queueName), jobId);
+}
+
+/** Tells every worker process that a render slot freed (render-slots.ts). */
+export function publishSlotFreed(redis: RedisClient, slotChannel: string): Promise<number> {
+  return redis.publish(slotChannel, '1');
 }

@@ -9,7 +9,7 @@ import { enqueueRows } from '../../src/queue/producer.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';
 import { redisUrl } from '../helpers/context.js';
-import { FIXTURE_SHA256, row, untilBatchFinished } from '../helpers/harness.js';
+import { FIXTURE_SHA256, renderLimitOf, row, untilBatchFinished } from '../helpers/harness.js';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process.js';
 
 /** Everything one fault scenario needs: the simulator, its own queue, worker processes to kill. */
@@ -209,7 +209,7 @@ describe('fault suite', () => {
     const half = Math.floor(samples.length / 2);
     const firstHalf = (samples[half] ?? 0) - (samples[0] ?? 0);
     const secondHalf = (samples.at(-1) ?? 0) - (samples[half] ?? 0);
-    figure('plan cap 3 vs 20', { done: counts.done, failed: counts.failed, total429: stats.responsesByStatus['429'] ?? 0, firstHalf429: firstHalf, secondHalf429: secondHalf, finalConcurrency: await s.handle.queue.getGlobalConcurrency(), maxRendersSeen: stats.maxConcurrentRendersSeen });
+    figure('plan cap 3 vs 20', { done: counts.done, failed: counts.failed, total429: stats.responsesByStatus['429'] ?? 0, firstHalf429: firstHalf, secondHalf429: secondHalf, finalConcurrency: await renderLimitOf(s.handle, s.config), maxRendersSeen: stats.maxConcurrentRendersSeen });
     expect(counts).toMatchObject({ total: 90, done: 90, failed: 0 });
     expect(stats.maxConcurrentRendersSeen).toBeLessThanOrEqual(3);
     expect(secondHalf).toBeLessThan(firstHalf);

@@ -6,6 +6,8 @@ import type { ManifestRow } from '../../src/manifest/index.js';
 import { enqueueRows } from '../../src/queue/producer.js';
 import type { BatchCounts, BatchStore } from '../../src/queue/batches.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
+import { queueKeys } from '../../src/queue/keys.js';
+import { RenderSlots } from '../../src/queue/render-slots.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from '../../src/worker/create-worker.js';
@@ -78,4 +80,9 @@ export async function untilBatchFinished(batches: BatchStore, batchId: string, t
     { timeout, interval },
   );
   return batches.counts(batchId);
+}
+
+/** The render limit the workers of this queue follow now (adaptive concurrency learns it from 429s). */
+export function renderLimitOf(handle: QueueHandle, config: Pick<Config, 'prefix' | 'queueName'>): Promise<number | null> {
+  return new RenderSlots(handle.redis, queueKeys(config.prefix, config.queueName), 1, 1).limit();
 }

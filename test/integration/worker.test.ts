@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { jobIdFor } from '../../src/queue/payload.js';
-import { FIXTURE_SHA256, row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
+import { FIXTURE_SHA256, renderLimitOf, row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
 
 let harness: Harness | undefined;
 afterEach(async () => {
@@ -103,7 +103,7 @@ describe('worker', () => {
     const stats = harness.simulator.stats();
     expect(stats.responsesByStatus['429']).toBeGreaterThan(0);
     expect(stats.totalCreates).toBe(10);
-    expect(await harness.handle.queue.getGlobalConcurrency()).toBeLessThan(6);
+    expect(await renderLimitOf(harness.handle, harness.config)).toBeLessThan(6);
     for (let i = 0; i < 10; i += 1) {
       const job = await harness.handle.queue.getJob(jobIdFor('b5', row(i).rowKey));
       // 1 is the completion itself; a 429 hand-back must not add to it.

@@ -11,7 +11,8 @@ describe('loadConfig', () => {
     const config = loadConfig({ env: {}, dotenvPath: false });
     expect(config.didApiUrl).toBe('https://api.d-id.com');
     expect(config.concurrency).toBe(4);
-    expect(config.workerConcurrency).toBe(4);
+    // Concurrency 4 plus the headroom for rows downloading or ready to create (render-slots.ts).
+    expect(config.workerConcurrency).toBe(6);
     expect(config.prefix).toBe('{talkbatch}');
     expect(config.redisUrl).toBeUndefined();
   });

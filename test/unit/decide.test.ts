@@ -216,23 +216,73 @@ const rows: Row[] = [
     },
   },
   {
-    name: 'budget reserved: checkpoint the create marker, then create',
-    state: submitting({ attempt: { uploaded: { audioUrl: 's3://d-id/a.mp3' } } }),
+    name: 'budget reserved: everything a create needs is done, so only now take a render slot',
+    state: submitting(),
     observed: { kind: 'budget-reserved' },
+    action: { kind: 'take-slot' },
+    next: { attempt: { budgetReserved: true }, checkpoint: FRESH },
+  },
+  {
+    name: 'slot taken: checkpoint the create marker, then create',
+    state: submitting({ attempt: { budgetReserved: true, uploaded: { audioUrl: 's3://d-id/a.mp3' } } }),
+    observed: { kind: 'slot-taken' },
     action: { kind: 'create', checkpoint: { ...FRESH, submitStartedAt: NOW }, confirmReplica: false, uploaded: { audioUrl: 's3://d-id/a.mp3' } },
-    next: { attempt: { budgetReserved: true }, checkpoint: { ...FRESH, submitStartedAt: NOW } },
+    next: { checkpoint: { ...FRESH, submitStartedAt: NOW } },
   },
   {
     name: 'a create after a fruitless reconcile keeps the first attempt time',
-    state: submitting({ checkpoint: IN_FLIGHT }),
-    observed: { kind: 'budget-reserved' },
+    state: submitting({ checkpoint: IN_FLIGHT, attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-taken' },
     action: { kind: 'create', checkpoint: IN_FLIGHT, confirmReplica: false, uploaded: {} },
   },
   {
     name: 'behind Sentinel a replica confirms the marker before the create',
-    state: submitting({ facts: { replicaAck: true } }),
-    observed: { kind: 'budget-reserved' },
+    state: submitting({ facts: { replicaAck: true }, attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-taken' },
     action: { kind: 'create', checkpoint: { ...FRESH, submitStartedAt: NOW }, confirmReplica: true, uploaded: {} },
+  },
+  {
+    name: 'every render slot held: wait for one to free (no marker saved, nothing spent)',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-refused', why: 'full' },
+    action: { kind: 'await-slot', ms: 500 },
+    next: { checkpoint: FRESH },
+  },
+  {
+    name: 'the queue backs off a 429: wait out the back-off before asking for a slot again',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-refused', why: 'rate-limited', waitMs: 1_250 },
+    action: { kind: 'await-slot', ms: 1_250 },
+  },
+  {
+    name: 'the queue is paused (operator, credits): back to the queue, not held in a worker',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-refused', why: 'paused' },
+    action: { kind: 'hand-back', delayMs: 0, why: 'paused' },
+  },
+  {
+    name: 'no slot while the worker stops: hand the row back',
+    state: submitting({ attempt: { budgetReserved: true }, worker: { stopping: true } }),
+    observed: { kind: 'slot-refused', why: 'full' },
+    action: { kind: 'hand-back', delayMs: 0, why: 'stopping' },
+  },
+  {
+    name: 'a slot freed (or the wait ran out): ask again',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-waited' },
+    action: { kind: 'take-slot' },
+  },
+  {
+    name: 'the wait for a slot cut short by the worker stopping: hand the row back',
+    state: submitting({ attempt: { budgetReserved: true }, worker: { stopping: true } }),
+    observed: { kind: 'slot-wait-aborted', error: new Error('worker shutting down') },
+    action: { kind: 'hand-back', delayMs: 0, why: 'stopping' },
+  },
+  {
+    name: 'the wait for a slot cut short by the row\'s own signal (lock lost): end the try',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-wait-aborted', error: new Error('lost the lock') },
+    action: { kind: 'retry', error: new Error('lost the lock'), ambiguous: false },
   },
   {
     name: 'no replica confirmed the marker: hand back, the marker kept for reconciling',
@@ -717,6 +767,9 @@ describe('decide: whole tries', () => {
       { kind: 'row-taken', alreadyDone: false },
       { kind: 'name-reserved' },
       { kind: 'budget-reserved' },
+      { kind: 'slot-refused', why: 'full' },
+      { kind: 'slot-waited' },
+      { kind: 'slot-taken' },
       { kind: 'created', talkId: TALK_ID },
       { kind: 'render-started' },
       { kind: 'talk-read', talk: { id: TALK_ID, status: 'started' } },
@@ -731,6 +784,9 @@ describe('decide: whole tries', () => {
       'take-row',
       'reserve-name',
       'reserve-budget',
+      'take-slot',
+      'await-slot',
+      'take-slot',
       'create',
       'start-render',
       'poll',
@@ -745,7 +801,7 @@ describe('decide: whole tries', () => {
   });
 
   it('a row killed after its create was sent: the next try finds the talk and never creates again', () => {
-    const first = walk(given(), [{ kind: 'started' }, { kind: 'row-taken', alreadyDone: false }, { kind: 'name-reserved' }, { kind: 'budget-reserved' }]);
+    const first = walk(given(), [{ kind: 'started' }, { kind: 'row-taken', alreadyDone: false }, { kind: 'name-reserved' }, { kind: 'budget-reserved' }, { kind: 'slot-taken' }]);
     expect(first.at(-1)).toBe('create');
     // The worker died here; the checkpoint the create action saved is what the next try starts from.
     const afterCrash = given({ checkpoint: { ...FRESH, submitStartedAt: NOW } });

@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createRedis, type RedisClient } from '../../src/queue/connections.js';
+import { queueKeys } from '../../src/queue/keys.js';
+import { headroomFor, RenderLimit, RenderSlots } from '../../src/queue/render-slots.js';
+import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
+import { publishSlotFreed, Wakeups } from '../../src/worker/wakeups.js';
+import { SlotKeeper } from '../../src/worker/slot-keeper.js';
+import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
+import { testConfig } from '../helpers/context.js';
+
+let handle: QueueHandle | undefined;
+let harness: Harness | undefined;
+const extra: RedisClient[] = [];
+afterEach(async () => {
+  for (const client of extra.splice(0)) client.disconnect();
+  await handle?.queue.obliterate({ force: true }).catch(() => undefined);
+  await handle?.close();
+  handle = undefined;
+  await harness?.close();
+  harness = undefined;
+});
+
+async function slotsOn(leaseMs = 30_000, limit = 2): Promise<{ slots: RenderSlots; handle: QueueHandle; keys: ReturnType<typeof queueKeys>; redisUrl: string }> {
+  const config = await testConfig();
+  const redisUrl = config.redisUrl as string;
+  handle = await openQueue(config, redisUrl);
+  const keys = queueKeys(config.prefix, config.queueName);
+  return { slots: new RenderSlots(handle.redis, keys, leaseMs, limit), handle, keys, redisUrl };
+}
+
+describe('render slots (real Redis)', () => {
+  it('gives out as many slots as the limit, keeps a holder its slot, and frees one when given back', async () => {
+    const { slots } = await slotsOn();
+    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+    expect(await slots.take('b')).toEqual({ kind: 'taken' });
+    expect(await slots.take('c')).toEqual({ kind: 'full' });
+    // Asking again while holding is not a second slot.
+    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+    expect(await slots.held()).toBe(2);
+    await slots.release('a');
+    expect(await slots.take('c')).toEqual({ kind: 'taken' });
+    // A talk that renders at D-ID already (adopted, resumed) holds a slot whatever the count.
+    expect(await slots.take('d', { force: true })).toEqual({ kind: 'taken' });
+    expect(await slots.held()).toBe(3);
+  });
+
+  it('follows the limit stored in Redis, and sets BullMQ global concurrency to the limit plus headroom', async () => {
+    const { slots, handle: h } = await slotsOn();
+    const limit = new RenderLimit(slots, h.queue);
+    expect(await limit.getGlobalConcurrency()).toBeNull();
+    await limit.setGlobalConcurrency(1);
+    expect(await limit.getGlobalConcurrency()).toBe(1);
+    expect(await h.queue.getGlobalConcurrency()).toBe(1 + headroomFor(1));
+    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+    expect(await slots.take('b')).toEqual({ kind: 'full' });
+    await limit.setGlobalConcurrency(32);
+    expect(await h.queue.getGlobalConcurrency()).toBe(40);
+  });
+
+  it("frees a dead holder's slot once its lease ends, and keeps renewed ones", async () => {
+    const { slots } = await slotsOn(300, 2);
+    await slots.take('dead');
+    await slots.take('alive');
+    const renewing = setInterval(() => void slots.renew(['alive']), 50);
+    try {
+      await vi.waitFor(async () => expect(await slots.take('next')).toEqual({ kind: 'taken' }), { timeout: 5_000, interval: 50 });
+      expect(await slots.take('another')).toEqual({ kind: 'full' });
+    } finally {
+      clearInterval(renewing);
+    }
+  });
+
+  it("honours the queue's 429 back-off and pause", async () => {
+    const { slots, handle: h, keys } = await slotsOn();
+    // BullMQ only honours a manual rate limit with a limiter set (create-worker.ts); its max lives in the meta hash.
+    await h.redis.hset(`${keys.base}:meta`, 'max', 1_000_000);
+    await h.queue.rateLimit(2_000);
+    const verdict = await slots.take('a');
+    expect(verdict.kind).toBe('rate-limited');
+    expect(verdict.kind === 'rate-limited' && verdict.waitMs > 1_000 && verdict.waitMs <= 2_000).toBe(true);
+    await h.queue.removeRateLimitKey();
+    await h.queue.pause();
+    expect(await slots.take('a')).toEqual({ kind: 'paused' });
+    await h.queue.resume();
+    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+  });
+
+  it('wakes a row of another process waiting for a slot as soon as one is given back', async () => {
+    const { slots, keys, handle: h, redisUrl } = await slotsOn(30_000, 1);
+    const subscriber = createRedis(redisUrl, 'worker');
+    extra.push(subscriber);
+    const there = new Wakeups(keys.wakeChannel(), keys.slotFreedChannel());
+    await there.listen(subscriber);
+    const here = new SlotKeeper(slots, new Wakeups(keys.wakeChannel(), keys.slotFreedChannel()), () => publishSlotFreed(h.redis, keys.slotFreedChannel()), () => undefined);
+    try {
+      expect(await here.take('holder')).toEqual({ kind: 'taken' });
+      expect(await slots.take('waiter')).toEqual({ kind: 'full' });
+      const waited = there.waitForSlot(60_000);
+      await here.release('holder');
+      await expect(waited).resolves.toBe(true);
+      expect(await slots.take('waiter')).toEqual({ kind: 'taken' });
+    } finally {
+      here.stop();
+      await there.close();
+    }
+  });
+});
+
+describe('render slots in a worker', () => {
+  it('keeps D-ID at the plan limit while downloads and bookkeeping run beside the renders', async () => {
+    // A slow result server: each download takes longer than a render, so a slot held through the download would
+    // halve the renders at D-ID. Outside it, D-ID renders at its limit while rows download.
+    harness = await startHarness({ renderMs: 150, downloadDelayMs: 400, maxConcurrentRenders: 2 }, { TALKBATCH_CONCURRENCY: 2 });
+    await harness.startWorker();
+    await harness.enqueue('slots', Array.from({ length: 8 }, (_, i) => row(i)), { cache: false });
+    expect(await untilBatchFinished(harness.handle.batches, 'slots', 30_000)).toMatchObject({ done: 8, failed: 0 });
+    const stats = harness.simulator.stats();
+    expect(stats.responsesByStatus['429'] ?? 0).toBe(0);
+    expect(stats.maxConcurrentRendersSeen).toBe(2);
+    expect(stats.totalCreates).toBe(8);
+    // D-ID rendered at its limit while a row was downloading: that row's slot had gone back when it saw its talk done.
+    // Held through the download, as before render slots, this could never exceed 1.
+    expect(stats.maxRendersDuringDownloads).toBe(2);
+  });
+});
