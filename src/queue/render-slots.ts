@@ -25,7 +25,9 @@ export type SlotVerdict =
   /** The queue is backing off a 429 (queue.rateLimit): wait this long. */
   | { kind: 'rate-limited'; waitMs: number }
   /** The queue is paused (an operator, or no credits left): the row goes back to the queue. */
-  | { kind: 'paused' };
+  | { kind: 'paused' }
+  /** The row's batch was cancelled while it waited: it must not create its talk. */
+  | { kind: 'cancelled' };
 
 /** Rows in progress beyond the render limit: enough to keep a create ready for each slot that frees. */
 export function headroomFor(renderLimit: number): number {
@@ -39,10 +41,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `;
 
 /**
- * KEYS[1] slots, KEYS[2] render limit, KEYS[3] BullMQ's limiter, KEYS[4] BullMQ's meta hash; ARGV[1] job id,
- * ARGV[2] lease ms, ARGV[3] the limit to assume when none is stored, ARGV[4] '1' to take the slot whatever
- * the count (the talk already renders at D-ID). Returns { verdict, wait ms }: 1 taken, 0 full, 2 rate limited,
- * 3 paused. A holder asking again keeps its slot.
+ * KEYS[1] slots, KEYS[2] render limit, KEYS[3] BullMQ's limiter, KEYS[4] BullMQ's meta hash, KEYS[5] the row's
+ * batch hash; ARGV[1] job id, ARGV[2] lease ms, ARGV[3] the limit to assume when none is stored, ARGV[4] '1' to
+ * take the slot whatever the count (the talk already renders at D-ID). Returns { verdict, wait ms }: 1 taken,
+ * 0 full, 2 rate limited, 3 paused, 4 the batch was cancelled. A holder asking again keeps its slot.
  */
 const TAKE = new LuaScript(`${NOW}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -51,6 +53,7 @@ if ARGV[4] == '1' or redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], expires, ARGV[1])
   return {1, 0}
 end
+if redis.call('HEXISTS', KEYS[5], 'cancelledAt') == 1 then return {4, 0} end
 if redis.call('HEXISTS', KEYS[4], 'paused') == 1 then return {3, 0} end
 local max = tonumber(redis.call('HGET', KEYS[4], 'max') or 0)
 if max > 0 and max <= tonumber(redis.call('GET', KEYS[3]) or 0) then
@@ -80,7 +83,7 @@ export class RenderSlots {
 
   constructor(
     private readonly redis: RedisClient,
-    keys: QueueKeys,
+    private readonly keys: QueueKeys,
     /** How long a slot stays held without renewal. */
     readonly leaseMs: number,
     /** The render limit assumed before any worker stored one (TALKBATCH_CONCURRENCY). */
@@ -92,13 +95,18 @@ export class RenderSlots {
     this.#meta = `${keys.base}:meta`;
   }
 
-  /** A slot for a create; `force` for a talk D-ID already renders (adopted, or resumed after a crash). */
-  async take(jobId: string, options: { force?: boolean } = {}): Promise<SlotVerdict> {
-    const reply = (await TAKE.run(this.redis, [this.#slots, this.#limit, this.#limiter, this.#meta], [jobId, this.leaseMs, this.defaultLimit, options.force ? '1' : '0'])) as [number, number];
+  /**
+   * A slot for a create of a row of `batchId`; `force` for a talk D-ID already renders (adopted, or resumed after
+   * a crash).
+   */
+  async take(jobId: string, batchId: string, options: { force?: boolean } = {}): Promise<SlotVerdict> {
+    const keys = [this.#slots, this.#limit, this.#limiter, this.#meta, this.keys.batch(batchId)];
+    const reply = (await TAKE.run(this.redis, keys, [jobId, this.leaseMs, this.defaultLimit, options.force ? '1' : '0'])) as [number, number];
     const [verdict, waitMs] = reply;
     if (verdict === 1) return { kind: 'taken' };
     if (verdict === 2) return { kind: 'rate-limited', waitMs };
     if (verdict === 3) return { kind: 'paused' };
+    if (verdict === 4) return { kind: 'cancelled' };
     return { kind: 'full' };
   }
 

@@ -174,7 +174,7 @@ export type Observation =
   /** The row holds a render slot (render-slots.ts) and may create its talk. */
   | { kind: 'slot-taken' }
   /** Every render slot is held (`full`), or the queue backs off a 429 for `waitMs`, or it is paused. */
-  | { kind: 'slot-refused'; why: 'full' | 'rate-limited' | 'paused'; waitMs?: number }
+  | { kind: 'slot-refused'; why: 'full' | 'rate-limited' | 'paused' | 'cancelled'; waitMs?: number }
   /** The wait for a slot ran out, or a freed slot woke the row. */
   | { kind: 'slot-waited' }
   /** The wait for a slot was cut short by the worker stopping or the job's own signal. */
@@ -423,6 +423,9 @@ function onSlot(state: RowState, observation: SlotObservation, now: number): Dec
       };
     }
     case 'slot-refused':
+      if (observation.why === 'cancelled') {
+        return fail(state, { code: 'BATCH_CANCELLED', kind: 'BatchCancelled', description: 'the batch was cancelled before this row\'s talk was created; nothing was spent' }, true);
+      }
       if (state.worker.stopping) return { state, action: { kind: 'hand-back', delayMs: 0, why: 'stopping' } };
       // A paused queue (an operator, or no credits) holds its rows in BullMQ, not in a worker's slot.
       if (observation.why === 'paused') return { state, action: { kind: 'hand-back', delayMs: 0, why: 'paused' } };

@@ -406,7 +406,7 @@ class RowRun {
   }
 
   async #takeSlot(): Promise<Step> {
-    const verdict = await this.deps.slots.take(this.#jobId);
+    const verdict = await this.deps.slots.take(this.#jobId, this.payload.batchId);
     if (verdict.kind === 'taken') {
       this.#slot = true;
       return { kind: 'slot-taken' };
@@ -434,7 +434,7 @@ class RowRun {
     // Counted as rendering before anything else is awaited: a 429 answered to a create sent at the
     // same moment reads this count as the plan's render cap (adaptive concurrency).
     // An adopted or resumed talk renders at D-ID already: it holds a slot whatever the count.
-    await Promise.all([this.deps.rendering.add(this.#jobId), this.#slot ? undefined : this.deps.slots.take(this.#jobId, true).then(() => (this.#slot = true))]);
+    await Promise.all([this.deps.rendering.add(this.#jobId), this.#slot ? undefined : this.deps.slots.take(this.#jobId, this.payload.batchId, true).then(() => (this.#slot = true))]);
     if (action.via === 'created') {
       await this.deps.concurrency.onCreated();
       this.#log.debug({ talkId: action.talkId }, 'talk created');

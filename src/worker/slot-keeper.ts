@@ -24,8 +24,8 @@ export class SlotKeeper {
   }
 
   /** `force`: the talk already renders at D-ID (adopted, or resumed after a crash), so it holds a slot whatever the count. */
-  async take(jobId: string, force = false): Promise<SlotVerdict> {
-    const verdict = await this.slots.take(jobId, { force });
+  async take(jobId: string, batchId: string, force = false): Promise<SlotVerdict> {
+    const verdict = await this.slots.take(jobId, batchId, { force });
     if (verdict.kind === 'taken') this.#held.add(jobId);
     return verdict;
   }

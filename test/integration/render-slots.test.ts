@@ -31,16 +31,16 @@ async function slotsOn(leaseMs = 30_000, limit = 2): Promise<{ slots: RenderSlot
 describe('render slots (real Redis)', () => {
   it('gives out as many slots as the limit, keeps a holder its slot, and frees one when given back', async () => {
     const { slots } = await slotsOn();
-    expect(await slots.take('a')).toEqual({ kind: 'taken' });
-    expect(await slots.take('b')).toEqual({ kind: 'taken' });
-    expect(await slots.take('c')).toEqual({ kind: 'full' });
+    expect(await slots.take('a', 'b')).toEqual({ kind: 'taken' });
+    expect(await slots.take('b', 'b')).toEqual({ kind: 'taken' });
+    expect(await slots.take('c', 'b')).toEqual({ kind: 'full' });
     // Asking again while holding is not a second slot.
-    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+    expect(await slots.take('a', 'b')).toEqual({ kind: 'taken' });
     expect(await slots.held()).toBe(2);
     await slots.release('a');
-    expect(await slots.take('c')).toEqual({ kind: 'taken' });
+    expect(await slots.take('c', 'b')).toEqual({ kind: 'taken' });
     // A talk that renders at D-ID already (adopted, resumed) holds a slot whatever the count.
-    expect(await slots.take('d', { force: true })).toEqual({ kind: 'taken' });
+    expect(await slots.take('d', 'b', { force: true })).toEqual({ kind: 'taken' });
     expect(await slots.held()).toBe(3);
   });
 
@@ -51,20 +51,20 @@ describe('render slots (real Redis)', () => {
     await limit.setGlobalConcurrency(1);
     expect(await limit.getGlobalConcurrency()).toBe(1);
     expect(await h.queue.getGlobalConcurrency()).toBe(1 + headroomFor(1));
-    expect(await slots.take('a')).toEqual({ kind: 'taken' });
-    expect(await slots.take('b')).toEqual({ kind: 'full' });
+    expect(await slots.take('a', 'b')).toEqual({ kind: 'taken' });
+    expect(await slots.take('b', 'b')).toEqual({ kind: 'full' });
     await limit.setGlobalConcurrency(32);
     expect(await h.queue.getGlobalConcurrency()).toBe(40);
   });
 
   it("frees a dead holder's slot once its lease ends, and keeps renewed ones", async () => {
     const { slots } = await slotsOn(300, 2);
-    await slots.take('dead');
-    await slots.take('alive');
+    await slots.take('dead', 'b');
+    await slots.take('alive', 'b');
     const renewing = setInterval(() => void slots.renew(['alive']), 50);
     try {
-      await vi.waitFor(async () => expect(await slots.take('next')).toEqual({ kind: 'taken' }), { timeout: 5_000, interval: 50 });
-      expect(await slots.take('another')).toEqual({ kind: 'full' });
+      await vi.waitFor(async () => expect(await slots.take('next', 'b')).toEqual({ kind: 'taken' }), { timeout: 5_000, interval: 50 });
+      expect(await slots.take('another', 'b')).toEqual({ kind: 'full' });
     } finally {
       clearInterval(renewing);
     }
@@ -75,14 +75,23 @@ describe('render slots (real Redis)', () => {
     // BullMQ only honours a manual rate limit with a limiter set (create-worker.ts); its max lives in the meta hash.
     await h.redis.hset(`${keys.base}:meta`, 'max', 1_000_000);
     await h.queue.rateLimit(2_000);
-    const verdict = await slots.take('a');
+    const verdict = await slots.take('a', 'b');
     expect(verdict.kind).toBe('rate-limited');
     expect(verdict.kind === 'rate-limited' && verdict.waitMs > 1_000 && verdict.waitMs <= 2_000).toBe(true);
     await h.queue.removeRateLimitKey();
     await h.queue.pause();
-    expect(await slots.take('a')).toEqual({ kind: 'paused' });
+    expect(await slots.take('a', 'b')).toEqual({ kind: 'paused' });
     await h.queue.resume();
-    expect(await slots.take('a')).toEqual({ kind: 'taken' });
+    expect(await slots.take('a', 'b')).toEqual({ kind: 'taken' });
+  });
+
+  it('refuses a slot to a row whose batch was cancelled, while a talk already rendering keeps its own', async () => {
+    const { slots, handle: h } = await slotsOn();
+    await h.batches.create('gone', 'test');
+    await h.batches.markCancelled('gone');
+    expect(await slots.take('a', 'gone')).toEqual({ kind: 'cancelled' });
+    expect(await slots.take('b', 'gone', { force: true })).toEqual({ kind: 'taken' });
+    expect(await slots.take('c', 'other')).toEqual({ kind: 'taken' });
   });
 
   it('wakes a row of another process waiting for a slot as soon as one is given back', async () => {
@@ -93,12 +102,12 @@ describe('render slots (real Redis)', () => {
     await there.listen(subscriber);
     const here = new SlotKeeper(slots, new Wakeups(keys.wakeChannel(), keys.slotFreedChannel()), () => publishSlotFreed(h.redis, keys.slotFreedChannel()), () => undefined);
     try {
-      expect(await here.take('holder')).toEqual({ kind: 'taken' });
-      expect(await slots.take('waiter')).toEqual({ kind: 'full' });
+      expect(await here.take('holder', 'b')).toEqual({ kind: 'taken' });
+      expect(await slots.take('waiter', 'b')).toEqual({ kind: 'full' });
       const waited = there.waitForSlot(60_000);
       await here.release('holder');
       await expect(waited).resolves.toBe(true);
-      expect(await slots.take('waiter')).toEqual({ kind: 'taken' });
+      expect(await slots.take('waiter', 'b')).toEqual({ kind: 'taken' });
     } finally {
       here.stop();
       await there.close();

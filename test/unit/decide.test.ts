@@ -261,6 +261,17 @@ const rows: Row[] = [
     action: { kind: 'hand-back', delayMs: 0, why: 'paused' },
   },
   {
+    name: 'the batch was cancelled while the row waited for a slot: fail it, nothing created, budget given back',
+    state: submitting({ attempt: { budgetReserved: true } }),
+    observed: { kind: 'slot-refused', why: 'cancelled' },
+    action: {
+      kind: 'fail',
+      failure: { code: 'BATCH_CANCELLED', kind: 'BatchCancelled', description: "the batch was cancelled before this row's talk was created; nothing was spent" },
+      checkpoint: FRESH,
+      releaseBudget: true,
+    },
+  },
+  {
     name: 'no slot while the worker stops: hand the row back',
     state: submitting({ attempt: { budgetReserved: true }, worker: { stopping: true } }),
     observed: { kind: 'slot-refused', why: 'full' },
