@@ -168,12 +168,14 @@ class RowRun {
 
   async run(): Promise<RowResult> {
     let step: Step = { kind: 'started' };
+    let lostRow = false;
     try {
       for (;;) {
         step = await this.#execute(this.#decide(step));
         if ('status' in step) return step;
       }
     } catch (error) {
+      lostRow = error instanceof LockLostError;
       // The ledger hears of a final failure before BullMQ does: a worker that dies in between leaves a row the
       // ledger calls failed (its batch can finish), never a failed job the ledger still counts as running.
       if (this.#endsTheRow(error)) await this.deps.batches.markFailed(this.payload.batchId, this.payload.rowKey);
@@ -182,7 +184,7 @@ class RowRun {
       // Whatever ended the wait for the render, the talk no longer holds one of our render slots.
       if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
       // A try that lost its row keeps its hands off the slot: the worker that took the row over holds it now.
-      if (this.#slot && this.signal?.aborted === true) this.deps.slots.forget(this.#jobId);
+      if (this.#slot && (lostRow || this.signal?.aborted === true)) this.deps.slots.forget(this.#jobId);
       else if (this.#slot) await this.#releaseSlot();
     }
   }

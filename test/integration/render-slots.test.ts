@@ -6,6 +6,8 @@ import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { publishSlotFreed, Wakeups } from '../../src/worker/wakeups.js';
 import { SlotKeeper } from '../../src/worker/slot-keeper.js';
 import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
+import { cancelBatch } from '../../src/app/index.js';
+import { jobIdFor } from '../../src/queue/payload.js';
 import { testConfig } from '../helpers/context.js';
 
 let handle: QueueHandle | undefined;
@@ -130,5 +132,28 @@ describe('render slots in a worker', () => {
     // D-ID rendered at its limit while a row was downloading: that row's slot had gone back when it saw its talk done.
     // Held through the download, as before render slots, this could never exceed 1.
     expect(stats.maxRendersDuringDownloads).toBe(2);
+  });
+
+  it('a cancel reaches the rows waiting for a slot before they create: they fail as BATCH_CANCELLED, nothing spent', async () => {
+    // Limit 1 with its headroom of 2: one row renders, two wait in their jobs for its slot.
+    harness = await startHarness({ renderMs: 1_500 }, { TALKBATCH_CONCURRENCY: 1 });
+    await harness.startWorker();
+    await harness.enqueue('cancel-wait', Array.from({ length: 6 }, (_, i) => row(i)), { cache: false });
+    const h = harness;
+    await vi.waitFor(
+      async () => {
+        expect(h.simulator.stats().totalCreates).toBe(1);
+        expect(await h.handle.queue.getActiveCount()).toBe(3);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+    const cancelled = await cancelBatch(h.handle, 'cancel-wait');
+    expect(cancelled.kept.filter((kept) => kept.reason === 'active')).toHaveLength(3);
+    expect(cancelled.removed).toHaveLength(3);
+    expect(await untilBatchFinished(h.handle.batches, 'cancel-wait', 15_000)).toMatchObject({ done: 1, failed: 5 });
+    // Only the row that held the slot made a talk.
+    expect(h.simulator.stats().totalCreates).toBe(1);
+    const failures = await Promise.all(Array.from({ length: 6 }, async (_, i) => (await h.handle.queue.getJob(jobIdFor('cancel-wait', row(i).rowKey)))?.data.state?.failure?.code));
+    expect(failures.filter((code) => code === 'BATCH_CANCELLED')).toHaveLength(2);
   });
 });
