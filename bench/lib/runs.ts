@@ -8,6 +8,8 @@ import { cpuMeter } from './cpu.js';
 import { commandCounts, diffStats, resetCommandCounts, total, type BenchRedis } from './redis.js';
 import { renderMsOf, type SimStats, type SimTalk, type SimulatorProcess } from './simulator.js';
 import { startTalkbatch } from './talkbatch.js';
+import { queueKeys } from '../../src/queue/keys.js';
+import { RenderSlots } from '../../src/queue/render-slots.js';
 
 export interface RunOutcome {
   label: string;
@@ -34,7 +36,8 @@ export interface TalkbatchOutcome extends RunOutcome {
   serverCommandsByName: Record<string, number>;
   /** Job return values, for latency figures. */
   results: RowResult[];
-  globalConcurrencyAtEnd: number | null;
+  /** The render limit the workers follow at the end (adaptive concurrency's finding). */
+  renderLimitAtEnd: number | null;
 }
 
 export async function talksOf(sim: SimulatorProcess, tag: string): Promise<SimTalk[]> {
@@ -122,7 +125,7 @@ export async function runTalkbatchOnce(options: {
       serverCommands: total(server),
       serverCommandsByName: Object.fromEntries([...server].filter(([, count]) => count > 0)),
       results: completed.map((job) => job.returnvalue).filter((value): value is RowResult => Boolean(value)),
-      globalConcurrencyAtEnd: await setup.handle.queue.getGlobalConcurrency(),
+      renderLimitAtEnd: await new RenderSlots(setup.handle.redis, queueKeys(setup.config.prefix, setup.config.queueName), 1, 1).limit(),
     };
   } finally {
     await setup.close();

@@ -48,7 +48,7 @@ async function slotScenario(log: (line: string) => void, options: { name: string
         timeoutMs: 10 * 60_000,
       });
       const rate429 = outcome.sim.responsesByStatus['429'] ?? 0;
-      log(`  ${describeRun(outcome)}, ${floorOf(outcome)}, failed ${outcome.failed}, 429s ${rate429}, D-ID requests/row ${fixed(requestsPerRow(outcome, ROWS))}, global concurrency at end ${outcome.globalConcurrencyAtEnd}`);
+      log(`  ${describeRun(outcome)}, ${floorOf(outcome)}, failed ${outcome.failed}, 429s ${rate429}, D-ID requests/row ${fixed(requestsPerRow(outcome, ROWS))}, render limit at end ${outcome.renderLimitAtEnd}`);
       details[mode] = {
         ms: outcome.ms,
         idealMs: outcome.idealMs,
@@ -60,7 +60,7 @@ async function slotScenario(log: (line: string) => void, options: { name: string
         requestsPerRow: requestsPerRow(outcome, ROWS),
         maxRendersSeen: outcome.sim.maxConcurrentRendersSeen,
         duplicates: outcome.sim.duplicateUserData.length,
-        globalConcurrencyAtEnd: outcome.globalConcurrencyAtEnd,
+        renderLimitAtEnd: outcome.renderLimitAtEnd,
       };
       const target = options.target[index] ?? 1.15;
       figures.push({

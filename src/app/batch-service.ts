@@ -135,7 +135,10 @@ export class BatchService {
     // A typo must not look like "nothing to retry".
     if (!(await this.#handle.batches.exists(batchId))) throw new UsageError(`no batch "${batchId}" (see talkbatch status for the batches there are)`);
     let retried = 0;
-    for (const rowKey of await this.#handle.batches.failedRowKeys(batchId)) {
+    const failed = await this.#handle.batches.failedRowKeys(batchId);
+    // Rows waiting for a render slot would see the cancel again and fail without a talk (render-slots.ts).
+    if (failed.length > 0) await this.#handle.batches.clearCancelled(batchId);
+    for (const rowKey of failed) {
       const job = await this.#handle.queue.getJob(jobIdFor(batchId, rowKey));
       if (!job || (await job.getState()) !== 'failed') continue;
       const { state: _state, ...data } = job.data;

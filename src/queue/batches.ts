@@ -723,6 +723,11 @@ export class BatchStore {
     return (await this.#redis.hget(this.#key(id), 'cancelledAt')) ?? new Date().toISOString();
   }
 
+  /** `retry --failed` of a cancelled batch runs its rows again: the batch is no longer cancelled. */
+  async clearCancelled(id: string): Promise<void> {
+    await this.#redis.hdel(this.#key(id), 'cancelledAt');
+  }
+
   async failedRowKeys(id: string): Promise<string[]> {
     return this.#redis.smembers(this.#key(id, 'failed'));
   }

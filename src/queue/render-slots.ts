@@ -29,6 +29,12 @@ export type SlotVerdict =
   /** The row's batch was cancelled while it waited: it must not create its talk. */
   | { kind: 'cancelled' };
 
+/**
+ * The worker's BullMQ limiter: set so high it never binds, since BullMQ only honours queue.rateLimit() (the 429
+ * back-off, which sets the limiter key to a number far above `max`) when a worker has one.
+ */
+export const QUEUE_LIMITER = { max: 1_000_000, duration: 1_000 } as const;
+
 /** Rows in progress beyond the render limit: enough to keep a create ready for each slot that frees. */
 export function headroomFor(renderLimit: number): number {
   return Math.max(2, Math.ceil(renderLimit / 4));
@@ -43,7 +49,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 /**
  * KEYS[1] slots, KEYS[2] render limit, KEYS[3] BullMQ's limiter, KEYS[4] BullMQ's meta hash, KEYS[5] the row's
  * batch hash; ARGV[1] job id, ARGV[2] lease ms, ARGV[3] the limit to assume when none is stored, ARGV[4] '1' to
- * take the slot whatever the count (the talk already renders at D-ID). Returns { verdict, wait ms }: 1 taken,
+ * take the slot whatever the count (the talk already renders at D-ID), ARGV[5] the workers' limiter max (BullMQ
+ * keeps it in meta only for a queue-wide rate limit). Returns { verdict, wait ms }: 1 taken,
  * 0 full, 2 rate limited, 3 paused, 4 the batch was cancelled. A holder asking again keeps its slot.
  */
 const TAKE = new LuaScript(`${NOW}
@@ -55,8 +62,8 @@ if ARGV[4] == '1' or redis.call('ZSCORE', KEYS[1], ARGV[1]) then
 end
 if redis.call('HEXISTS', KEYS[5], 'cancelledAt') == 1 then return {4, 0} end
 if redis.call('HEXISTS', KEYS[4], 'paused') == 1 then return {3, 0} end
-local max = tonumber(redis.call('HGET', KEYS[4], 'max') or 0)
-if max > 0 and max <= tonumber(redis.call('GET', KEYS[3]) or 0) then
+local max = tonumber(redis.call('HGET', KEYS[4], 'max') or ARGV[5])
+if max <= tonumber(redis.call('GET', KEYS[3]) or 0) then
   local pttl = redis.call('PTTL', KEYS[3])
   if pttl > 0 then return {2, pttl} end
 end
@@ -66,6 +73,18 @@ if redis.call('ZCARD', KEYS[1]) < limit then
   return {1, 0}
 end
 return {0, 0}
+`);
+
+/**
+ * KEYS[1] slots, KEYS[2] the set of talks rendering (worker/render-tracker.ts); ARGV[1] job id, ARGV[2] the
+ * slot-freed channel. Gives the slot back, takes the talk off the render count and tells every worker, in one
+ * round trip (PUBLISH names no key, so this stays legal on a Cluster).
+ */
+const RELEASE = new LuaScript(`
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], '1')
+return 1
 `);
 
 /** KEYS[1] slots; ARGV[1] lease ms, ARGV[2..] job ids: extends the leases of those still held. */
@@ -101,7 +120,7 @@ export class RenderSlots {
    */
   async take(jobId: string, batchId: string, options: { force?: boolean } = {}): Promise<SlotVerdict> {
     const keys = [this.#slots, this.#limit, this.#limiter, this.#meta, this.keys.batch(batchId)];
-    const reply = (await TAKE.run(this.redis, keys, [jobId, this.leaseMs, this.defaultLimit, options.force ? '1' : '0'])) as [number, number];
+    const reply = (await TAKE.run(this.redis, keys, [jobId, this.leaseMs, this.defaultLimit, options.force ? '1' : '0', QUEUE_LIMITER.max])) as [number, number];
     const [verdict, waitMs] = reply;
     if (verdict === 1) return { kind: 'taken' };
     if (verdict === 2) return { kind: 'rate-limited', waitMs };
@@ -110,8 +129,9 @@ export class RenderSlots {
     return { kind: 'full' };
   }
 
+  /** Gives the slot back, takes the job's talk off the render count, and announces the freed slot to every worker. */
   async release(jobId: string): Promise<void> {
-    await this.redis.zrem(this.#slots, jobId);
+    await RELEASE.run(this.redis, [this.#slots, this.keys.rendering()], [jobId, this.keys.slotFreedChannel()]);
   }
 
   async renew(jobIds: readonly string[]): Promise<void> {

@@ -24,9 +24,9 @@ import { PreviewRequests, startPreviewWorker } from './preview-worker.js';
 import { RenderCache } from './render-cache.js';
 import { UploadCache } from './uploads.js';
 import { RenderTracker } from './render-tracker.js';
-import { publishSlotFreed, Wakeups } from './wakeups.js';
+import { Wakeups } from './wakeups.js';
 import { SlotKeeper } from './slot-keeper.js';
-import { RenderLimit, RenderSlots } from '../queue/render-slots.js';
+import { QUEUE_LIMITER, RenderLimit, RenderSlots } from '../queue/render-slots.js';
 import { queueKeys } from '../queue/keys.js';
 
 export interface TalkWorkerOptions {
@@ -141,7 +141,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   // The limit lives beside the slots; BullMQ's global concurrency is the limit plus the headroom for rows
   // downloading or ready to create (render-slots.ts).
   const concurrency = new AdaptiveConcurrency(new RenderLimit(renderSlots, queue), config.concurrency);
-  const slots = new SlotKeeper(renderSlots, wakeups, () => publishSlotFreed(connection, keys.slotFreedChannel()), (error, what) =>
+  const slots = new SlotKeeper(renderSlots, wakeups, (error, what) =>
     logger.warn({ err: error instanceof Error ? error.message : String(error) }, `${what} failed`),
   );
   await concurrency.start();
@@ -225,7 +225,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
       prefix: config.prefix,
       concurrency: config.workerConcurrency,
       // BullMQ only honours queue.rateLimit() (our 429 back-off) when a limiter is set; this one never binds.
-      limiter: { max: 1_000_000, duration: 1_000 },
+      limiter: QUEUE_LIMITER,
       lockDuration: config.lockMs,
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStalled,
@@ -334,12 +334,13 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
     closing ??= (async () => {
       handback.abort(new Error('worker shutting down'));
       credits.stop();
-      slots.stop();
       clearInterval(heartbeat);
       clearInterval(watchdog);
       const graceful = worker.close(closeOptions.force === true);
       const timer = setTimeout(() => void worker.close(true), config.shutdownTimeoutMs);
       await graceful.finally(() => clearTimeout(timer));
+      // Only now: a row still creating or handing back while the worker closed keeps its slot's lease.
+      slots.stop();
       renderCache.close();
       await previewWorker.close();
       await previewRequests.close();

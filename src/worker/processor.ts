@@ -150,6 +150,8 @@ class RowRun {
   readonly #held: HeldJob<JobPayload>;
   /** This try holds one of the shared render slots. */
   #slot = false;
+  /** Handed back while D-ID renders: the talk keeps its place in the render count and its slot for the next try. */
+  #handedOverRendering = false;
 
   constructor(
     private readonly deps: ProcessorDeps,
@@ -181,11 +183,26 @@ class RowRun {
       if (this.#endsTheRow(error)) await this.deps.batches.markFailed(this.payload.batchId, this.payload.rowKey);
       throw error;
     } finally {
-      // Whatever ended the wait for the render, the talk no longer holds one of our render slots.
+      await this.#leaveSlot(lostRow || this.signal?.aborted === true);
+    }
+  }
+
+  /**
+   * Whatever ended the try, the talk no longer holds one of our render slots. A try that lost its row keeps its
+   * hands off the slot and the render count: the worker that took the row over holds them now. A failure here
+   * must not replace the try's own signal (DelayedError, RateLimitError...): the lease frees the slot anyway.
+   */
+  async #leaveSlot(lostRow: boolean): Promise<void> {
+    try {
+      if (lostRow || this.#handedOverRendering) {
+        if (this.#slot) this.deps.slots.forget(this.#jobId);
+        this.#slot = false;
+        return;
+      }
       if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
-      // A try that lost its row keeps its hands off the slot: the worker that took the row over holds it now.
-      if (this.#slot && (lostRow || this.signal?.aborted === true)) this.deps.slots.forget(this.#jobId);
-      else if (this.#slot) await this.#releaseSlot();
+      if (this.#slot) await this.#releaseSlot();
+    } catch (error) {
+      this.#log.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not give the render slot back; its lease frees it');
     }
   }
 
@@ -307,6 +324,9 @@ class RowRun {
 
   /** Give the slot back without burning an attempt; the checkpoint says where to go on. */
   async #handBack(delayMs: number): Promise<never> {
+    // Settled before the job moves: once it has, another worker may resume it and take the same slot (job id).
+    if (this.#state.attempt.tracked) this.#handedOverRendering = true;
+    else await this.#leaveSlot(false);
     await this.deps.batches.markReleased(this.payload.batchId, this.payload.rowKey);
     await this.job.moveToDelayed(Date.now() + delayMs, this.token);
     throw new DelayedError();
@@ -470,7 +490,8 @@ class RowRun {
     // The first renders of a run are waited for on the generic back-off (1 s, then × 1.5): once a few are
     // timed, the rows still sleeping on it look now and then follow the render times (poll-schedule.ts).
     if (!wasKnown && this.memory.renderTimes.window() !== undefined) this.deps.wakeups.wakeAllHere();
-    await Promise.all([this.deps.rendering.remove(this.#jobId), this.#releaseSlot()]);
+    // One call: the slot back, the talk off the render count, every worker told (render-slots.ts).
+    await this.#releaseSlot();
     return { kind: 'render-ended' };
   }
 

@@ -3,8 +3,8 @@ import type { Wakeups } from './wakeups.js';
 
 /**
  * This process's side of the render slots every worker shares (queue/render-slots.ts): takes and gives them
- * back, renews the leases of those it holds (every third of a lease, one call for all), tells every worker
- * when one frees, and lets rows wait for one.
+ * back (which tells every worker), renews the leases of those it holds (every third of a lease, one call
+ * for all), and lets rows wait for one.
  */
 export class SlotKeeper {
   readonly #held = new Set<string>();
@@ -13,8 +13,6 @@ export class SlotKeeper {
   constructor(
     private readonly slots: RenderSlots,
     private readonly wakeups: Wakeups,
-    /** Publishes "a slot freed" to every worker process (wakeups.ts). */
-    private readonly announceFreed: () => Promise<unknown>,
     private readonly onError: (error: unknown, what: string) => void,
   ) {
     this.#timer = setInterval(() => {
@@ -30,10 +28,10 @@ export class SlotKeeper {
     return verdict;
   }
 
+  /** Gives the slot back (and takes the talk off the render count), announcing it to every worker. */
   async release(jobId: string): Promise<void> {
     this.#held.delete(jobId);
     await this.slots.release(jobId);
-    this.announceFreed().catch((error: unknown) => this.onError(error, 'announcing a freed render slot'));
   }
 
   /**

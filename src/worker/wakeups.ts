@@ -156,8 +156,3 @@ export function wakeChannel(prefix: string, queueName: string): string {
 export function publishWake(redis: RedisClient, prefix: string, queueName: string, jobId: string): Promise<number> {
   return redis.publish(wakeChannel(prefix, queueName), jobId);
 }
-
-/** Tells every worker process that a render slot freed (render-slots.ts). */
-export function publishSlotFreed(redis: RedisClient, slotChannel: string): Promise<number> {
-  return redis.publish(slotChannel, '1');
-}

@@ -28,7 +28,15 @@ describe('large batches: done rows in the ledger', () => {
     await h.enqueue('ledger', [row(0), row(1), row(2)]);
     await h.startWorker();
     await vi.waitFor(async () => expect((await h.handle.batches.counts('ledger')).done).toBe(3), { timeout: 20_000, interval: 50 });
-    const withJobs = await jsonlOf((await writeBatchReport(h.handle, 'ledger', h.config.outDir)).jsonl);
+    // A row is done before its preview job has run (previews trail the renders): compare once every note is in.
+    let withJobs: ResultRecord[] = [];
+    await vi.waitFor(
+      async () => {
+        withJobs = await jsonlOf((await writeBatchReport(h.handle, 'ledger', h.config.outDir)).jsonl);
+        expect(withJobs.filter((record) => record.previewNote === 'previews not made yet')).toEqual([]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
 
     // BullMQ keeps only the newest completed jobs; here every one goes.
     await h.handle.queue.clean(0, 1000, 'completed');

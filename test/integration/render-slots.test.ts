@@ -3,10 +3,11 @@ import { createRedis, type RedisClient } from '../../src/queue/connections.js';
 import { queueKeys } from '../../src/queue/keys.js';
 import { headroomFor, RenderLimit, RenderSlots } from '../../src/queue/render-slots.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
-import { publishSlotFreed, Wakeups } from '../../src/worker/wakeups.js';
+import { Wakeups } from '../../src/worker/wakeups.js';
 import { SlotKeeper } from '../../src/worker/slot-keeper.js';
 import { row, startHarness, untilBatchFinished, type Harness } from '../helpers/harness.js';
-import { cancelBatch } from '../../src/app/index.js';
+import { BatchService, cancelBatch } from '../../src/app/index.js';
+import { silentLogger } from '../../src/shared/logger.js';
 import { jobIdFor } from '../../src/queue/payload.js';
 import { testConfig } from '../helpers/context.js';
 
@@ -74,8 +75,10 @@ describe('render slots (real Redis)', () => {
 
   it("honours the queue's 429 back-off and pause", async () => {
     const { slots, handle: h, keys } = await slotsOn();
-    // BullMQ only honours a manual rate limit with a limiter set (create-worker.ts); its max lives in the meta hash.
-    await h.redis.hset(`${keys.base}:meta`, 'max', 1_000_000);
+    // A worker's own limiter counts the jobs it starts in the key as well: that is not a back-off.
+    await h.redis.set(`${keys.base}:limiter`, 5, 'PX', 1_000);
+    expect(await slots.take('early', 'b')).toEqual({ kind: 'taken' });
+    await slots.release('early');
     await h.queue.rateLimit(2_000);
     const verdict = await slots.take('a', 'b');
     expect(verdict.kind).toBe('rate-limited');
@@ -97,12 +100,12 @@ describe('render slots (real Redis)', () => {
   });
 
   it('wakes a row of another process waiting for a slot as soon as one is given back', async () => {
-    const { slots, keys, handle: h, redisUrl } = await slotsOn(30_000, 1);
+    const { slots, keys, redisUrl } = await slotsOn(30_000, 1);
     const subscriber = createRedis(redisUrl, 'worker');
     extra.push(subscriber);
     const there = new Wakeups(keys.wakeChannel(), keys.slotFreedChannel());
     await there.listen(subscriber);
-    const here = new SlotKeeper(slots, new Wakeups(keys.wakeChannel(), keys.slotFreedChannel()), () => publishSlotFreed(h.redis, keys.slotFreedChannel()), () => undefined);
+    const here = new SlotKeeper(slots, new Wakeups(keys.wakeChannel(), keys.slotFreedChannel()), () => undefined);
     try {
       expect(await here.take('holder', 'b')).toEqual({ kind: 'taken' });
       expect(await slots.take('waiter', 'b')).toEqual({ kind: 'full' });
@@ -155,5 +158,14 @@ describe('render slots in a worker', () => {
     expect(h.simulator.stats().totalCreates).toBe(1);
     const failures = await Promise.all(Array.from({ length: 6 }, async (_, i) => (await h.handle.queue.getJob(jobIdFor('cancel-wait', row(i).rowKey)))?.data.state?.failure?.code));
     expect(failures.filter((code) => code === 'BATCH_CANCELLED')).toHaveLength(2);
+    // `retry --failed` runs them after all (the batch is no longer cancelled).
+    const service = new BatchService({ config: h.config, handle: h.handle, logger: silentLogger });
+    try {
+      expect(await service.retryFailed('cancel-wait')).toMatchObject({ retried: 2 });
+    } finally {
+      await service.close();
+    }
+    await vi.waitFor(async () => expect((await h.handle.batches.counts('cancel-wait')).done).toBe(3), { timeout: 15_000, interval: 50 });
+    expect(h.simulator.stats().totalCreates).toBe(3);
   });
 });
