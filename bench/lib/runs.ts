@@ -9,7 +9,7 @@ import { commandCounts, diffStats, resetCommandCounts, total, type BenchRedis } 
 import { renderMsOf, type SimStats, type SimTalk, type SimulatorProcess } from './simulator.js';
 import { startTalkbatch } from './talkbatch.js';
 import { queueKeys } from '../../src/queue/keys.js';
-import { RenderSlots } from '../../src/queue/render-slots.js';
+import { readRenderLimit } from '../../src/queue/render-slots.js';
 
 export interface RunOutcome {
   label: string;
@@ -125,7 +125,7 @@ export async function runTalkbatchOnce(options: {
       serverCommands: total(server),
       serverCommandsByName: Object.fromEntries([...server].filter(([, count]) => count > 0)),
       results: completed.map((job) => job.returnvalue).filter((value): value is RowResult => Boolean(value)),
-      renderLimitAtEnd: await new RenderSlots(setup.handle.redis, queueKeys(setup.config.prefix, setup.config.queueName), 1, 1).limit(),
+      renderLimitAtEnd: await readRenderLimit(setup.handle.redis, queueKeys(setup.config.prefix, setup.config.queueName)),
     };
   } finally {
     await setup.close();

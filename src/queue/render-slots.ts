@@ -12,7 +12,7 @@ import { LuaScript } from './lua-script.js';
  * create needs, and create the moment one frees.
  *
  * The slots are a sorted set of job ids scored by when each holder's lease ends; holders renew them while
- * they render (RenderSlotLeases), so a dead worker's slots free themselves after TALKBATCH_LOCK_MS, as BullMQ
+ * they render (worker/slot-keeper.ts), so a dead worker's slots free themselves after TALKBATCH_LOCK_MS, as BullMQ
  * gives its rows to another worker after that time. The render limit itself is a key of its own beside it:
  * adaptive concurrency (429s) lowers and raises it for every worker at once.
  */
@@ -94,24 +94,29 @@ for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i]) end
 return #ARGV - 1
 `);
 
+/** The render limit every worker of the queue follows, or null when none is stored yet. */
+export async function readRenderLimit(redis: RedisClient, keys: QueueKeys): Promise<number | null> {
+  const value = await redis.get(keys.renderLimit());
+  const limit = value === null ? Number.NaN : Number(value);
+  return Number.isInteger(limit) && limit > 0 ? limit : null;
+}
+
 export class RenderSlots {
   readonly #slots: string;
-  readonly #limit: string;
-  readonly #limiter: string;
-  readonly #meta: string;
+  /** BullMQ's own names for the queue's rate limiter and meta hash: the take script reads both. */
+  readonly #bullmq: { limiter: string; meta: string };
 
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: QueueKeys,
+    queue: Pick<Queue, 'toKey'>,
     /** How long a slot stays held without renewal. */
     readonly leaseMs: number,
     /** The render limit assumed before any worker stored one (TALKBATCH_CONCURRENCY). */
     private readonly defaultLimit: number,
   ) {
     this.#slots = keys.renderSlots();
-    this.#limit = keys.renderLimit();
-    this.#limiter = `${keys.base}:limiter`;
-    this.#meta = `${keys.base}:meta`;
+    this.#bullmq = { limiter: queue.toKey('limiter'), meta: queue.toKey('meta') };
   }
 
   /**
@@ -119,7 +124,7 @@ export class RenderSlots {
    * a crash).
    */
   async take(jobId: string, batchId: string, options: { force?: boolean } = {}): Promise<SlotVerdict> {
-    const keys = [this.#slots, this.#limit, this.#limiter, this.#meta, this.keys.batch(batchId)];
+    const keys = [this.#slots, this.keys.renderLimit(), this.#bullmq.limiter, this.#bullmq.meta, this.keys.batch(batchId)];
     const reply = (await TAKE.run(this.redis, keys, [jobId, this.leaseMs, this.defaultLimit, options.force ? '1' : '0', QUEUE_LIMITER.max])) as [number, number];
     const [verdict, waitMs] = reply;
     if (verdict === 1) return { kind: 'taken' };
@@ -144,21 +149,18 @@ export class RenderSlots {
   }
 
   /** The render limit every worker follows, or null when none is stored yet. */
-  async limit(): Promise<number | null> {
-    const value = await this.redis.get(this.#limit);
-    const limit = value === null ? Number.NaN : Number(value);
-    return Number.isInteger(limit) && limit > 0 ? limit : null;
+  limit(): Promise<number | null> {
+    return readRenderLimit(this.redis, this.keys);
   }
 
   async setLimit(limit: number): Promise<void> {
-    await this.redis.set(this.#limit, String(limit));
+    await this.redis.set(this.keys.renderLimit(), String(limit));
   }
 }
 
 /**
  * Where adaptive concurrency keeps the render limit: the limit in its own key, and BullMQ's global
- * concurrency (rows being worked on, across every worker) the limit plus headroom. Shaped like the two Queue
- * methods adaptive concurrency used when the limit was BullMQ's global concurrency itself.
+ * concurrency (rows being worked on, across every worker) the limit plus headroom.
  */
 export class RenderLimit {
   constructor(
@@ -166,11 +168,11 @@ export class RenderLimit {
     private readonly queue: Pick<Queue, 'setGlobalConcurrency'>,
   ) {}
 
-  getGlobalConcurrency(): Promise<number | null> {
+  get(): Promise<number | null> {
     return this.slots.limit();
   }
 
-  async setGlobalConcurrency(limit: number): Promise<void> {
+  async set(limit: number): Promise<void> {
     await this.slots.setLimit(limit);
     await this.queue.setGlobalConcurrency(limit + headroomFor(limit));
   }

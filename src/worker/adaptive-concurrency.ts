@@ -1,7 +1,7 @@
 /** Where the render limit every worker follows is kept (queue/render-slots.ts, RenderLimit). */
 export interface SharedLimit {
-  getGlobalConcurrency(): Promise<number | null>;
-  setGlobalConcurrency(limit: number): Promise<unknown>;
+  get(): Promise<number | null>;
+  set(limit: number): Promise<unknown>;
 }
 
 /**
@@ -20,7 +20,7 @@ export class AdaptiveConcurrency {
   #burstMax = 0;
 
   constructor(
-    private readonly queue: SharedLimit,
+    private readonly limit: SharedLimit,
     readonly ceiling: number,
     private readonly options: { decreaseFactor?: number; cooldownMs?: number; probeAfterMs?: number; now?: () => number } = {},
   ) {
@@ -36,9 +36,9 @@ export class AdaptiveConcurrency {
    * worker must not undo what 429s taught); a value above the ceiling is brought down to it.
    */
   async start(): Promise<void> {
-    const shared = await this.queue.getGlobalConcurrency();
+    const shared = await this.limit.get();
     if (shared === null || shared > this.ceiling || shared < 1) {
-      await this.queue.setGlobalConcurrency(this.ceiling);
+      await this.limit.set(this.ceiling);
       this.#current = this.ceiling;
     } else {
       this.#current = shared;
@@ -71,13 +71,13 @@ export class AdaptiveConcurrency {
     this.#lastDecreaseAt = now;
     this.#capBurst = undefined;
     this.#burstMax = rendering ?? 0;
-    const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
+    const shared = (await this.limit.get()) ?? this.#current;
     const cut = Math.floor(shared * (this.options.decreaseFactor ?? 0.75));
     // Includes what the burst's other 429s saw while the shared value was being read.
     const seen = this.#burstMax;
     const capSeen = seen > 0 && seen < shared;
     const next = Math.max(1, capSeen ? seen : cut);
-    if (next < shared) await this.queue.setGlobalConcurrency(next);
+    if (next < shared) await this.limit.set(next);
     this.#current = Math.min(next, shared);
     const burst = capSeen ? { at: now, from: shared } : undefined;
     this.#capBurst = burst;
@@ -95,7 +95,7 @@ export class AdaptiveConcurrency {
     const now = (this.options.now ?? Date.now)();
     if (!burst || burst !== this.#capBurst || now - burst.at >= (this.options.cooldownMs ?? 1_000)) return;
     if (rendering > this.#current && rendering < burst.from) {
-      await this.queue.setGlobalConcurrency(rendering);
+      await this.limit.set(rendering);
       this.#current = rendering;
     }
   }
@@ -106,9 +106,9 @@ export class AdaptiveConcurrency {
     if (this.#successes < Math.max(10, this.#current * 3)) return;
     if ((this.options.now ?? Date.now)() - this.#lastDecreaseAt < (this.options.probeAfterMs ?? 10_000)) return;
     this.#successes = 0;
-    const shared = (await this.queue.getGlobalConcurrency()) ?? this.#current;
+    const shared = (await this.limit.get()) ?? this.#current;
     if (shared < this.ceiling) {
-      await this.queue.setGlobalConcurrency(shared + 1);
+      await this.limit.set(shared + 1);
       this.#current = shared + 1;
     } else {
       this.#current = shared;

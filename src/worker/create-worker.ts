@@ -137,7 +137,7 @@ export async function startTalkWorker(options: TalkWorkerOptions): Promise<TalkW
   const { publicUrl, webhookSecret } = config;
   const webhookUrlFor =
     options.webhookUrlFor ?? (publicUrl && webhookSecret ? (jobId: string) => webhookUrl(publicUrl, webhookSecret, jobId) : undefined);
-  const renderSlots = new RenderSlots(connection, keys, config.lockMs, config.concurrency);
+  const renderSlots = new RenderSlots(connection, keys, queue, config.lockMs, config.concurrency);
   // The limit lives beside the slots; BullMQ's global concurrency is the limit plus the headroom for rows
   // downloading or ready to create (render-slots.ts).
   const concurrency = new AdaptiveConcurrency(new RenderLimit(renderSlots, queue), config.concurrency);

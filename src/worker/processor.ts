@@ -199,8 +199,9 @@ class RowRun {
         this.#slot = false;
         return;
       }
-      if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
+      // Giving the slot back takes the talk off the render count too (one script); without a slot, only the count.
       if (this.#slot) await this.#releaseSlot();
+      else if (this.#state.attempt.tracked) await this.deps.rendering.remove(this.#jobId);
     } catch (error) {
       this.#log.warn({ err: error instanceof Error ? error.message : String(error) }, 'could not give the render slot back; its lease frees it');
     }

@@ -7,7 +7,7 @@ import { enqueueRows } from '../../src/queue/producer.js';
 import type { BatchCounts, BatchStore } from '../../src/queue/batches.js';
 import { openQueue, type QueueHandle } from '../../src/queue/talk-queue.js';
 import { queueKeys } from '../../src/queue/keys.js';
-import { RenderSlots } from '../../src/queue/render-slots.js';
+import { readRenderLimit } from '../../src/queue/render-slots.js';
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../../src/simulator/server.js';
 import { silentLogger } from '../../src/shared/logger.js';
 import { startTalkWorker, type TalkWorker, type TalkWorkerOptions } from '../../src/worker/create-worker.js';
@@ -84,5 +84,5 @@ export async function untilBatchFinished(batches: BatchStore, batchId: string, t
 
 /** The render limit the workers of this queue follow now (adaptive concurrency learns it from 429s). */
 export function renderLimitOf(handle: QueueHandle, config: Pick<Config, 'prefix' | 'queueName'>): Promise<number | null> {
-  return new RenderSlots(handle.redis, queueKeys(config.prefix, config.queueName), 1, 1).limit();
+  return readRenderLimit(handle.redis, queueKeys(config.prefix, config.queueName));
 }

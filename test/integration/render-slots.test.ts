@@ -28,7 +28,7 @@ async function slotsOn(leaseMs = 30_000, limit = 2): Promise<{ slots: RenderSlot
   const redisUrl = config.redisUrl as string;
   handle = await openQueue(config, redisUrl);
   const keys = queueKeys(config.prefix, config.queueName);
-  return { slots: new RenderSlots(handle.redis, keys, leaseMs, limit), handle, keys, redisUrl };
+  return { slots: new RenderSlots(handle.redis, keys, handle.queue, leaseMs, limit), handle, keys, redisUrl };
 }
 
 describe('render slots (real Redis)', () => {
@@ -50,13 +50,13 @@ describe('render slots (real Redis)', () => {
   it('follows the limit stored in Redis, and sets BullMQ global concurrency to the limit plus headroom', async () => {
     const { slots, handle: h } = await slotsOn();
     const limit = new RenderLimit(slots, h.queue);
-    expect(await limit.getGlobalConcurrency()).toBeNull();
-    await limit.setGlobalConcurrency(1);
-    expect(await limit.getGlobalConcurrency()).toBe(1);
+    expect(await limit.get()).toBeNull();
+    await limit.set(1);
+    expect(await limit.get()).toBe(1);
     expect(await h.queue.getGlobalConcurrency()).toBe(1 + headroomFor(1));
     expect(await slots.take('a', 'b')).toEqual({ kind: 'taken' });
     expect(await slots.take('b', 'b')).toEqual({ kind: 'full' });
-    await limit.setGlobalConcurrency(32);
+    await limit.set(32);
     expect(await h.queue.getGlobalConcurrency()).toBe(40);
   });
 
@@ -74,9 +74,9 @@ describe('render slots (real Redis)', () => {
   });
 
   it("honours the queue's 429 back-off and pause", async () => {
-    const { slots, handle: h, keys } = await slotsOn();
+    const { slots, handle: h } = await slotsOn();
     // A worker's own limiter counts the jobs it starts in the key as well: that is not a back-off.
-    await h.redis.set(`${keys.base}:limiter`, 5, 'PX', 1_000);
+    await h.redis.set(h.queue.toKey('limiter'), 5, 'PX', 1_000);
     expect(await slots.take('early', 'b')).toEqual({ kind: 'taken' });
     await slots.release('early');
     await h.queue.rateLimit(2_000);

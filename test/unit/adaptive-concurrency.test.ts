@@ -7,11 +7,11 @@ function fakeQueue(initial: number | null) {
     get value() {
       return value;
     },
-    setGlobalConcurrency: async (n: number) => {
+    set: async (n: number) => {
       value = n;
       return n;
     },
-    getGlobalConcurrency: async () => value,
+    get: async () => value,
   };
 }
 
